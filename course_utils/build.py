@@ -1,0 +1,104 @@
+"""``course build``: regenerate notebooks/ (student release) from solutions/ with nbgrader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ASSIGNMENT_PATTERN = "[0-9][0-9]_*"
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """Return the course repository root: the nearest folder above with nbgrader_config.py and solutions/."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir():
+            return folder
+    raise FileNotFoundError(
+        f"no course repository above {here}: expected a folder holding nbgrader_config.py and solutions/"
+    )
+
+
+def list_assignments(root: Path) -> list[str]:
+    """Return the assignment ids under solutions/, in course order."""
+    return sorted(
+        p.name for p in (root / "solutions").glob(ASSIGNMENT_PATTERN)
+        if p.is_dir() and (p / f"{p.name}.ipynb").is_file()
+    )
+
+
+def nbgrader(args: list[str], cwd: Path, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one nbgrader sub-command in ``cwd`` (where it reads nbgrader_config.py)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def normalise_notebook(path: Path) -> None:
+    """Strip what makes a release differ between machines: versions and execution metadata."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb.get("metadata", {}).get("language_info", {}).pop("version", None)
+    for cell in nb.get("cells", []):
+        for key in ("execution", "ExecuteTime", "collapsed", "scrolled"):
+            cell.get("metadata", {}).pop(key, None)
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def generate_release(root: Path, assignment: str, dest: Path) -> Path:
+    """Generate one assignment's student release into ``dest/assignment`` and return that folder."""
+    with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
+        work = Path(tmp)
+        shutil.copytree(root / "solutions" / assignment, work / "solutions" / assignment,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        shutil.copy(root / "nbgrader_config.py", work / "nbgrader_config.py")
+        result = nbgrader(["generate_assignment", assignment, "--no-db", "--force"], cwd=work)
+        released = work / "notebooks" / assignment
+        if result.returncode != 0 or not released.is_dir():
+            raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{result.stdout}\n{result.stderr}")
+        for notebook in released.glob("*.ipynb"):
+            normalise_notebook(notebook)
+        target = dest / assignment
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(released, target)
+    return target
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def build(root: Path, assignments: list[str] | None = None, check: bool = False) -> list[str]:
+    """Regenerate notebooks/ (or with ``check`` only compare); return the stale or written paths."""
+    known = list_assignments(root)
+    wanted = assignments or known
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ValueError(f"no such assignment in solutions/: {', '.join(unknown)}; have {known}")
+    changed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
+        for assignment in wanted:
+            fresh = _files(generate_release(root, assignment, Path(tmp)))
+            current_dir = root / "notebooks" / assignment
+            current = _files(current_dir) if current_dir.is_dir() else {}
+            changed += [f"notebooks/{assignment}/{name}" for name in sorted(set(fresh) | set(current))
+                        if fresh.get(name) != current.get(name)]
+            if not check and fresh != current:
+                if current_dir.exists():
+                    shutil.rmtree(current_dir)
+                shutil.copytree(Path(tmp) / assignment, current_dir)
+    if assignments is None:  # a release whose solution is gone is stale too
+        for orphan in sorted((root / "notebooks").glob(ASSIGNMENT_PATTERN)):
+            if orphan.is_dir() and orphan.name not in known:
+                changed.append(f"notebooks/{orphan.name}/ (no solutions/{orphan.name})")
+                if not check:
+                    shutil.rmtree(orphan)
+    return changed

@@ -1,0 +1,115 @@
+"""The ``course`` command: build, validate, grade, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _build(args: argparse.Namespace) -> int:
+    from course_utils.build import build, repo_root
+
+    changed = build(repo_root(), args.assignments or None, check=args.check)
+    if args.check:
+        if changed:
+            print("stale student notebooks (run `course build`):")
+            print("\n".join(f"  {name}" for name in changed))
+            return 1
+        print("notebooks/ is up to date with solutions/")
+        return 0
+    print("\n".join(f"wrote {name}" for name in changed) or "notebooks/ already up to date")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from course_utils.validate import report, validate
+
+    path = Path(args.notebook)
+    if not path.is_file():
+        print(f"no notebook at {path}", file=sys.stderr)
+        return 2
+    print(f"running {path} (this executes every cell; training cells take a while) ...", flush=True)
+    items = validate(path, timeout=args.timeout)
+    print(report(items))
+    return 0 if items and all(r.passed for r in items) else 1
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from course_utils.build import repo_root
+    from course_utils.grading import grade, summary
+
+    rows = grade(repo_root(), Path(args.submissions), args.assignment,
+                 Path(args.out) if args.out else None, args.jobs, args.cell_timeout)
+    print(summary(rows))
+    out = Path(args.out) if args.out else repo_root() / "grading" / rows[0].assignment if rows else None
+    if out:
+        print(f"grades: {out / 'grades.csv'}\nfeedback: {out / 'feedback'}")
+    return 1 if any(r.status != "graded" for r in rows) else 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import importlib.metadata as metadata
+
+    from course_utils.data import available_datasets, gensim_data_dir
+    from course_utils.runtime import describe_environment, get_device
+
+    print(describe_environment(get_device()))
+    for package in ("nbgrader", "nbval", "jupyterlab", "gensim", "matplotlib", "tqdm"):
+        try:
+            print(f"{package:<11} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            print(f"{package:<11} MISSING")
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}  "
+          f"COURSE_DEVICE={os.environ.get('COURSE_DEVICE', '(unset)')}")
+    datasets = available_datasets()
+    try:
+        print(f"data from {gensim_data_dir()}")
+    except (RuntimeError, FileNotFoundError) as error:
+        print(f"data: {error}")
+    for name, ok in datasets.items():
+        print(f"  {'ok     ' if ok else 'MISSING'} {name}")
+    return 0 if all(datasets.values()) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``course`` command."""
+    p = argparse.ArgumentParser(prog="course", description="Build, check and grade the course.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="regenerate notebooks/ from solutions/ with nbgrader")
+    b.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
+    b.add_argument("--check", action="store_true", help="only compare; exit 1 naming each stale file")
+    b.set_defaults(run=_build)
+
+    v = sub.add_parser("validate", help="run a notebook and report each graded test")
+    v.add_argument("notebook")
+    v.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    v.set_defaults(run=_validate)
+
+    g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<assignment>/*.ipynb")
+    g.add_argument("submissions")
+    g.add_argument("--assignment", help="assignment id (default: the one the submissions hold)")
+    g.add_argument("--out", help="folder for grades.csv and feedback/ (default grading/<assignment>)")
+    g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: cores)")
+    g.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (default 300)")
+    g.set_defaults(run=_grade)
+
+    d = sub.add_parser("doctor", help="versions, device, threads, data sets found")
+    d.set_defaults(run=_doctor)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``course`` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"course {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

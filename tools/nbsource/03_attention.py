@@ -1,0 +1,791 @@
+# %% [markdown] slide
+# # 03 · Attention
+#
+# **Learning objectives.** After this notebook you can
+# 1. **explain** why a fixed-size encoder state is a bottleneck for sequence-to-sequence models;
+# 2. **implement** additive (Bahdanau), multiplicative (Luong) and scaled dot-product attention with boolean masks;
+# 3. **measure** why dot-product scores are divided by $\sqrt{d_k}$;
+# 4. **train** a GRU encoder-decoder with attention that turns human-written dates into ISO dates;
+# 5. **read** what the trained model attends to from its alignment heatmaps.
+#
+# **Prerequisites.** PyTorch tensors and `nn.Module`, recurrent networks (GRU), cross-entropy.
+# Notebooks 01-02 help but are not required.
+#
+# **Estimated time.** 2 hours. The whole notebook runs in about a minute on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: start from the bottleneck picture; ask the room how a 128-number vector
+# could hold a 40-word sentence. The rest of the lecture answers that question.
+
+# %% [markdown] subslide
+# ## Setup
+#
+# `course_utils` holds the plumbing (data, plots, the training loop); everything that
+# *is* attention you write yourself below. `get_device()` picks CUDA when present; set
+# `COURSE_DEVICE=cpu` to force the CPU.
+
+# %% locked id=setup
+import math
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.data import Vocab, make_dates, seq2seq_loader
+from course_utils.plot import plot_curves, plot_history, show_attention
+from course_utils.train import count_parameters, fit
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Intuition: the bottleneck
+#
+# A plain encoder-decoder reads the whole source into one vector $h_S$ and decodes
+# from it alone. Every detail of a long input must squeeze through those numbers.
+#
+# **Attention** lets the decoder, at every output step, look back at *all* encoder
+# states and take a weighted average of the ones that matter now. The weights are
+# computed from how well each encoder state (a **key**) matches the decoder's current
+# state (the **query**).
+#
+# The figure shows the idea on a toy example: the weights over five source positions
+# for three decoder steps. Each row sums to one.
+
+# %% fragment
+toy = torch.softmax(torch.tensor([[4.0, 1, 0, 0, 0], [0, 0.5, 4, 1, 0], [0, 0, 0.5, 1, 4]]), dim=-1)
+show_attention(toy, queries=["out 1", "out 2", "out 3"], keys=["x1", "x2", "x3", "x4", "x5"],
+               title="each output step attends to a different input")
+plt.show()
+
+# %% [markdown] slide
+# ## 2 · The math
+#
+# One decoder step attends over $S$ source positions. With a query $q$, keys $k_j$ and values $v_j$:
+#
+# $$e_j = \operatorname{score}(q, k_j), \qquad \alpha_j = \frac{\exp e_j}{\sum_{j'} \exp e_{j'}}, \qquad c = \sum_j \alpha_j v_j$$
+#
+# Three scores, in historical order:
+#
+# $$\text{additive (Bahdanau 2014):}\quad e_j = w^\top \tanh(W_q q + W_k k_j)$$
+# $$\text{multiplicative (Luong 2015):}\quad e_j = q^\top W k_j$$
+# $$\text{scaled dot product (Vaswani 2017):}\quad e_j = \frac{q^\top k_j}{\sqrt{d_k}}$$
+#
+# A **mask** $m_j \in \{\text{True}, \text{False}\}$ says which keys may be attended to
+# (True = may attend, as in `F.scaled_dot_product_attention`). Masked scores are set to the
+# most negative float, so their weight is exactly zero.
+
+# %% [markdown] subslide
+# | symbol | shape | meaning | code name |
+# |---|---|---|---|
+# | $q$ | `(batch, d_query)` | decoder state asking "what do I need?" | `query` |
+# | $k_j$ | `(batch, src_len, d_key)` | encoder states, matched against the query | `keys` |
+# | $v_j$ | `(batch, src_len, d_value)` | encoder states, averaged into the answer | `values` |
+# | $m_j$ | `(batch, src_len)` bool | True where attending is allowed | `mask` |
+# | $W_q, W_k$ | `(d_attn, d_query)`, `(d_attn, d_key)` | additive projections | `w_query`, `w_key` |
+# | $w$ | `(d_attn,)` | additive scoring vector | `v` |
+# | $W$ | `(d_query, d_key)` | bilinear (multiplicative) map | `w` |
+# | $e_j$ | `(batch, src_len)` | scores | `scores` |
+# | $\alpha_j$ | `(batch, src_len)` | attention weights, sum to 1 over allowed keys | `weights` |
+# | $c$ | `(batch, d_value)` | context vector | `context` |
+
+# %% [markdown] slide
+# ## 3 · Exercise 1: additive scores (2 points)
+#
+# Write `additive_scores(query, keys, w_query, w_key, v)` returning $e_j = w^\top \tanh(W_q q + W_k k_j)$.
+#
+# * `query` `(batch, d_query)`, `keys` `(batch, src_len, d_key)`;
+# * `w_query` `(d_attn, d_query)`, `w_key` `(d_attn, d_key)`, `v` `(d_attn,)` are plain tensors;
+# * return `(batch, src_len)`.
+#
+# Broadcast the projected query over the source positions; no loops.
+
+# %% solution id=additive_scores
+def additive_scores(query: torch.Tensor, keys: torch.Tensor, w_query: torch.Tensor,
+                    w_key: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bahdanau scores e_j = v . tanh(W_q q + W_k k_j); returns (batch, src_len)."""
+    ### BEGIN SOLUTION
+    projected_query = query @ w_query.T                       # (batch, d_attn)
+    projected_keys = keys @ w_key.T                           # (batch, src_len, d_attn)
+    hidden = torch.tanh(projected_query.unsqueeze(1) + projected_keys)  # (batch, src_len, d_attn)
+    return hidden @ v                                         # (batch, src_len)
+    ### END SOLUTION
+
+# %% fragment
+# Try it: two sequences, five source positions.
+g = torch.Generator().manual_seed(0)
+demo_scores = additive_scores(torch.randn(2, 6, generator=g), torch.randn(2, 5, 4, generator=g),
+                              torch.randn(3, 6, generator=g), torch.randn(3, 4, generator=g),
+                              torch.randn(3, generator=g))
+print(demo_scores.shape, demo_scores)
+
+# %% test id=test_additive_scores points=2
+"""additive_scores: shape (batch, src_len) and the closed form with identity projections."""
+q = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+k = torch.tensor([[[1.0, 1.0], [-0.5, 2.0], [0.0, 0.0]]], dtype=torch.float64)
+eye = torch.eye(2, dtype=torch.float64)
+got = additive_scores(q, k, eye, eye, torch.ones(2, dtype=torch.float64))
+check_shape(got, (1, 3), "additive_scores(...)")
+# With W_q = W_k = I and v = 1: e_j = tanh(q1 + k_j1) + tanh(q2 + k_j2)
+expected = torch.tensor([[math.tanh(1.5) + math.tanh(0.0), math.tanh(0.0) + math.tanh(1.0),
+                          math.tanh(0.5) + math.tanh(-1.0)]], dtype=torch.float64)
+assert_close(got, expected, "scores with identity projections", atol=1e-12)
+### BEGIN HIDDEN TESTS
+# rectangular projections catch a transposed weight; v weighting catches a plain sum
+g = torch.Generator().manual_seed(1)
+q = torch.randn(4, 3, dtype=torch.float64, generator=g)
+k = torch.randn(4, 7, 5, dtype=torch.float64, generator=g)
+wq = torch.randn(2, 3, dtype=torch.float64, generator=g)
+wk = torch.randn(2, 5, dtype=torch.float64, generator=g)
+v = torch.tensor([2.0, -3.0], dtype=torch.float64)
+got = additive_scores(q, k, wq, wk, v)
+check_shape(got, (4, 7), "additive_scores with d_attn=2")
+# each batch row must only use its own query
+alone = additive_scores(q[2:3], k[2:3], wq, wk, v)
+assert_close(got[2:3], alone, "batch rows are independent", atol=1e-12)
+# scaling v scales the scores linearly; a missing tanh breaks the bound |e| <= |v|_1
+assert_close(additive_scores(q, k, wq, wk, 2 * v), 2 * got, "linear in v", atol=1e-12)
+assert got.abs().max() <= v.abs().sum() + 1e-12, "scores exceed |v|_1: is tanh missing?"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 2: masked softmax and the weighted sum (3 points)
+#
+# Write `attend(scores, values, mask=None)` returning `(context, weights)`:
+#
+# * `scores` `(..., q_len, k_len)` or `(batch, k_len)`; `values` `(..., k_len, d_value)` or `(batch, k_len, d_value)`;
+# * `mask` broadcastable to `scores`, boolean, **True = may attend**;
+# * fill masked scores with `torch.finfo(scores.dtype).min` (never `-1e9`: it overflows in half precision);
+# * a row whose keys are **all** masked gets weights of zero and a zero context, and no NaN anywhere;
+# * `weights` has the shape of `scores`; `context` is `weights @ values`.
+#
+# When `scores` is `(batch, k_len)` (one query per sequence) return `context` of shape `(batch, d_value)`.
+
+# %% solution id=attend
+def attend(scores: torch.Tensor, values: torch.Tensor,
+           mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax over the last axis with a boolean mask (True = may attend), then weight the values."""
+    ### BEGIN SOLUTION
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)                  # (..., k_len)
+    if mask is not None:
+        weights = weights * mask                             # all-masked rows: uniform -> 0
+    if weights.dim() == values.dim() - 1:                   # one query per sequence
+        return (weights.unsqueeze(-2) @ values).squeeze(-2), weights  # (batch, d_value)
+    return weights @ values, weights                         # (..., q_len, d_value)
+    ### END SOLUTION
+
+# %% fragment
+# Try it: the second sequence has only 2 real tokens, the third none at all.
+scores = torch.zeros(3, 4)
+values = torch.arange(12.0).reshape(1, 4, 3).expand(3, 4, 3)
+mask = torch.tensor([[True, True, True, True], [True, True, False, False], [False] * 4])
+context, weights = attend(scores, values, mask)
+print(weights)
+print(context)
+
+# %% test id=test_attend points=3
+"""attend: weights sum to 1 over allowed keys, are 0 on masked keys, and all-masked rows give zeros without NaN."""
+scores = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 1.0, 1.0]])
+values = torch.eye(3).expand(3, 3, 3)
+mask = torch.tensor([[True, True, False], [False, False, False], [True, True, True]])
+context, weights = attend(scores, values, mask)
+check_shape(weights, (3, 3), "weights")
+check_shape(context, (3, 3), "context")
+expected_row0 = torch.softmax(torch.tensor([1.0, 2.0]), dim=0)
+assert_close(weights[0, :2], expected_row0, "weights over the two allowed keys")
+assert weights[0, 2] == 0, f"a masked key must get weight exactly 0, got {weights[0, 2].item()}"
+assert not torch.isnan(weights).any() and not torch.isnan(context).any(), "NaN in the output"
+assert_close(weights[1], torch.zeros(3), "an all-masked row gets zero weights")
+assert_close(weights.sum(-1)[[0, 2]], torch.ones(2), "rows with allowed keys sum to 1")
+### BEGIN HIDDEN TESTS
+# an inverted mask, softmax over the wrong axis, or -1e9 filling all fail here
+s = torch.randn(2, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+vals = torch.randn(2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+m = torch.rand(2, 4, 5, generator=torch.Generator().manual_seed(5)) > 0.4
+m[0, 1] = False
+ctx, w = attend(s, vals, m)
+check_shape(w, (2, 4, 5), "weights for (batch, q_len, k_len) scores")
+check_shape(ctx, (2, 4, 6), "context for (batch, q_len, k_len) scores")
+assert (w[~m] == 0).all(), "masked keys must get weight 0"
+assert_close(w[0, 1], torch.zeros(5, dtype=torch.float64), "all-masked query row")
+assert_close(ctx[0, 1], torch.zeros(6, dtype=torch.float64), "context of an all-masked row")
+rows = m.any(-1)
+assert_close(w.sum(-1)[rows], torch.ones(int(rows.sum()), dtype=torch.float64), "weights sum to 1")
+assert_close(ctx, w @ vals, "context = weights @ values", atol=1e-12)
+# no mask at all, and gradients without NaN for all-masked rows
+_, w_plain = attend(s, vals)
+assert_close(w_plain, torch.softmax(s, -1), "no mask: plain softmax", atol=1e-12)
+s16 = torch.randn(1, 2, 3, dtype=torch.float16)
+_, w16 = attend(s16, torch.randn(1, 3, 2, dtype=torch.float16), torch.tensor([[[True, False, True], [False] * 3]]))
+assert not torch.isnan(w16).any(), "float16 masking produced NaN: use torch.finfo(dtype).min"
+s_grad = s.clone().requires_grad_(True)
+attend(s_grad, vals, m)[0].sum().backward()
+assert not torch.isnan(s_grad.grad).any(), "NaN gradient through an all-masked row"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 3: additive attention as a module (2 points)
+#
+# Wrap exercises 1-2 in `AdditiveAttention(d_query, d_key, d_attn)`: three `nn.Linear`
+# layers without bias named `w_query` `(d_query -> d_attn)`, `w_key` `(d_key -> d_attn)` and
+# `v` `(d_attn -> 1)`. `forward(query, keys, values, mask=None)` returns
+# `(context (batch, d_value), weights (batch, src_len))`. Use your own `additive_scores`
+# and `attend`.
+
+# %% solution id=additive_attention
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: one query per sequence over src_len keys."""
+
+    def __init__(self, d_query: int, d_key: int, d_attn: int) -> None:
+        super().__init__()
+        self.w_query = nn.Linear(d_query, d_attn, bias=False)
+        self.w_key = nn.Linear(d_key, d_attn, bias=False)
+        self.v = nn.Linear(d_attn, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (context (batch, d_value), weights (batch, src_len))."""
+        ### BEGIN SOLUTION
+        scores = additive_scores(query, keys, self.w_query.weight, self.w_key.weight,
+                                 self.v.weight.squeeze(0))    # (batch, src_len)
+        return attend(scores, values, mask)
+        ### END SOLUTION
+
+# %% fragment
+additive = AdditiveAttention(d_query=8, d_key=6, d_attn=5)
+ctx, w = additive(torch.randn(2, 8), torch.randn(2, 4, 6), torch.randn(2, 4, 3),
+                  torch.tensor([[True, True, True, False], [True, False, False, False]]))
+print(ctx.shape, w)
+
+# %% test id=test_additive_attention points=2
+"""AdditiveAttention: uses its own parameters, respects the mask, returns (context, weights)."""
+torch.manual_seed(0)
+layer = AdditiveAttention(4, 3, 5).double()
+q, k = torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 6, 3, dtype=torch.float64)
+vals = torch.randn(2, 6, 2, dtype=torch.float64)
+mask = torch.tensor([[True] * 6, [True, True, False, False, False, False]])
+ctx, w = layer(q, k, vals, mask)
+check_shape(ctx, (2, 2), "context")
+check_shape(w, (2, 6), "weights")
+assert (w[1, 2:] == 0).all(), f"padding positions must get weight 0, got {w[1, 2:]}"
+expected = torch.softmax(layer.v(torch.tanh(layer.w_query(q)[:, None] + layer.w_key(k))).squeeze(-1)[1, :2], -1)
+assert_close(w[1, :2], expected, "weights of the second sequence", atol=1e-12)
+### BEGIN HIDDEN TESTS
+names = {n for n, _ in layer.named_parameters()}
+assert names == {"w_query.weight", "w_key.weight", "v.weight"}, f"expected three bias-free Linear layers, got {sorted(names)}"
+assert_close(ctx, (w.unsqueeze(1) @ vals).squeeze(1), "context = weights @ values", atol=1e-12)
+ctx_nomask, w_nomask = layer(q, k, vals)
+assert_close(w_nomask.sum(-1), torch.ones(2, dtype=torch.float64), "no mask: rows sum to 1")
+# gradients reach every parameter
+ctx.sum().backward()
+assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters()), "a parameter gets no gradient"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 4: multiplicative attention (2 points)
+#
+# Luong's "general" score is bilinear: $e_j = q^\top W k_j$. Write
+# `MultiplicativeAttention(d_query, d_key)` with one bias-free `nn.Linear` named `w` mapping
+# `d_key -> d_query` (so `w(keys)` is $W k_j$), and the same `forward` signature and outputs
+# as `AdditiveAttention`. It is cheaper than additive attention: one matrix product, no `tanh`.
+
+# %% solution id=multiplicative_attention
+class MultiplicativeAttention(nn.Module):
+    """Luong 'general' attention: e_j = q^T W k_j."""
+
+    def __init__(self, d_query: int, d_key: int) -> None:
+        super().__init__()
+        self.w = nn.Linear(d_key, d_query, bias=False)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (context (batch, d_value), weights (batch, src_len))."""
+        ### BEGIN SOLUTION
+        scores = (self.w(keys) @ query.unsqueeze(-1)).squeeze(-1)  # (batch, src_len)
+        return attend(scores, values, mask)
+        ### END SOLUTION
+
+# %% test id=test_multiplicative_attention points=2
+"""MultiplicativeAttention: with W = I the scores are plain dot products q . k_j."""
+layer = MultiplicativeAttention(3, 3).double()
+with torch.no_grad():
+    layer.w.weight.copy_(torch.eye(3))
+q = torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64)
+k = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 5.0, 0.0], [-1.0, 0.0, 0.5]]], dtype=torch.float64)
+ctx, w = layer(q, k, k)
+check_shape(w, (1, 3), "weights")
+assert_close(w, torch.softmax(torch.tensor([[3.0, 0.0, 0.0]], dtype=torch.float64), -1), "weights with W = I")
+### BEGIN HIDDEN TESTS
+# a non-symmetric W catches q^T W^T k; a mask must still be honoured
+torch.manual_seed(2)
+layer = MultiplicativeAttention(4, 2).double()
+q, k = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 5, 2, dtype=torch.float64)
+mask = torch.ones(3, 5, dtype=torch.bool)
+mask[0, 3:] = False
+ctx, w = layer(q, k, k, mask)
+W = layer.w.weight.detach()                                   # (d_query, d_key)
+expected_scores = torch.einsum("bq,qk,bsk->bs", q, W, k)
+expected = torch.softmax(expected_scores.masked_fill(~mask, float("-inf")), -1)
+assert_close(w, expected, "weights with a random W and a mask", atol=1e-12)
+check_shape(ctx, (3, 2), "context")
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Exercise 5: scaled dot-product attention (4 points)
+#
+# The Transformer's attention works on whole matrices of queries at once:
+#
+# $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right) V$$
+#
+# Write `scaled_dot_product_attention(q, k, v, mask=None)` returning `(output, weights)`:
+# `q` `(..., q_len, d_k)`, `k` `(..., k_len, d_k)`, `v` `(..., k_len, d_v)`, `mask` boolean
+# broadcastable to `(..., q_len, k_len)`. Reuse `attend`. **Do not call
+# `F.scaled_dot_product_attention`**: a hidden test replaces it with one that raises.
+# Your output must equal it within 1e-6 in float64, including rows with nothing to attend to.
+
+# %% solution id=scaled_dot_product_attention
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d_k)) v with a boolean mask (True = may attend)."""
+    ### BEGIN SOLUTION
+    d_k = q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)         # (..., q_len, k_len)
+    return attend(scores, v, mask)                            # (..., q_len, d_v), (..., q_len, k_len)
+    ### END SOLUTION
+
+# %% fragment
+q = torch.randn(2, 4, 5, 8)                                   # (batch, heads, q_len, d_k)
+out, w = scaled_dot_product_attention(q, q, q)
+print(out.shape, w.shape)
+
+# %% test id=test_sdpa points=4
+"""scaled_dot_product_attention equals F.scaled_dot_product_attention (float64, 1e-6), masks included."""
+g = torch.Generator().manual_seed(0)
+q = torch.randn(2, 3, 4, 8, dtype=torch.float64, generator=g)
+k = torch.randn(2, 3, 6, 8, dtype=torch.float64, generator=g)
+v = torch.randn(2, 3, 6, 5, dtype=torch.float64, generator=g)
+out, w = scaled_dot_product_attention(q, k, v)
+check_shape(out, (2, 3, 4, 5), "output (batch, heads, q_len, d_v)")
+check_shape(w, (2, 3, 4, 6), "weights (batch, heads, q_len, k_len)")
+assert_close(out, F.scaled_dot_product_attention(q, k, v), "output without a mask", atol=1e-6)
+causal = torch.ones(4, 6, dtype=torch.bool).tril()
+assert_close(scaled_dot_product_attention(q, k, v, causal)[0],
+             F.scaled_dot_product_attention(q, k, v, attn_mask=causal), "output with a causal mask", atol=1e-6)
+### BEGIN HIDDEN TESTS
+# key padding broadcast over heads and queries, plus one query row with nothing to attend to
+pad = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+pad[1, ..., 4:] = False
+mask = pad & torch.ones(4, 6, dtype=torch.bool)
+mask = mask.expand(2, 3, 4, 6).clone()
+mask[0, 1, 2] = False
+expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+with mock.patch.object(F, "scaled_dot_product_attention", side_effect=AssertionError("do not call F.scaled_dot_product_attention")):
+    out, w = scaled_dot_product_attention(q, k, v, mask)
+assert_close(out, expected, "output with padding and an all-masked row", atol=1e-6)
+assert not torch.isnan(out).any(), "NaN in the output"
+# scale by sqrt(d_k), not d_k, on a different d_k; and d_v != d_k
+q2, k2 = torch.randn(1, 3, 16, dtype=torch.float64, generator=g), torch.randn(1, 5, 16, dtype=torch.float64, generator=g)
+v2 = torch.randn(1, 5, 3, dtype=torch.float64, generator=g)
+assert_close(scaled_dot_product_attention(q2, k2, v2)[0], F.scaled_dot_product_attention(q2, k2, v2),
+             "three-dimensional inputs, d_k = 16", atol=1e-6)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · Why divide by $\sqrt{d_k}$?
+#
+# If the entries of $q$ and $k$ are independent with mean 0 and variance 1, then
+# $q^\top k = \sum_{i=1}^{d_k} q_i k_i$ has variance $d_k$. Its standard deviation grows like
+# $\sqrt{d_k}$, the softmax sees ever larger differences, puts almost all weight on one key
+# (it **saturates**), and its gradient vanishes. The gradient of $p = \operatorname{softmax}(e)$ is
+#
+# $$J = \frac{\partial p}{\partial e} = \operatorname{diag}(p) - p\,p^\top \qquad (k\_len \times k\_len),$$
+#
+# which tends to the zero matrix as $p$ tends to a one-hot vector.
+
+# %% [markdown] subslide
+# ### Exercise 6: the size of the softmax gradient (2 points)
+#
+# Write `softmax_jacobian_norm(scores)` returning, for scores `(n, k_len)`, the Frobenius norm
+# $\lVert J \rVert_F$ of each row's softmax Jacobian, shape `(n,)`. Use the closed form above
+# (no autograd needed).
+
+# %% solution id=softmax_jacobian_norm
+def softmax_jacobian_norm(scores: torch.Tensor) -> torch.Tensor:
+    """Frobenius norm of d softmax(e) / d e for each row of scores (n, k_len); returns (n,)."""
+    ### BEGIN SOLUTION
+    p = torch.softmax(scores, dim=-1)                          # (n, k_len)
+    jacobian = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)  # (n, k_len, k_len)
+    return jacobian.flatten(1).norm(dim=-1)                    # (n,)
+    ### END SOLUTION
+
+# %% test id=test_softmax_jacobian_norm points=2
+"""softmax_jacobian_norm: zero-ish for a saturated row, closed form for a uniform row."""
+uniform = softmax_jacobian_norm(torch.zeros(1, 4, dtype=torch.float64))
+# p = 1/4 everywhere: diagonal 1/4 - 1/16 = 3/16, off-diagonal -1/16
+expected = math.sqrt(4 * (3 / 16) ** 2 + 12 * (1 / 16) ** 2)
+assert abs(uniform.item() - expected) < 1e-12, f"uniform row: expected {expected:.6f}, got {uniform.item():.6f}"
+saturated = softmax_jacobian_norm(torch.tensor([[50.0, 0.0, 0.0]], dtype=torch.float64))
+assert saturated.item() < 1e-10, f"a saturated softmax has (almost) no gradient, got {saturated.item():.3g}"
+### BEGIN HIDDEN TESTS
+scores = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+got = softmax_jacobian_norm(scores)
+check_shape(got, (5,), "one norm per row")
+for row in range(5):
+    jac = torch.autograd.functional.jacobian(lambda e: torch.softmax(e, -1), scores[row])
+    assert abs(got[row].item() - jac.norm().item()) < 1e-10, f"row {row}: expected {jac.norm().item():.6f}, got {got[row].item():.6f}"
+### END HIDDEN TESTS
+
+# %% [markdown] subslide
+# ### Exercise 7: measure saturation (2 points)
+#
+# Write `saturation(d_k, scaled, n_queries=512, k_len=16, seed=0)` returning a pair of floats
+# `(mean largest weight, mean Jacobian norm)`. Draw `q` `(n_queries, d_k)` and `k` `(k_len, d_k)`
+# from a standard normal with `torch.Generator().manual_seed(seed)`, score every query against
+# every key (divided by $\sqrt{d_k}$ when `scaled`), and average over queries.
+
+# %% solution id=saturation
+def saturation(d_k: int, scaled: bool, n_queries: int = 512, k_len: int = 16,
+               seed: int = 0) -> tuple[float, float]:
+    """(mean max softmax weight, mean softmax-Jacobian norm) of random q.k scores."""
+    ### BEGIN SOLUTION
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(n_queries, d_k, generator=g, dtype=torch.float64)
+    k = torch.randn(k_len, d_k, generator=g, dtype=torch.float64)
+    scores = q @ k.T                                           # (n_queries, k_len)
+    if scaled:
+        scores = scores / math.sqrt(d_k)
+    weights = torch.softmax(scores, dim=-1)
+    return weights.max(-1).values.mean().item(), softmax_jacobian_norm(scores).mean().item()
+    ### END SOLUTION
+
+# %% fragment
+dims = [2, 8, 32, 128, 512, 2048]
+stats = {scaled: [saturation(d, scaled) for d in dims] for scaled in (True, False)}
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+for scaled, label in ((True, "scaled by 1/sqrt(d_k)"), (False, "unscaled")):
+    axes[0].plot(dims, [s[0] for s in stats[scaled]], marker="o", label=label)
+    axes[1].plot(dims, [s[1] for s in stats[scaled]], marker="o", label=label)
+axes[0].set(xscale="log", xlabel="d_k", ylabel="mean largest weight", title="softmax saturates")
+axes[1].set(xscale="log", xlabel="d_k", ylabel="mean ||d softmax / d e||_F", title="and its gradient vanishes")
+for ax in axes:
+    ax.legend()
+    ax.grid(alpha=0.3)
+plt.show()
+
+# %% test id=test_saturation points=2
+"""saturation: scaled scores keep the softmax soft as d_k grows; unscaled ones saturate."""
+scaled_small, scaled_big = saturation(8, True), saturation(1024, True)
+unscaled_big = saturation(1024, False)
+assert abs(scaled_small[0] - scaled_big[0]) < 0.1, f"scaled: largest weight should not depend on d_k, got {scaled_small[0]:.3f} at 8 and {scaled_big[0]:.3f} at 1024"
+assert unscaled_big[0] > 0.9, f"unscaled at d_k=1024: expected a saturated softmax (largest weight > 0.9), got {unscaled_big[0]:.3f}"
+assert unscaled_big[1] < 0.5 * scaled_big[1], f"unscaled gradient norm {unscaled_big[1]:.3f} should be far below scaled {scaled_big[1]:.3f}"
+### BEGIN HIDDEN TESTS
+a, b = saturation(64, True, n_queries=100, k_len=10, seed=3), saturation(64, True, n_queries=100, k_len=10, seed=3)
+assert a == b, "the same seed must give the same result"
+assert saturation(64, True, seed=1) != saturation(64, True, seed=2), "the seed must be used"
+assert isinstance(a[0], float) and isinstance(a[1], float), f"expected two Python floats, got {type(a[0]).__name__}, {type(a[1]).__name__}"
+# the two regimes cross at d_k = 1: scaling changes nothing there
+assert abs(saturation(1, True)[0] - saturation(1, False)[0]) < 1e-12, "at d_k = 1 scaling must change nothing"
+w_small = saturation(2, False, k_len=16)[0]
+assert 1 / 16 < w_small < 0.9, f"unscaled d_k = 2 should not be saturated, got {w_small:.3f}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 9 · A translator with attention: dates to ISO
+#
+# The task: read a date as people write it and emit `YYYY-MM-DD`.
+# The model reads characters. A bidirectional GRU encodes the source; a GRU decoder emits
+# one character per step and, before each step, attends over the encoder states with
+# your `AdditiveAttention`, using its previous hidden state as the query (Bahdanau et al.).
+
+# %% fragment
+train_pairs = make_dates(20_000, seed=0)
+seen = {source for source, _ in train_pairs}
+test_pairs = [p for p in make_dates(1_500, seed=1) if p[0] not in seen][:1_000]  # held out
+src_vocab = Vocab.from_texts(source for source, _ in train_pairs)
+tgt_vocab = Vocab.from_texts(target for _, target in train_pairs)
+for source, target in train_pairs[:6]:
+    print(f"{source:>32}  ->  {target}")
+print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held out; "
+      f"vocabularies: {len(src_vocab)} source and {len(tgt_vocab)} target characters")
+
+# %% [markdown] subslide
+# The encoder is given. It embeds characters, runs a bidirectional GRU over the packed
+# sequence (so padding never enters the recurrence), and returns every state plus a
+# summary used to start the decoder.
+
+# %% locked id=given_encoder
+class Encoder(nn.Module):
+    """Bidirectional GRU over characters: returns states (batch, src_len, 2*d_hidden) and a summary."""
+
+    def __init__(self, vocab_size: int, d_embed: int = 64, d_hidden: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_embed, padding_idx=0)
+        self.rnn = nn.GRU(d_embed, d_hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.embed(src)                                   # (batch, src_len, d_embed)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, last = self.rnn(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=src.shape[1])
+        return states, torch.cat([last[0], last[1]], dim=-1)  # (batch, src_len, 2h), (batch, 2h)
+
+# %% [markdown] slide
+# ### Exercise 8: one decoder step with attention (3 points)
+#
+# Complete `AttentionDecoder.forward(prev_token, hidden, memory, memory_mask)`, one step:
+#
+# 1. embed `prev_token` `(batch,)` -> `(batch, d_embed)`;
+# 2. attend with `self.attention`, query = `hidden` `(batch, d_hidden)`, keys = values = `memory`
+#    `(batch, src_len, d_memory)`, mask = `memory_mask` `(batch, src_len)`;
+# 3. update the state: `hidden = self.rnn(cat[embedding, context], hidden)`;
+# 4. `logits = self.out(cat[hidden, context, embedding])` `(batch, vocab)`.
+#
+# Return `(logits, hidden, weights)`.
+
+# %% solution id=attention_decoder
+class AttentionDecoder(nn.Module):
+    """A GRU decoder that attends over the encoder states before every step."""
+
+    def __init__(self, vocab_size: int, d_memory: int = 128, d_embed: int = 32,
+                 d_hidden: int = 128, d_attn: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_embed)
+        self.attention = AdditiveAttention(d_hidden, d_memory, d_attn)
+        self.rnn = nn.GRUCell(d_embed + d_memory, d_hidden)
+        self.out = nn.Linear(d_hidden + d_memory + d_embed, vocab_size)
+
+    def forward(self, prev_token: torch.Tensor, hidden: torch.Tensor, memory: torch.Tensor,
+                memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: returns logits (batch, vocab), new hidden (batch, d_hidden), weights (batch, src_len)."""
+        ### BEGIN SOLUTION
+        embedded = self.embed(prev_token)                               # (batch, d_embed)
+        context, weights = self.attention(hidden, memory, memory, memory_mask)  # (batch, d_memory)
+        hidden = self.rnn(torch.cat([embedded, context], dim=-1), hidden)       # (batch, d_hidden)
+        logits = self.out(torch.cat([hidden, context, embedded], dim=-1))       # (batch, vocab)
+        return logits, hidden, weights
+        ### END SOLUTION
+
+# %% [markdown] subslide
+# The full model is given: it runs the encoder once, then the decoder step by step.
+# During training the decoder is fed the true previous character (**teacher forcing**).
+
+# %% locked id=given_seq2seq
+class Seq2Seq(nn.Module):
+    """Encoder + attention decoder; forward() is teacher-forced."""
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, d_hidden: int = 128) -> None:
+        super().__init__()
+        self.encoder = Encoder(src_vocab_size, d_hidden=d_hidden // 2)
+        self.bridge = nn.Linear(d_hidden, d_hidden)
+        self.decoder = AttentionDecoder(tgt_vocab_size, d_memory=d_hidden, d_hidden=d_hidden)
+
+    def start(self, src: torch.Tensor, lengths: torch.Tensor):
+        """Encode; return (memory, memory_mask, initial hidden)."""
+        memory, summary = self.encoder(src, lengths)
+        return memory, src != 0, torch.tanh(self.bridge(summary))
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor):
+        """Logits (batch, tgt_len, vocab) and weights (batch, tgt_len, src_len), teacher-forced."""
+        memory, mask, hidden = self.start(src, lengths)
+        logits, weights = [], []
+        for t in range(tgt_in.shape[1]):
+            step_logits, hidden, step_weights = self.decoder(tgt_in[:, t], hidden, memory, mask)
+            logits.append(step_logits)
+            weights.append(step_weights)
+        return torch.stack(logits, dim=1), torch.stack(weights, dim=1)
+
+# %% test id=test_attention_decoder points=3
+"""AttentionDecoder: shapes, weights zero on padding, and padding content cannot change the output."""
+torch.manual_seed(0)
+toy = Seq2Seq(src_vocab_size=12, tgt_vocab_size=9, d_hidden=16).double()
+src = torch.tensor([[4, 5, 6, 7], [8, 9, 0, 0]])
+lengths = torch.tensor([4, 2])
+memory, mask, hidden = toy.start(src, lengths)
+logits, new_hidden, weights = toy.decoder(torch.tensor([1, 1]), hidden, memory, mask)
+check_shape(logits, (2, 9), "logits (batch, vocab)")
+check_shape(new_hidden, (2, 16), "hidden (batch, d_hidden)")
+check_shape(weights, (2, 4), "weights (batch, src_len)")
+assert (weights[1, 2:] == 0).all(), f"padding must get zero attention, got {weights[1, 2:]}"
+noisy = memory.clone()
+noisy[1, 2:] = 100.0
+logits_noisy, _, _ = toy.decoder(torch.tensor([1, 1]), hidden, noisy, mask)
+assert_close(logits_noisy, logits, "logits when padded memory is changed", atol=1e-10)
+### BEGIN HIDDEN TESTS
+# the query must be the *previous* hidden state and the token must matter
+_, _, w_a = toy.decoder(torch.tensor([1, 1]), hidden, memory, mask)
+_, _, w_b = toy.decoder(torch.tensor([1, 1]), hidden + 0.5, memory, mask)
+assert not torch.allclose(w_a, w_b), "attention weights ignore the hidden state"
+assert_close(w_a, toy.decoder.attention(hidden, memory, memory, mask)[1], "query = previous hidden", atol=1e-12)
+l_a, _, _ = toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)
+assert not torch.allclose(l_a, logits), "logits ignore the previous token"
+# logits come from the updated hidden state
+emb = toy.decoder.embed(torch.tensor([1, 1]))
+ctx = toy.decoder.attention(hidden, memory, memory, mask)[0]
+h_new = toy.decoder.rnn(torch.cat([emb, ctx], -1), hidden)
+assert_close(new_hidden, h_new, "hidden = GRUCell(cat[embedding, context], hidden)", atol=1e-12)
+assert_close(logits, toy.decoder.out(torch.cat([h_new, ctx, emb], -1)), "logits = out(cat[hidden, context, embedding])", atol=1e-12)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ### Exercise 9: greedy decoding (2 points)
+#
+# Write `greedy_decode(model, src, lengths, max_len)` returning
+# `(tokens (batch, max_len), weights (batch, max_len, src_len))`:
+# start every sequence from `<bos>` (`tgt_vocab.bos_id`), feed back the arg-max token, run
+# exactly `max_len` steps, and replace every token **after** a sequence's first `<eos>` with
+# `<pad>`. The returned tokens do not include the initial `<bos>`.
+
+# %% solution id=greedy_decode
+@torch.no_grad()
+def greedy_decode(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor,
+                  max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding from <bos>; tokens after the first <eos> become <pad>."""
+    ### BEGIN SOLUTION
+    memory, mask, hidden = model.start(src, lengths)
+    token = torch.full((src.shape[0],), tgt_vocab.bos_id, dtype=torch.long, device=src.device)
+    tokens, weights = [], []
+    for _ in range(max_len):
+        logits, hidden, step_weights = model.decoder(token, hidden, memory, mask)
+        token = logits.argmax(dim=-1)                          # (batch,)
+        tokens.append(token)
+        weights.append(step_weights)
+    tokens = torch.stack(tokens, dim=1)                        # (batch, max_len)
+    finished = (tokens == tgt_vocab.eos_id).long().cumsum(dim=1)
+    after_eos = (finished - (tokens == tgt_vocab.eos_id).long()) > 0
+    return tokens.masked_fill(after_eos, tgt_vocab.pad_id), torch.stack(weights, dim=1)
+    ### END SOLUTION
+
+# %% test id=test_greedy_decode points=2
+"""greedy_decode: each token is the arg-max of the teacher-forced logits on its own prefix."""
+torch.manual_seed(1)
+toy = Seq2Seq(len(src_vocab), len(tgt_vocab), d_hidden=16)
+src = torch.tensor([src_vocab.encode("5 may 2001"), src_vocab.encode("12/31/1999")])
+lengths = torch.tensor([src.shape[1]] * 2)
+tokens, weights = greedy_decode(toy, src, lengths, max_len=6)
+check_shape(tokens, (2, 6), "tokens (batch, max_len)")
+check_shape(weights, (2, 6, src.shape[1]), "weights (batch, max_len, src_len)")
+bos = torch.full((2, 1), tgt_vocab.bos_id)
+with torch.no_grad():
+    forced, _ = toy(src, lengths, torch.cat([bos, tokens[:, :-1]], dim=1))
+first_eos = [(row == tgt_vocab.eos_id).nonzero()[0].item() if (row == tgt_vocab.eos_id).any() else 6 for row in tokens]
+for b in range(2):
+    n = first_eos[b] + 1 if first_eos[b] < 6 else 6
+    assert torch.equal(forced[b, :n].argmax(-1), tokens[b, :n]), f"sequence {b}: tokens are not the greedy choices"
+### BEGIN HIDDEN TESTS
+# after the first <eos> only <pad>: build a model that says <eos> at once
+class EosAtOnce(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.decoder = self
+    def start(self, src, lengths):
+        return self.inner.start(src, lengths)
+    def forward(self, token, hidden, memory, mask):
+        logits, hidden, w = self.inner.decoder(token, hidden, memory, mask)
+        boost = torch.zeros_like(logits)
+        boost[:, tgt_vocab.eos_id] = 1e4 * (token == tgt_vocab.bos_id).to(logits.dtype)
+        return logits + boost, hidden, w
+eos_model = EosAtOnce(toy)
+tokens, _ = greedy_decode(eos_model, src, lengths, max_len=5)
+assert (tokens[:, 0] == tgt_vocab.eos_id).all(), f"the first step must start from <bos>; got {tokens[:, 0].tolist()}"
+assert (tokens[:, 1:] == tgt_vocab.pad_id).all(), f"tokens after <eos> must be <pad>, got {tokens.tolist()}"
+assert greedy_decode(toy, src, lengths, max_len=3)[0].shape == (2, 3), "exactly max_len steps"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 10 · Training
+#
+# Cross-entropy over the target characters, ignoring padding, with Adam and a one-cycle
+# learning-rate schedule. The number of steps is fixed (not a time budget), so the result
+# is the same on a fast and a slow machine; on two CPU cores it takes well under a minute.
+
+# %% fragment
+seed_everything(0)
+model = Seq2Seq(len(src_vocab), len(tgt_vocab)).to(device)
+print(f"{count_parameters(model):,} parameters")
+train_loader = seq2seq_loader(train_pairs, src_vocab, tgt_vocab, batch_size=128, seed=0)
+test_loader = seq2seq_loader(test_pairs, src_vocab, tgt_vocab, batch_size=500, shuffle=False)
+MAX_LEN = 11                                                   # 10 characters and <eos>
+
+
+def loss_fn(model: Seq2Seq, batch) -> torch.Tensor:
+    src, src_lengths, tgt, _ = batch
+    logits, _ = model(src, src_lengths, tgt[:, :-1])           # (batch, tgt_len - 1, vocab)
+    return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=tgt_vocab.pad_id)
+
+
+def exact_match(model: Seq2Seq) -> dict[str, float]:
+    correct = total = 0
+    for src, src_lengths, tgt, _ in test_loader:
+        tokens, _ = greedy_decode(model, src.to(device), src_lengths, MAX_LEN)
+        for predicted, truth in zip(tokens.tolist(), tgt.tolist()):
+            correct += tgt_vocab.decode(predicted) == tgt_vocab.decode(truth)
+            total += 1
+    return {"exact match": correct / total}
+
+
+STEPS = 400
+optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=STEPS, pct_start=0.1)
+history = fit(model, loss_fn, train_loader, optimizer, STEPS, device=device, scheduler=scheduler,
+              eval_fn=exact_match, eval_every=100, description="dates -> ISO")
+print(f"trained {STEPS} steps in {history.seconds:.1f} s; held-out exact match {history.last('exact match'):.1%}")
+plot_history(history, log_y=True)
+plt.show()
+
+# %% test id=test_trained_translator points=3
+"""The trained translator reaches at least 98% exact match on the 1,000 held-out dates."""
+accuracy = exact_match(model.eval())["exact match"]
+assert len(test_pairs) == 1000, f"expected 1,000 held-out dates, got {len(test_pairs)}"
+assert accuracy >= 0.98, f"expected at least 98% exact match, got {accuracy:.1%}"
+print(f"held-out exact match: {accuracy:.1%}")
+
+# %% [markdown] slide
+# ## 11 · What did it learn to look at?
+#
+# Each row is one output character; each column a source character. For the year the
+# model reads the four digits, for the month it reads the month's name (or its number),
+# and it has learnt that `"March"` and `"03"` mean the same. Weekday names get no attention:
+# they carry no information the model needs.
+
+# %% fragment
+examples = ["Friday, March 5, 2021", "05.03.2021", "sep 9, 1987", "31 DECEMBER 1999"]
+fig, axes = plt.subplots(1, len(examples), figsize=(5 * len(examples), 4))
+model.eval()
+for ax, text in zip(axes, examples):
+    src = torch.tensor([src_vocab.encode(text.lower() if text.islower() else text)], device=device)
+    tokens, weights = greedy_decode(model, src, torch.tensor([src.shape[1]]), MAX_LEN)
+    output = tgt_vocab.decode(tokens[0].tolist())
+    show_attention(weights[0, :len(output)], queries=output, keys=list(text), ax=ax,
+                   title=f"{text} -> {''.join(output)}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown] slide
+# ## Summary
+#
+# * A single vector is a **bottleneck**; attention lets every decoder step read every encoder state.
+# * **Additive**, **multiplicative** and **scaled dot-product** attention differ only in the score;
+#   the masked softmax and the weighted sum are shared (your `attend`).
+# * Masks are boolean, True = may attend; filling with `finfo.min` and zeroing all-masked rows
+#   avoids NaN in any precision.
+# * Without $1/\sqrt{d_k}$ the softmax **saturates** as $d_k$ grows and its gradient vanishes: you measured it.
+# * A small GRU encoder-decoder with attention learns dates to ISO almost perfectly, and its
+#   **alignments** show which characters it reads for each output.
+#
+# **Next:** notebook 04 makes masks a subject of their own: padding, causal, and BERT's masking.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Bahdanau, Cho, Bengio (2014). *Neural Machine Translation by Jointly Learning to Align and Translate.* arXiv:1409.0473
+# * Luong, Pham, Manning (2015). *Effective Approaches to Attention-based Neural Machine Translation.* arXiv:1508.04025
+# * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762 (section 3.2.1 on the scale)
+# * Sutskever, Vinyals, Le (2014). *Sequence to Sequence Learning with Neural Networks.* arXiv:1409.3215
