@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,10 @@ def list_assignments(root: Path) -> list[str]:
 
 def nbgrader(args: list[str], cwd: Path, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run one nbgrader sub-command in ``cwd`` (where it reads nbgrader_config.py)."""
+    env = dict(env if env is not None else os.environ)
+    # nbgrader runs `alembic` from PATH: make this environment's scripts findable
+    # even when the virtual environment is not activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,

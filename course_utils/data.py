@@ -88,7 +88,7 @@ def analogy_questions() -> dict[str, list[tuple[str, str, str, str]]]:
     """Return the Google analogy set as {section: [(a, b, c, d), ...]} (a:b :: c:d)."""
     sections: dict[str, list[tuple[str, str, str, str]]] = {}
     current = None
-    for line in (gensim_data_dir() / "questions-words.txt").read_text().splitlines():
+    for line in (gensim_data_dir() / "questions-words.txt").read_text(encoding="utf-8").splitlines():
         if line.startswith(":"):
             current = line[1:].strip()
             sections[current] = []
@@ -100,7 +100,7 @@ def analogy_questions() -> dict[str, list[tuple[str, str, str, str]]]:
 
 def _word_pairs(filename: str) -> list[tuple[str, str, float]]:
     rows = []
-    for line in (gensim_data_dir() / filename).read_text().splitlines():
+    for line in (gensim_data_dir() / filename).read_text(encoding="utf-8").splitlines():
         if line.startswith("#") or not line.strip():
             continue
         first, second, score = line.split("\t")[:3]
@@ -121,7 +121,7 @@ def simlex999() -> list[tuple[str, str, float]]:
 def polarity() -> list[tuple[str, int]]:
     """Return the 200 labelled movie-review sentences as (text, label), 1 = positive."""
     rows = []
-    for line in (gensim_data_dir() / "pang_lee_polarity.cor").read_text().splitlines():
+    for line in (gensim_data_dir() / "pang_lee_polarity.cor").read_text(encoding="cp1252").splitlines():
         if not line.strip():
             continue
         label, text = line.split(" ", 1)

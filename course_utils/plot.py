@@ -146,7 +146,10 @@ def scatter_embeddings(
         raise ValueError(f"expected (n, 2) points and n labels, got {xy.shape} and {len(labels)} labels")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(xy[:, 0], xy[:, 1], c=groups if groups is not None else "tab:blue", cmap="tab10", s=18)
+    if groups is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=18)
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], c=groups, cmap="tab10", s=18)
     for (x, y), label in zip(xy, labels):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=9)
     if title:

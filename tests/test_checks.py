@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from course_utils.checks import assert_close, check_shape
+
+
+def test_check_shape_accepts_match_and_wildcards():
+    check_shape(torch.zeros(2, 3, 4), (2, None, 4), "x")
+
+
+@pytest.mark.parametrize("expected", [(2, 3), (2, 3, 5), (3, None, 4)])
+def test_check_shape_names_expected_and_got(expected):
+    with pytest.raises(AssertionError) as info:
+        check_shape(torch.zeros(2, 3, 4), expected, "scores")
+    message = str(info.value)
+    assert "scores" in message and "(2, 3, 4)" in message
+
+
+def test_check_shape_rejects_non_tensor():
+    with pytest.raises(AssertionError, match="expected a torch.Tensor"):
+        check_shape([1, 2], (2,), "x")
+
+
+def test_assert_close_passes_within_tolerance():
+    assert_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-9]), "v")
+
+
+def test_assert_close_reports_errors():
+    with pytest.raises(AssertionError) as info:
+        assert_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]), "logits", atol=1e-6)
+    message = str(info.value)
+    assert "logits" in message and "max abs error 0.5" in message and "1 of 2" in message
+
+
+def test_assert_close_reports_shape_mismatch():
+    with pytest.raises(AssertionError, match=r"expected shape \(3,\), got \(2,\)"):
+        assert_close(torch.zeros(2), torch.zeros(3), "x")
+
+
+def test_assert_close_nan_patterns():
+    nan = float("nan")
+    assert_close(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0]), "same NaN")
+    with pytest.raises(AssertionError, match="NaN pattern"):
+        assert_close(torch.tensor([nan, 1.0]), torch.tensor([0.0, 1.0]), "x")

@@ -1,0 +1,118 @@
+"""Grading end to end: full marks, zero, and partial credit, row by row in grades.csv."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from course_utils.grading import GradeRow, find_submissions, grade, summary
+
+ASSIGNMENT = "03_attention"
+
+
+def _solved_release(root: Path) -> dict:
+    """The student release with every solution cell filled in from solutions/."""
+    release = json.loads((root / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    solution = json.loads((root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    answers = {c["id"]: "".join(c["source"]) for c in solution["cells"]
+               if c["metadata"].get("nbgrader", {}).get("solution")}
+    for cell in release["cells"]:
+        if cell["id"] in answers:
+            cell["source"] = re.sub(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION\n", "", answers[cell["id"]])
+    return release
+
+
+def _write(folder: Path, student: str, nb: dict) -> Path:
+    path = folder / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(nb))
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded(root, tmp_path_factory):
+    submissions = tmp_path_factory.mktemp("submitted")
+    out = tmp_path_factory.mktemp("graded")
+    solved = _solved_release(root)
+    untouched = json.loads((root / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    wrong = json.loads(json.dumps(solved))
+    for cell in wrong["cells"]:  # the classic mistake: forget the 1/sqrt(d_k)
+        if cell["id"] == "scaled_dot_product_attention":
+            assert "/ math.sqrt(d_k)" in cell["source"]
+            cell["source"] = cell["source"].replace("/ math.sqrt(d_k)", "")
+    paths = [_write(submissions, s, nb) for s, nb in
+             (("alice", solved), ("bob", untouched), ("carol", wrong))]
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    rows = grade(root, submissions, ASSIGNMENT, out=out, jobs=2)
+    return rows, out, paths, before
+
+
+def test_grades_csv_row_by_row(graded):
+    rows, out, _, _ = graded
+    with (out / "grades.csv").open() as handle:
+        table = {r["student"]: r for r in csv.DictReader(handle)}
+    assert sorted(table) == ["alice", "bob", "carol"]
+    total = float(table["alice"]["max_score"])
+    assert total >= 15
+    assert float(table["alice"]["score"]) == total and table["alice"]["failed_tests"] == ""
+    assert float(table["bob"]["score"]) == 0 and len(table["bob"]["failed_tests"].split()) >= 5
+    assert 0 < float(table["carol"]["score"]) < total
+    assert table["carol"]["failed_tests"] == "test_sdpa", table["carol"]
+    assert all(r["status"] == "graded" and r["assignment"] == ASSIGNMENT for r in table.values())
+    assert [r.student for r in rows] == ["alice", "bob", "carol"]
+
+
+def test_feedback_has_no_hidden_tests(graded, root):
+    _, out, _, _ = graded
+    solution = json.loads((root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    hidden = []
+    for cell in solution["cells"]:
+        text = "".join(cell["source"])
+        if "### BEGIN HIDDEN TESTS" in text:
+            body = text.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+            hidden += [line.strip() for line in body.splitlines() if len(line.strip()) > 30]
+    assert hidden
+    for student in ("alice", "bob", "carol"):
+        html = (out / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+        assert "BEGIN HIDDEN TESTS" not in html
+        leaked = [line for line in hidden if line in html]
+        assert not leaked, f"hidden tests shown to {student}: {leaked[:2]}"
+
+
+def test_originals_untouched(graded):
+    _, _, paths, before = graded
+    for path in paths:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before[path], f"{path} was modified"
+
+
+def test_summary_and_discovery(tmp_path):
+    (tmp_path / "dan" / ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "eve" / "other").mkdir(parents=True)
+    assert list(find_submissions(tmp_path, ASSIGNMENT)) == ["dan"]
+    text = summary([GradeRow("dan", ASSIGNMENT, 3, 25, "graded", "2 test(s) fail")])
+    assert "dan" in text and "3/25" in text
+    assert GradeRow("x", "a", 1.5, 2).as_csv()["score"] == "1.5"
+    assert summary([]) == "no submissions found"
+
+
+def test_hide_test_tracebacks_keeps_only_the_message():
+    import nbformat
+
+    from course_utils.feedback import HideTestTracebacks
+
+    cell = nbformat.v4.new_code_cell("secret_check()")
+    cell.metadata["nbgrader"] = {"grade": True}
+    cell.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="expected 3, got 2",
+                                           traceback=["line 7: assert secret_check() == 3"])]
+    plain = nbformat.v4.new_code_cell("x")
+    plain.outputs = [nbformat.v4.new_output("error", ename="E", evalue="v", traceback=["student frame"])]
+    nb = nbformat.v4.new_notebook(cells=[cell, plain])
+    HideTestTracebacks()(nb, {})  # as nbconvert calls it: only runs when enabled
+    assert nb.cells[0].outputs[0].traceback[0] == "AssertionError: expected 3, got 2"
+    assert "secret_check" not in "".join(nb.cells[0].outputs[0].traceback)
+    assert nb.cells[1].outputs[0].traceback == ["student frame"], "student cells keep their traceback"

@@ -1,0 +1,148 @@
+"""notebooks/ is a faithful, leak-free release of solutions/, and each notebook has the anatomy."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from course_utils.build import build, list_assignments
+
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = list_assignments(ROOT)
+
+
+def _cells(path: Path) -> list[dict]:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for cell in cells:
+        cell["text"] = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return cells
+
+
+def _nbgrader(cell: dict) -> dict:
+    return cell["metadata"].get("nbgrader", {})
+
+
+def _region(text: str, begin: str, end: str) -> list[str]:
+    inside, lines = False, []
+    for line in text.splitlines():
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            lines.append(line.strip())
+    return lines
+
+
+def test_there_are_assignments():
+    assert "03_attention" in ASSIGNMENTS
+
+
+def test_release_is_up_to_date_byte_for_byte(root):
+    stale = build(root, check=True)
+    assert stale == [], f"run `course build`; stale: {stale}"
+
+
+def test_solutions_match_their_authoring_sources(root):
+    spec = importlib.util.spec_from_file_location("py2nb", root / "tools" / "py2nb.py")
+    py2nb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(py2nb)
+    for source in sorted((root / "tools" / "nbsource").glob("*.py")):
+        expected = py2nb.dumps(py2nb.parse(source.read_text(encoding="utf-8"), source.stem))
+        actual = py2nb.target_for(source).read_text(encoding="utf-8")
+        assert actual == expected, f"{source.name} and its solution notebook differ: run `python tools/py2nb.py`"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_no_solution_or_hidden_test_leaks(root, assignment):
+    release = (root / "notebooks" / assignment / f"{assignment}.ipynb").read_text(encoding="utf-8")
+    for marker in MARKERS:
+        assert marker not in release, f"{marker!r} in the student notebook"
+    cells = _cells(root / "solutions" / assignment / f"{assignment}.ipynb")
+    secret, public = set(), set()
+    for cell in cells:
+        hidden = _region(cell["text"], "BEGIN SOLUTION", "END SOLUTION") + \
+            _region(cell["text"], "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+        secret.update(hidden)
+        public.update(line.strip() for line in cell["text"].splitlines() if line.strip() not in hidden)
+    # a line that the notebook also shows elsewhere (a given cell) is no secret
+    for line in sorted(secret - public):
+        if len(line) > 25 and not line.startswith(("#", '"""', "return")):
+            assert json.dumps(line)[1:-1] not in release, f"solution or hidden-test line leaked: {line!r}"
+
+
+def _course_utils_names(root: Path) -> set[str]:
+    names = set()
+    for module in (root / "course_utils").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+    return names
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_graded_functions_are_not_in_course_utils(root, assignment):
+    graded = set()
+    for cell in _cells(root / "solutions" / assignment / f"{assignment}.ipynb"):
+        if _nbgrader(cell).get("solution"):
+            for node in ast.parse(cell["text"]).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    graded.add(node.name)
+    assert graded, "no graded definitions found"
+    overlap = graded & _course_utils_names(root)
+    assert not overlap, f"course_utils defines what students must write: {sorted(overlap)}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_notebook_anatomy(root, assignment):
+    cells = _cells(root / "solutions" / assignment / f"{assignment}.ipynb")
+    for cell in cells:
+        assert "slide_type" in cell["metadata"].get("slideshow", {}), f"cell {cell['id']} has no slide metadata"
+    first = cells[0]["text"]
+    for part in ("Learning objectives", "Prerequisites", "Estimated time"):
+        assert part in first, f"the title cell has no {part!r}"
+    text = "\n".join(c["text"] for c in cells)
+    assert "## Summary" in text and re.search(r"arXiv:\d{4}\.\d{4,5}", text), "summary and further reading with arXiv ids"
+    assert "seed_everything(0)" in text and "get_device()" in text
+    ids = [c["id"] for c in cells]
+    assert len(ids) == len(set(ids)), "cell ids must be unique"
+    graded = [c for c in cells if _nbgrader(c).get("grade")]
+    assert len(graded) >= 5 and sum(_nbgrader(c)["points"] for c in graded) >= 15
+    for cell in graded:
+        meta = _nbgrader(cell)
+        assert meta["points"] > 0 and meta["grade_id"] == cell["id"] and meta["locked"]
+        body = ast.parse(cell["text"]).body
+        assert isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), \
+            f"{cell['id']} must open with a docstring saying what it checks"
+        assert "BEGIN HIDDEN TESTS" in cell["text"], f"{cell['id']} has no hidden tests"
+        visible = cell["text"].split("### BEGIN HIDDEN TESTS")[0]
+        assert "assert" in visible, f"{cell['id']} has no visible assertion"
+    # every solution cell is followed by a graded test before the next solution cell
+    pending = None
+    for cell in cells:
+        if _nbgrader(cell).get("solution"):
+            assert pending is None, f"{pending} has no graded test before the next exercise"
+            pending = cell["id"]
+        elif _nbgrader(cell).get("grade"):
+            pending = None
+    assert pending is None, f"{pending} has no graded test"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_graded_cell_fails_on_the_untouched_release(root, tmp_path, assignment):
+    from course_utils.validate import validate
+
+    folder = tmp_path / assignment
+    shutil.copytree(root / "notebooks" / assignment, folder)
+    results = validate(folder / f"{assignment}.ipynb", timeout=120)
+    assert results, "no graded cells"
+    passing = [r.grade_id for r in results if r.passed]
+    assert not passing, f"these tests pass without any student code: {passing}"
