@@ -38,15 +38,20 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from course_utils.build import repo_root
-    from course_utils.grading import grade, summary
+    from course_utils.grading import Settings, grade, summary
+    from course_utils.sandbox import isolation
 
-    rows = grade(repo_root(), Path(args.submissions), args.assignment,
-                 Path(args.out) if args.out else None, args.jobs, args.cell_timeout)
+    root = repo_root()
+    settings = Settings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                        memory_gb=args.memory_gb)
+    print(f"isolation: {isolation()}", flush=True)
+    rows = grade(root, Path(args.submissions), args.assignment, Path(args.out) if args.out else None,
+                 args.jobs, settings, force=args.force, progress=True)
     print(summary(rows))
-    out = Path(args.out) if args.out else repo_root() / "grading" / rows[0].assignment if rows else None
-    if out:
+    if rows:
+        out = Path(args.out) if args.out else root / "grading" / rows[0].assignment
         print(f"grades: {out / 'grades.csv'}\nfeedback: {out / 'feedback'}")
-    return 1 if any(r.status != "graded" for r in rows) else 0
+    return 1 if any(r.needs_review for r in rows) else 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -88,12 +93,17 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     v.set_defaults(run=_validate)
 
-    g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<assignment>/*.ipynb")
+    g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<assignment>/*.ipynb",
+                       description="Exit status: 0 all graded cleanly, 1 some submission needs manual review.")
     g.add_argument("submissions")
     g.add_argument("--assignment", help="assignment id (default: the one the submissions hold)")
     g.add_argument("--out", help="folder for grades.csv and feedback/ (default grading/<assignment>)")
     g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: cores)")
     g.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (default 300)")
+    g.add_argument("--notebook-timeout", type=int, default=None,
+                   help="seconds per notebook (default: 3 x the solution's runtime + 60)")
+    g.add_argument("--memory-gb", type=float, default=4.0, help="address-space cap per kernel (default 4)")
+    g.add_argument("--force", action="store_true", help="regrade students already graded")
     g.set_defaults(run=_grade)
 
     d = sub.add_parser("doctor", help="versions, device, threads, data sets found")
