@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from time import monotonic
 
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
@@ -61,6 +61,9 @@ class GuardedExecute(Execute):
             self.execute_cell(cell, index, store_history=True)
         except DeadKernelError:
             return "died"
+        except CellTimeoutError:  # the interrupt did not stop it: treat the kernel as lost
+            cell.outputs.append(_error("CellTimeoutError", f"the cell ran past {limit} s and did not stop"))
+            return "stuck"
         return "ok"
 
     def preprocess(self, nb, resources=None, km=None):  # noqa: D102 - nbconvert API
@@ -81,15 +84,18 @@ class GuardedExecute(Execute):
                 # after a restart every cell but the killers runs again from the top (rebuilding state)
                 for index in order:
                     status = self._run(cells[index], index, deadline)
-                    if status == "died":
+                    if status in ("died", "stuck"):
                         died_at = index
                         break
             if died_at is None:
                 break
             killers.add(died_at)
-            cells[died_at].outputs = [_error(KERNEL_DIED, "the kernel died while running this cell "
-                                              "(a crash, os._exit or the memory limit); it was skipped and "
-                                              "the notebook continued in a fresh kernel")]
+            if status == "stuck":
+                self.log.warning("cell %s did not stop after its time limit; restarting the kernel", died_at)
+            else:
+                cells[died_at].outputs = [_error(KERNEL_DIED, "the kernel died while running this cell "
+                                                  "(a crash, os._exit or the memory limit); it was skipped and "
+                                                  "the notebook continued in a fresh kernel")]
             self.log.warning("kernel died in cell %s of %s", died_at, self.nb.metadata.get("name", "notebook"))
             if len(killers) > self.max_restarts:
                 for cell in cells[died_at + 1:]:

@@ -47,6 +47,8 @@ def load_submission(path: Path | None) -> nbformat.NotebookNode:
         raise BadSubmission(f"not a valid notebook: invalid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
         raise BadSubmission("not a notebook: no cells")
+    if data.get("cells") == []:
+        raise BadSubmission("the notebook has no cells")
     major = data.get("nbformat")
     if major not in (3, 4):
         raise BadSubmission(f"unsupported notebook format version {major!r} (expected 4)")
@@ -98,12 +100,14 @@ def reconstruct(submission: nbformat.NotebookNode, release: nbformat.NotebookNod
             previous = key
         elif cell.get("cell_type") == "code" and _text(cell).strip():
             added_after.setdefault(previous, []).append(cell)
-    if not (set(submitted) & known):
+    graded_keys = {_key(c) for c in release.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    if not (set(submitted) & (solution_keys | graded_keys)):
         raise BadSubmission(f"this is not the {assignment} notebook: none of its cells were found")
     result = Reconstruction(notebook=copy.deepcopy(release))
-    cells = []
+    cells: list = []
+    used = set(known)
     for cell in added_after.get(None, []):
-        cells.append(_student_cell(cell, len(cells)))
+        cells.append(_student_cell(cell, len(cells), used))
     for cell in result.notebook.cells:
         key = _key(cell)
         if key in solution_keys and key in submitted:
@@ -112,7 +116,7 @@ def reconstruct(submission: nbformat.NotebookNode, release: nbformat.NotebookNod
             result.student_cells.append(key)
         cells.append(cell)
         for extra in added_after.get(key, []):
-            cells.append(_student_cell(extra, len(cells)))
+            cells.append(_student_cell(extra, len(cells), used))
     result.student_cells += [c["id"] for c in cells if c.get("metadata", {}).get("course_added")]
     result.notebook.cells = cells
     missing = [k for k in release_keys if k not in submitted]
@@ -123,9 +127,12 @@ def reconstruct(submission: nbformat.NotebookNode, release: nbformat.NotebookNod
     return result
 
 
-def _student_cell(cell: dict, index: int) -> nbformat.NotebookNode:
+def _student_cell(cell: dict, index: int, used: set[str]) -> nbformat.NotebookNode:
+    """A cell the student added: plain code, no nbgrader metadata, its own id kept when free."""
     new = nbformat.v4.new_code_cell(_text(cell))
-    new["id"] = f"student-added-{index:03d}"
+    wanted = str(cell.get("id") or "")
+    new["id"] = wanted if wanted and wanted not in used and len(wanted) <= 64 else f"student-added-{index:03d}"
+    used.add(new["id"])
     new.metadata["course_added"] = True
     return new
 

@@ -90,7 +90,10 @@ def write_kernelspec(jupyter_dir: Path, workdir: Path, memory_gb: float) -> str:
     argv = [sys.executable, "-m", "course_utils.sandbox", "--workdir", str(workdir),
             "--memory-gb", str(memory_gb), "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps(
-        {"argv": argv, "display_name": "Python 3 (grading sandbox)", "language": "python"}))
+        # interrupts travel as messages: a signal to our process group cannot reach a kernel
+        # that bubblewrap started in a session of its own
+        {"argv": argv, "display_name": "Python 3 (grading sandbox)", "language": "python",
+         "interrupt_mode": "message"}))
     return KERNEL_NAME
 
 

@@ -93,7 +93,10 @@ def test_originals_untouched(graded):
 def test_summary_and_discovery(tmp_path):
     (tmp_path / "dan" / ASSIGNMENT).mkdir(parents=True)
     (tmp_path / "eve" / "other").mkdir(parents=True)
-    assert list(find_submissions(tmp_path, ASSIGNMENT)) == ["dan"]
+    (tmp_path / ".hidden").mkdir()
+    found = find_submissions(tmp_path, ASSIGNMENT)
+    assert list(found) == ["dan", "eve"], "every student folder gets a row, even without the assignment"
+    assert found["eve"] == tmp_path / "eve" / ASSIGNMENT
     text = summary([GradeRow("dan", ASSIGNMENT, 3, 25, "graded", "2 test(s) fail")])
     assert "dan" in text and "3/25" in text
     assert GradeRow("x", "a", 1.5, 2).as_csv()["score"] == "1.5"
