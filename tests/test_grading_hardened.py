@@ -108,6 +108,7 @@ for label, action in [
     ("WRITE", lambda: open({str(gradebook)!r}, "ab").write(b"x") + open({str(sentinel)!r}, "a").write("x")),
     ("DELETE", lambda: shutil.rmtree({str(course / 'solutions')!r})),
     ("NET", lambda: socket.create_connection(("127.0.0.1", {server.port}), timeout=3)),
+    ("MEMORY", lambda: bytearray(6 * 2**30)),
 ]:
     try:
         result = action()
@@ -257,6 +258,7 @@ def test_sandbox_blocks_reading_writing_and_network(run):
     text = graded_text(run, "attacker")
     assert "file access outside the scratch folder" in row["flags"] and "socket" in row["flags"]
     assert hashlib.sha256(run["solutions"].read_bytes()).hexdigest() == run["instructor"], "solutions/ changed"
+    assert "MEMORY-BLOCKED MemoryError" in text, "6 GiB must not fit under the 4 GiB memory cap"
     if SANDBOXED:
         assert row["sandboxed"] == "yes"
         for label in ("READ", "DELETE", "NET"):

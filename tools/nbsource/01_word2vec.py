@@ -1,0 +1,546 @@
+# %% [markdown] slide
+# # 01 · word2vec
+#
+# **Learning objectives.** After this notebook you can
+# 1. **explain** the distributional hypothesis and why predicting context words yields word vectors;
+# 2. **implement** the pieces of skip-gram with negative sampling as the original C code does them:
+#    subsampling, the dynamic window, the unigram$^{0.75}$ noise distribution;
+# 3. **train** skip-gram on a Wikipedia sample and **compare** it with gensim on the same corpus;
+# 4. **evaluate** word vectors by word similarity (WordSim-353) and analogies (3CosAdd).
+#
+# **Prerequisites.** PyTorch tensors, `nn.Embedding`, a training loop.
+#
+# **Estimated time.** 2 hours. The notebook runs in about two minutes on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: open with "you shall know a word by the company it keeps" (Firth, 1957),
+# then show two nearest-neighbour lists from a trained model before any maths.
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import math
+import re
+import time
+from collections import Counter
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.data import analogy_questions, wikipedia_articles, wordsim353
+from course_utils.plot import plot_curves, project_2d, scatter_embeddings
+from course_utils.train import fit
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Intuition: words that keep the same company
+#
+# *"You shall know a word by the company it keeps"* (Firth, 1957). Skip-gram turns the
+# idea into a prediction task: from a **center** word, predict the words around it. Two
+# words that appear in the same contexts ("coffee" and "tea") must make similar
+# predictions, so their vectors end up close.
+#
+# Predicting with a softmax over the whole vocabulary costs $O(V)$ per pair. **Negative
+# sampling** replaces it with a handful of binary questions: is this (center, context) pair
+# real, or was the context drawn at random from a **noise** distribution?
+
+# %% [markdown] subslide
+# The corpus: about 100 English Wikipedia articles shipped with gensim (~478k words), split
+# into sentences of lowercase word tokens.
+
+# %% locked id=corpus
+def tokenize(text: str) -> list[str]:
+    """Lowercase word tokens (letters, with inner apostrophes)."""
+    return re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
+
+
+sentences = [tokenize(p) for article in wikipedia_articles() for p in article.split("\n")]
+sentences = [s for s in sentences if len(s) > 1]
+counts = Counter(w for s in sentences for w in s)
+MIN_COUNT = 5
+vocab = [w for w, c in counts.most_common() if c >= MIN_COUNT]
+word_to_id = {w: i for i, w in enumerate(vocab)}
+word_counts = torch.tensor([counts[w] for w in vocab], dtype=torch.float64)   # (V,)
+corpus_ids = torch.tensor([word_to_id[w] for s in sentences for w in s if w in word_to_id])  # (n_tokens,)
+print(f"{sum(counts.values()):,} tokens, {len(vocab):,} words seen at least {MIN_COUNT} times, "
+      f"{len(corpus_ids):,} tokens kept")
+print("most frequent:", vocab[:12])
+
+# %% fragment
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.loglog(range(1, len(vocab) + 1), word_counts.numpy())
+ax.set(xlabel="rank", ylabel="count", title="Zipf's law: a few words are everywhere")
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown] slide
+# ## 2 · The math
+#
+# For a center word $c$ with input vector $v_c$, a true context word $o$ with output vector
+# $u_o$, and $K$ noise words $n_1..n_K$ drawn from $P_n$, skip-gram with negative sampling
+# minimises
+#
+# $$\mathcal{L} = -\log \sigma(u_o^\top v_c) - \sum_{k=1}^{K} \log \sigma(-u_{n_k}^\top v_c)$$
+#
+# averaged over the batch. The noise distribution is the unigram distribution raised to $3/4$:
+#
+# $$P_n(w) = \frac{\text{count}(w)^{0.75}}{\sum_{w'} \text{count}(w')^{0.75}}$$
+#
+# | symbol | shape | meaning | code name |
+# |---|---|---|---|
+# | $V$, $D$ | | vocabulary size, vector size | `vocab_size`, `dim` |
+# | $v_c$ | `(batch, D)` | input ("center") embedding | `model.in_embed(center)` |
+# | $u_o$ | `(batch, D)` | output ("context") embedding | `model.out_embed(context)` |
+# | $u_{n_k}$ | `(batch, K, D)` | output embeddings of noise words | `model.out_embed(negatives)` |
+# | $P_n$ | `(V,)` | noise distribution | `noise` |
+# | $f(w)$ | `(V,)` | relative frequency count(w)/total | |
+# | $t$ | scalar | subsampling threshold | `sample` |
+
+# %% [markdown] slide
+# ## 3 · Exercise 1: subsampling frequent words (2 points)
+#
+# "the" appears in nearly every window and teaches little. Mikolov et al. discard each
+# occurrence of a word with a probability that grows with its frequency $f(w)$. The paper
+# writes $P_\text{discard}(w) = 1 - \sqrt{t / f(w)}$, but the released C code (which gensim
+# follows) keeps an occurrence with probability
+#
+# $$P_\text{keep}(w) = \left(\sqrt{\frac{f(w)}{t}} + 1\right) \frac{t}{f(w)}, \quad \text{clipped to at most } 1.$$
+#
+# **We implement the C code's formula.** Write `keep_probabilities(counts, sample)`:
+# `counts` `(V,)`, returns `(V,)` in $[0, 1]$.
+
+# %% solution id=keep_probabilities
+def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tensor:
+    """Probability of keeping each occurrence of each word (word2vec's C code), shape (V,)."""
+    ### BEGIN SOLUTION
+    frequency = counts / counts.sum()                          # (V,)
+    keep = ((frequency / sample).sqrt() + 1) * sample / frequency
+    return keep.clamp(max=1.0)
+    ### END SOLUTION
+
+# %% fragment
+keep = keep_probabilities(word_counts, 1e-3)
+for w in ["the", "of", "city", "music", "quantum"]:
+    if w in word_to_id:
+        print(f"{w:>8}: keep {keep[word_to_id[w]].item():.3f}")
+print(f"expected fraction of tokens kept: {(keep[corpus_ids]).mean().item():.2f}")
+
+# %% test id=test_keep_probabilities points=2
+"""keep_probabilities: the C code's formula on hand-computed counts, clipped at 1."""
+counts_demo = torch.tensor([2500.0, 100.0, 7400.0], dtype=torch.float64)   # total 10,000
+got = keep_probabilities(counts_demo, sample=0.01)
+check_shape(got, (3,), "keep probabilities")
+# f = 0.25: (sqrt(25) + 1) * 0.01 / 0.25 = 0.24;  f = 0.01: (1 + 1) * 1 = 2 -> clipped to 1
+expected = torch.tensor([0.24, 1.0, (math.sqrt(74) + 1) * 0.01 / 0.74], dtype=torch.float64)
+assert_close(got, expected, "keep probabilities for counts 2500, 100, 7400 (t = 0.01)", atol=1e-9)
+### BEGIN HIDDEN TESTS
+rare = keep_probabilities(torch.tensor([1.0, 1.0, 1e6], dtype=torch.float64), sample=1e-3)
+assert (rare <= 1).all() and (rare >= 0).all(), f"probabilities must lie in [0, 1], got {rare}"
+assert rare[0] == 1.0, "a rare word must always be kept (clip at 1)"
+# frequencies, not raw counts: scaling every count changes nothing
+scaled = keep_probabilities(counts_demo * 7, sample=0.01)
+assert_close(scaled, got, "keep probabilities depend on frequencies, not counts", atol=1e-12)
+many = keep_probabilities(torch.arange(1.0, 200.0, dtype=torch.float64), sample=1e-3)
+assert (many[1:] <= many[:-1] + 1e-12).all(), "more frequent words must be kept less often"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 2: (center, context) pairs with a dynamic window (2 points)
+#
+# The C code does not use every word within `window` positions. For each center word it
+# draws $b$ uniformly from $\{1, \dots, \text{window}\}$ and uses the words at distance
+# $1..b$ on both sides. Near words are therefore used more often than far ones: distance
+# $d$ is used with probability $(\text{window} - d + 1)/\text{window}$.
+#
+# Write `skipgram_pairs(ids, window, generator)` returning a `(n_pairs, 2)` tensor of
+# `[center_id, context_id]` rows. Draw one $b$ per position with
+# `torch.randint(1, window + 1, (n,), generator=generator)`; then loop over the **offsets**
+# $d = 1..\text{window}$ (not over positions) and keep the pairs whose center has $b \ge d$.
+# Never pair a word with itself, and never cross the ends of `ids`.
+
+# %% solution id=skipgram_pairs
+def skipgram_pairs(ids: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
+    """All (center, context) id pairs under word2vec's dynamic window, shape (n_pairs, 2)."""
+    ### BEGIN SOLUTION
+    n = len(ids)
+    reach = torch.randint(1, window + 1, (n,), generator=generator)   # (n,) b per center
+    positions = torch.arange(n)
+    pairs = []
+    for d in range(1, window + 1):
+        right = positions[:n - d][reach[:n - d] >= d]                 # centers looking right
+        left = positions[d:][reach[d:] >= d]                          # centers looking left
+        pairs.append(torch.stack([ids[right], ids[right + d]], dim=1))
+        pairs.append(torch.stack([ids[left], ids[left - d]], dim=1))
+    return torch.cat(pairs)                                          # (n_pairs, 2)
+    ### END SOLUTION
+
+# %% fragment
+demo = skipgram_pairs(torch.tensor([word_to_id[w] for w in ["the", "cat", "sat", "on", "the", "mat"]]), 2,
+                      torch.Generator().manual_seed(0))
+print([(vocab[c], vocab[o]) for c, o in demo.tolist()])
+
+# %% test id=test_skipgram_pairs points=3
+"""skipgram_pairs: exact pairs for window 1, and distance d used with probability (W - d + 1) / W."""
+got = skipgram_pairs(torch.tensor([10, 11, 12]), 1, torch.Generator().manual_seed(0))
+check_shape(got, (None, 2), "pairs")
+assert sorted(map(tuple, got.tolist())) == [(10, 11), (11, 10), (11, 12), (12, 11)], f"window 1: got {got.tolist()}"
+positions = torch.arange(40_000)
+pairs = skipgram_pairs(positions, 4, torch.Generator().manual_seed(1))
+distance = (pairs[:, 0] - pairs[:, 1]).abs()
+share = torch.stack([(distance == d).sum() for d in range(1, 5)]).double()
+share = share / share[0]
+assert_close(share, torch.tensor([1.0, 0.75, 0.5, 0.25], dtype=torch.float64),
+             "how often distances 1-4 occur, relative to distance 1", atol=0.03)
+### BEGIN HIDDEN TESTS
+assert distance.min() >= 1 and distance.max() <= 4, "no self-pairs and nothing beyond the window"
+again = skipgram_pairs(positions, 4, torch.Generator().manual_seed(1))
+assert torch.equal(again, pairs), "the same generator seed must give the same pairs"
+other = skipgram_pairs(positions, 4, torch.Generator().manual_seed(2))
+assert not torch.equal(other, pairs), "the generator must be used"
+left = (pairs[:, 1] < pairs[:, 0]).sum().item()
+right = (pairs[:, 1] > pairs[:, 0]).sum().item()
+assert abs(left - right) < 0.001 * len(pairs) + 10, "each center uses the same reach on both sides"
+edge = skipgram_pairs(torch.tensor([5, 6]), 3, torch.Generator().manual_seed(0))
+assert sorted(map(tuple, edge.tolist())) == [(5, 6), (6, 5)], f"pairs must not cross the ends: {edge.tolist()}"
+expected_pairs = 2 * sum((40_000 - d) * (4 - d + 1) / 4 for d in range(1, 5))
+assert abs(len(pairs) - expected_pairs) < 0.01 * expected_pairs, f"expected about {expected_pairs:,.0f} pairs, got {len(pairs):,}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 3: the noise distribution and a negative sampler (3 points)
+#
+# Write `noise_distribution(counts, power=0.75)` returning $P_n$ `(V,)` (float32, sums to 1),
+# and `sample_negatives(noise, shape, generator)` returning a `LongTensor` of the given shape
+# with ids drawn independently from `noise` (one vectorised call, e.g. `torch.multinomial`
+# with replacement, then reshape). Raising counts to $0.75$ flattens the distribution: rare
+# words are drawn more often than their frequency alone would give.
+
+# %% solution id=negative_sampling
+def noise_distribution(counts: torch.Tensor, power: float = 0.75) -> torch.Tensor:
+    """P_n(w) proportional to count(w) ** power, shape (V,), float32."""
+    ### BEGIN SOLUTION
+    weights = counts.double() ** power
+    return (weights / weights.sum()).float()
+    ### END SOLUTION
+
+
+def sample_negatives(noise: torch.Tensor, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Ids drawn i.i.d. from ``noise``, as a LongTensor of ``shape``."""
+    ### BEGIN SOLUTION
+    total = math.prod(shape)
+    return torch.multinomial(noise, total, replacement=True, generator=generator).view(shape)
+    ### END SOLUTION
+
+# %% fragment
+noise = noise_distribution(word_counts)
+unigram = word_counts / word_counts.sum()
+for w in ["the", "music", "quantum"]:
+    if w in word_to_id:
+        i = word_to_id[w]
+        print(f"{w:>8}: unigram {unigram[i].item():.2e}   noise {noise[i].item():.2e}")
+
+# %% test id=test_negative_sampling points=3
+"""noise_distribution and sample_negatives: closed-form probabilities and sampled frequencies."""
+p = noise_distribution(torch.tensor([1.0, 16.0, 81.0]))
+# 1 ** 0.75 = 1, 16 ** 0.75 = 8, 81 ** 0.75 = 27
+assert_close(p, torch.tensor([1.0, 8.0, 27.0]) / 36, "noise distribution of counts 1, 16, 81", atol=1e-6)
+assert p.dtype == torch.float32, f"expected float32, got {p.dtype}"
+draws = sample_negatives(p, (50_000, 4), torch.Generator().manual_seed(0))
+check_shape(draws, (50_000, 4), "negatives")
+assert draws.dtype == torch.long, f"expected int64 ids, got {draws.dtype}"
+freq = torch.bincount(draws.flatten(), minlength=3).double() / draws.numel()
+assert_close(freq, p.double(), "sampled frequencies (200,000 draws)", atol=0.005)
+### BEGIN HIDDEN TESTS
+assert_close(noise_distribution(torch.tensor([2.0, 6.0]), power=1.0), torch.tensor([0.25, 0.75]),
+             "power = 1 gives the unigram distribution", atol=1e-6)
+a = sample_negatives(p, (7, 3), torch.Generator().manual_seed(5))
+b = sample_negatives(p, (7, 3), torch.Generator().manual_seed(5))
+assert torch.equal(a, b), "the same generator seed must give the same negatives"
+with mock.patch("random.random", side_effect=AssertionError("use the torch generator")):
+    sample_negatives(p, (2, 2), torch.Generator().manual_seed(0))
+skewed = noise_distribution(torch.tensor([1.0, 10_000.0]))
+assert 0.0009 < skewed[0].item() < 0.0011, f"counts 1 and 10,000: expected ~1e-3 for the rare word, got {skewed[0].item():.2e}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 4: skip-gram with negative sampling (3 points)
+#
+# Write `SkipGramNS(vocab_size, dim)` with two **separate** `nn.Embedding(vocab_size, dim,
+# sparse=True)` tables named `in_embed` (for centers) and `out_embed` (for contexts and noise
+# words), initialised as the C code does: `in_embed` uniform in $[-0.5/D, 0.5/D]$, `out_embed` zeros.
+# `forward(center (B,), context (B,), negatives (B, K))` returns the loss $\mathcal{L}$ above,
+# **summed over the K negatives and averaged over the batch**, using `F.logsigmoid`
+# (numerically safe, unlike `torch.log(torch.sigmoid(...))`). No loops.
+
+# %% solution id=skipgram_model
+class SkipGramNS(nn.Module):
+    """Skip-gram with negative sampling: separate input and output embeddings."""
+
+    def __init__(self, vocab_size: int, dim: int) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.in_embed = nn.Embedding(vocab_size, dim, sparse=True)
+        self.out_embed = nn.Embedding(vocab_size, dim, sparse=True)
+        nn.init.uniform_(self.in_embed.weight, -0.5 / dim, 0.5 / dim)
+        nn.init.zeros_(self.out_embed.weight)
+        ### END SOLUTION
+
+    def forward(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of -log s(u_o.v_c) - sum_k log s(-u_k.v_c)."""
+        ### BEGIN SOLUTION
+        v = self.in_embed(center)                                   # (B, D)
+        u = self.out_embed(context)                                 # (B, D)
+        u_noise = self.out_embed(negatives)                         # (B, K, D)
+        positive = F.logsigmoid((u * v).sum(-1))                    # (B,)
+        negative = F.logsigmoid(-(u_noise @ v.unsqueeze(-1)).squeeze(-1)).sum(-1)  # (B,)
+        return -(positive + negative).mean()
+        ### END SOLUTION
+
+# %% test id=test_skipgram_model points=3
+"""SkipGramNS: separate tables, the C code's initialisation, and the loss on a hand-computed case."""
+torch.manual_seed(0)
+model_demo = SkipGramNS(3, 2)
+assert model_demo.in_embed is not model_demo.out_embed, "input and output embeddings must be separate"
+assert model_demo.out_embed.weight.abs().sum() == 0, "out_embed starts at zero"
+assert model_demo.in_embed.weight.abs().max() <= 0.25, "in_embed starts uniform in [-0.5/D, 0.5/D]"
+with torch.no_grad():
+    model_demo.in_embed.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    model_demo.out_embed.weight.copy_(torch.tensor([[0.5, 0.0], [0.0, 2.0], [-1.0, 1.0]]))
+loss = model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2]]))
+# v = (1, 0); u_o = (0, 2): u_o.v = 0; noise u = (-1, 1): u.v = -1, twice
+logsig = lambda x: -math.log1p(math.exp(-x))
+expected = -(logsig(0.0) + 2 * logsig(1.0))
+assert abs(loss.item() - expected) < 1e-6, f"expected loss {expected:.6f}, got {loss.item():.6f}"
+### BEGIN HIDDEN TESTS
+# the mean over the batch: two different examples average, duplicates change nothing
+loss2 = model_demo(torch.tensor([0, 2]), torch.tensor([1, 0]), torch.tensor([[2, 2], [1, 1]]))
+v2 = (1.0, 1.0)
+second = -(logsig(0.5 * v2[0]) + 2 * logsig(-(2.0 * v2[1])))
+assert abs(loss2.item() - (expected + second) / 2) < 1e-6, "the loss must average over the batch"
+loss_dup = model_demo(torch.tensor([0, 0]), torch.tensor([1, 1]), torch.tensor([[2, 2], [2, 2]]))
+assert abs(loss_dup.item() - expected) < 1e-6, "duplicated examples must give the same mean loss"
+# three negatives: summed, not averaged
+loss3 = model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2, 2]]))
+assert abs(loss3.item() - (-(logsig(0.0) + 3 * logsig(1.0)))) < 1e-6, "negatives must be summed"
+assert model_demo.in_embed.sparse and model_demo.out_embed.sparse, "use sparse=True embeddings"
+# no overflow for large scores
+with torch.no_grad():
+    model_demo.in_embed.weight.mul_(100)
+assert torch.isfinite(model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2]]))), "use F.logsigmoid"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Exercise 5: nearest neighbours and analogies (3 points)
+#
+# With unit-length vectors, cosine similarity is a dot product. Write
+#
+# * `most_similar(vectors, query, k, exclude=())`: ids of the `k` rows of `vectors` `(V, D)`
+#   with the highest cosine similarity to `query` `(D,)`, best first, skipping ids in `exclude`;
+# * `three_cos_add(vectors, a, b, c)`: for id tensors `a, b, c` `(Q,)` answer "a is to b as c
+#   is to ?" with $\arg\max_x \cos(x, \hat b - \hat a + \hat c)$ over unit vectors, **excluding
+#   a, b and c themselves** (without that the answer is usually b or c); returns `(Q,)`.
+
+# %% solution id=similarity
+def most_similar(vectors: torch.Tensor, query: torch.Tensor, k: int = 10, exclude: tuple[int, ...] = ()) -> list[int]:
+    """Ids of the k rows most cosine-similar to query, best first."""
+    ### BEGIN SOLUTION
+    scores = F.normalize(vectors, dim=-1) @ F.normalize(query, dim=-1)   # (V,)
+    if exclude:
+        scores[list(exclude)] = -float("inf")
+    return scores.topk(k).indices.tolist()
+    ### END SOLUTION
+
+
+def three_cos_add(vectors: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """3CosAdd answers (Q,) to a:b :: c:?, never returning a, b or c."""
+    ### BEGIN SOLUTION
+    unit = F.normalize(vectors, dim=-1)                                  # (V, D)
+    target = unit[b] - unit[a] + unit[c]                                 # (Q, D)
+    scores = F.normalize(target, dim=-1) @ unit.T                        # (Q, V)
+    for ids in (a, b, c):
+        scores.scatter_(1, ids.unsqueeze(1), -float("inf"))
+    return scores.argmax(dim=1)
+    ### END SOLUTION
+
+# %% test id=test_similarity points=3
+"""most_similar and three_cos_add on hand-made vectors; the query words are excluded."""
+vecs = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
+assert most_similar(vecs, torch.tensor([2.0, 0.0]), k=2) == [0, 1], "cosine, not dot product: scale must not matter"
+assert most_similar(vecs, torch.tensor([1.0, 0.0]), k=2, exclude=(0,)) == [1, 4], "excluded ids never returned"
+toy = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.2, 1.0, 1.0], [0.0, 1.0, 0.0]])
+# man:king :: woman:?  with man = e1, king = e1 + e2, woman = e3 -> queen = e2 + e3
+answer = three_cos_add(toy, torch.tensor([1]), torch.tensor([0]), torch.tensor([2]))
+check_shape(answer, (1,), "answers")
+assert answer.item() == 3, f"expected id 3 (queen), got {answer.item()}"
+### BEGIN HIDDEN TESTS
+# without exclusion the best match would be b itself
+same = torch.tensor([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.5, 0.5]])
+got = three_cos_add(same, torch.tensor([2]), torch.tensor([0]), torch.tensor([2]))
+assert got.item() not in (0, 2), f"a, b and c must be excluded, got {got.item()}"
+batch = three_cos_add(toy, torch.tensor([1, 1]), torch.tensor([0, 0]), torch.tensor([2, 2]))
+assert batch.tolist() == [3, 3], f"batched questions: {batch.tolist()}"
+assert len(most_similar(vecs, torch.tensor([0.0, 1.0]), k=3)) == 3
+scaled = toy.clone()
+scaled[3] *= 50
+assert three_cos_add(scaled, torch.tensor([1]), torch.tensor([0]), torch.tensor([2])).item() == 3, \
+    "vectors must be normalised: a long vector must not win by length"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · Training
+#
+# Each epoch re-draws the subsample and the windows, shuffles the pairs and walks through them
+# in batches of 1,024 with 5 negatives each. `SparseAdam` updates only the rows a batch touches.
+# The same hyper-parameters go to gensim below.
+
+# %% fragment
+DIM, WINDOW, NEGATIVES, SAMPLE, EPOCHS, BATCH = 100, 5, 5, 1e-3, 3, 1024
+
+
+class PairBatches:
+    """Iterate over shuffled (center, context) batches; every pass re-draws subsample and windows."""
+
+    def __init__(self, ids: torch.Tensor, seed: int = 0) -> None:
+        self.ids, self.keep = ids, keep_probabilities(word_counts, SAMPLE).float()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        kept = self.ids[torch.rand(len(self.ids), generator=self.generator) < self.keep[self.ids]]
+        pairs = skipgram_pairs(kept, WINDOW, self.generator)
+        pairs = pairs[torch.randperm(len(pairs), generator=self.generator)]
+        return iter(pairs.split(BATCH))
+
+
+seed_everything(0)
+batches = PairBatches(corpus_ids)
+steps_per_epoch = sum(1 for _ in batches)
+negative_generator = torch.Generator().manual_seed(0)
+noise = noise_distribution(word_counts)
+model = SkipGramNS(len(vocab), DIM).to(device)
+
+
+def loss_fn(model: SkipGramNS, batch: torch.Tensor) -> torch.Tensor:
+    negatives = sample_negatives(noise, (len(batch), NEGATIVES), negative_generator).to(device)
+    return model(batch[:, 0], batch[:, 1], negatives)
+
+
+optimizer = torch.optim.SparseAdam(model.parameters(), lr=1e-3)
+history = fit(model, loss_fn, batches, optimizer, steps=EPOCHS * steps_per_epoch, device=device,
+              clip_grad_norm=None, description="skip-gram")
+ours_seconds = history.seconds
+print(f"{EPOCHS} epochs ({EPOCHS * steps_per_epoch:,} steps) in {ours_seconds:.0f} s")
+plot_curves({"training loss": history.losses}, smooth=50)
+plt.show()
+
+# %% [markdown] slide
+# ## 9 · Evaluation, and gensim on the same corpus
+#
+# **WordSim-353**: 353 word pairs scored for similarity by people; we report Spearman's
+# $\rho$ between those scores and cosine similarities, over the pairs whose words are both
+# in our vocabulary. **Analogies**: Google's questions ("athens:greece :: baghdad:?") whose
+# four words are in the vocabulary, answered with your `three_cos_add`.
+
+# %% locked id=evaluation
+def wordsim_spearman(vectors: torch.Tensor) -> tuple[float, int]:
+    """Spearman's rho on the in-vocabulary WordSim-353 pairs, and how many pairs that is."""
+    rows = [(word_to_id[a], word_to_id[b], s) for a, b, s in wordsim353() if a in word_to_id and b in word_to_id]
+    unit = F.normalize(vectors.float().cpu(), dim=-1)
+    left, right = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+    return spearmanr((unit[left] * unit[right]).sum(-1).numpy(), [r[2] for r in rows]).statistic, len(rows)
+
+
+def analogy_accuracy(vectors: torch.Tensor) -> tuple[float, int]:
+    """3CosAdd accuracy on the in-vocabulary Google analogies, and how many questions that is."""
+    questions = [q for section in analogy_questions().values() for q in section if all(w in word_to_id for w in q)]
+    ids = torch.tensor([[word_to_id[w] for w in q] for q in questions])
+    vectors = vectors.float().cpu()
+    predicted = torch.cat([three_cos_add(vectors, *chunk[:, :3].T) for chunk in ids.split(2048)])
+    return (predicted == ids[:, 3]).double().mean().item(), len(questions)
+
+
+ours = model.in_embed.weight.detach().cpu()
+ours_ws, n_pairs = wordsim_spearman(ours)
+ours_analogy, n_questions = analogy_accuracy(ours)
+print(f"WordSim-353 pairs in vocabulary: {n_pairs}; analogy questions: {n_questions}")
+
+# %% fragment
+from gensim.models import Word2Vec  # noqa: E402  (imported here: it takes a few seconds)
+
+start = time.perf_counter()
+reference = Word2Vec(sentences, vector_size=DIM, window=WINDOW, negative=NEGATIVES, sample=SAMPLE,
+                     min_count=MIN_COUNT, sg=1, epochs=EPOCHS, workers=2, seed=0)
+gensim_seconds = time.perf_counter() - start
+theirs = torch.tensor(reference.wv.vectors)[[reference.wv.key_to_index[w] for w in vocab]]
+gensim_ws, _ = wordsim_spearman(theirs)
+gensim_analogy, _ = analogy_accuracy(theirs)
+print(f"{'':>10} {'WS-353 rho':>11} {'analogies':>10} {'seconds':>8}")
+print(f"{'yours':>10} {ours_ws:>11.3f} {ours_analogy:>10.1%} {ours_seconds:>8.1f}")
+print(f"{'gensim':>10} {gensim_ws:>11.3f} {gensim_analogy:>10.1%} {gensim_seconds:>8.1f}")
+fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+for ax, (title, values) in zip(axes, [("WordSim-353 Spearman", (ours_ws, gensim_ws)),
+                                      ("analogy accuracy", (ours_analogy, gensim_analogy)),
+                                      ("training seconds", (ours_seconds, gensim_seconds))]):
+    ax.bar(["yours", "gensim"], values, color=["tab:blue", "tab:gray"])
+    ax.set_title(title)
+fig.tight_layout()
+plt.show()
+
+# %% test id=test_trained_vectors points=3
+"""Your trained vectors reach at least 0.9 x gensim's WordSim-353 Spearman on the same corpus."""
+assert ours_ws >= 0.9 * gensim_ws, f"expected rho >= 0.9 x {gensim_ws:.3f} = {0.9 * gensim_ws:.3f}, got {ours_ws:.3f}"
+print(f"yours {ours_ws:.3f} vs gensim {gensim_ws:.3f}")
+### BEGIN HIDDEN TESTS
+fresh_ws, _ = wordsim_spearman(model.in_embed.weight.detach().cpu())
+assert abs(fresh_ws - ours_ws) < 1e-9, "the score must come from the trained model"
+assert fresh_ws > 0.2, f"expected a clearly positive correlation, got {fresh_ws:.3f}"
+neighbours = [vocab[i] for i in most_similar(ours, ours[word_to_id["france"]], k=20, exclude=(word_to_id["france"],))]
+assert any(w in neighbours for w in ("french", "paris", "germany", "italy", "spain", "belgium", "europe")), \
+    f"the neighbours of 'france' look random: {neighbours[:10]}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 10 · What the vectors know
+#
+# Nearest neighbours of a few words, and a 2-D projection (PCA) of countries and their
+# capitals: the country-to-capital offset is roughly the same arrow each time.
+
+# %% fragment
+for word in ["war", "music", "king", "france", "water"]:
+    if word in word_to_id:
+        ids = most_similar(ours, ours[word_to_id[word]], k=6, exclude=(word_to_id[word],))
+        print(f"{word:>7}: {', '.join(vocab[i] for i in ids)}")
+pairs_to_show = [("france", "paris"), ("germany", "berlin"), ("italy", "rome"), ("spain", "madrid"),
+                 ("russia", "moscow"), ("japan", "tokyo"), ("china", "beijing"), ("england", "london")]
+words = [w for pair in pairs_to_show for w in pair if w in word_to_id]
+points = project_2d(ours[[word_to_id[w] for w in words]])
+ax = scatter_embeddings(points, words, title="countries and capitals (your vectors, PCA)",
+                        groups=[i % 2 for i in range(len(words))])
+plt.show()
+
+# %% [markdown] slide
+# ## Summary
+#
+# * Skip-gram learns vectors by **predicting context words**; negative sampling turns the
+#   $V$-way softmax into $K+1$ binary decisions.
+# * The details matter and are easy to get wrong: the **C code's** subsampling formula (not the
+#   paper's), the **dynamic window**, the **unigram$^{0.75}$** noise, separate input and output tables.
+# * Evaluated on **WordSim-353** and **3CosAdd analogies**, your model is within reach of gensim's
+#   C implementation on the same corpus; gensim is much faster, which is why it exists.
+# * Static vectors give every word one vector, whatever its sense. Notebook 02 (ELMo) fixes that.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Mikolov et al. (2013). *Efficient Estimation of Word Representations in Vector Space.* arXiv:1301.3781
+# * Mikolov et al. (2013). *Distributed Representations of Words and Phrases and their Compositionality.* arXiv:1310.4546
+# * Goldberg, Levy (2014). *word2vec Explained.* arXiv:1402.3722
+# * Levy, Goldberg, Dagan (2015). *Improving Distributional Similarity with Lessons Learned from Word Embeddings.* TACL.
