@@ -1,0 +1,421 @@
+# %% [markdown] slide
+# # 04 · Masking
+#
+# **Learning objectives.** After this notebook you can
+# 1. **build** padding, causal and prefix-LM masks and broadcast them to `(batch, 1, q_len, k_len)`;
+# 2. **implement** a masked softmax, masked pooling and a masked loss that never produce NaN;
+# 3. **handle** padding in recurrent networks with packed sequences;
+# 4. **implement** BERT's 80/10/10 masked-LM corruption and test it statistically.
+#
+# **Prerequisites.** Notebook 03 (scaled dot-product attention), cross-entropy, GRUs.
+#
+# **Estimated time.** 1.5 hours. The notebook runs in under a minute on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: one picture carries the lecture: a batch of sentences of different lengths,
+# padded into a rectangle. Every mask in this notebook answers "which cells are real?".
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import math
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.data import pad_batch
+from course_utils.plot import show_attention
+from course_utils.train import fit
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Intuition: rectangles of ragged data
+#
+# Sentences have different lengths, tensors are rectangles: we **pad**. From then on every
+# operation that mixes positions (attention, pooling, a loss, a recurrent state) must be told
+# which positions are real, or padding leaks into the result. A second kind of mask hides
+# the **future** from a language model, a third hides **chosen tokens** from BERT.
+#
+# Convention (as in `F.scaled_dot_product_attention`): masks are **boolean, True = may attend**.
+# Masked scores are filled with `torch.finfo(dtype).min`, never `-1e9` (it overflows in float16).
+
+# %% [markdown] subslide
+# ## The math
+#
+# | mask | shape | entry $(i, j)$ is True when | code |
+# |---|---|---|---|
+# | padding | `(batch, k_len)` | key $j$ is a real token: $j < \text{length}_b$ | `padding_mask` |
+# | causal | `(q_len, k_len)` | query $i$ may see key $j$: $j \le i + (k\_len - q\_len)$ | `causal_mask` |
+# | combined | `(batch, 1, q_len, k_len)` | both, broadcast over heads | `attention_mask` |
+# | prefix-LM | `(S+T, S+T)` | $j < S$ and $i < S$, or $i \ge S$ and $j \le i$ | `prefix_lm_mask` |
+#
+# A masked softmax over keys $j$: $\alpha_{ij} = m_{ij} e^{s_{ij}} / \sum_{j'} m_{ij'} e^{s_{ij'}}$, and
+# $\alpha_{i\cdot} = 0$ when no $m_{ij}$ is True. A masked mean: $\bar x = \sum_t m_t x_t / \max(1, \sum_t m_t)$.
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: padding, causal and combined masks (3 points)
+#
+# * `padding_mask(lengths, max_len)` -> `(batch, max_len)`, True at real tokens;
+# * `causal_mask(q_len, k_len=None, device=None)` -> `(q_len, k_len)`; with `k_len > q_len`
+#   the queries are the **last** `q_len` positions (as when decoding with a cache);
+# * `attention_mask(lengths, max_len, causal)` -> `(batch, 1, max_len, max_len)`: key padding,
+#   and the causal mask when `causal` is True.
+#
+# No Python loops over the batch.
+
+# %% solution id=masks
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(batch, max_len) bool, True where the position is a real token."""
+    ### BEGIN SOLUTION
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+    ### END SOLUTION
+
+
+def causal_mask(q_len: int, k_len: int | None = None, device=None) -> torch.Tensor:
+    """(q_len, k_len) bool, True where query i may see key j (j <= i + k_len - q_len)."""
+    ### BEGIN SOLUTION
+    k_len = q_len if k_len is None else k_len
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
+    ### END SOLUTION
+
+
+def attention_mask(lengths: torch.Tensor, max_len: int, causal: bool = False) -> torch.Tensor:
+    """(batch, 1, max_len, max_len) bool: key padding, and the causal mask when asked."""
+    ### BEGIN SOLUTION
+    mask = padding_mask(lengths, max_len)[:, None, None, :]     # (batch, 1, 1, k_len)
+    if causal:
+        mask = mask & causal_mask(max_len, device=lengths.device)  # (batch, 1, q_len, k_len)
+    return mask.expand(-1, 1, max_len, max_len)
+    ### END SOLUTION
+
+# %% fragment
+lengths = torch.tensor([5, 3])
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+show_attention(padding_mask(lengths, 5).float(), ax=axes[0], title="padding (batch, k_len)")
+show_attention(causal_mask(5).float(), ax=axes[1], title="causal (q_len, k_len)")
+show_attention(attention_mask(lengths, 5, causal=True)[1, 0].float(), ax=axes[2], title="combined, sequence 2")
+fig.tight_layout()
+plt.show()
+
+# %% test id=test_masks points=3
+"""Masks: exact small cases, and attention with the combined mask equals attention on each unpadded sequence."""
+assert padding_mask(torch.tensor([2, 0, 3]), 3).tolist() == [[True, True, False], [False] * 3, [True] * 3]
+assert causal_mask(3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+mask = attention_mask(torch.tensor([4, 2]), 4, causal=True)
+check_shape(mask, (2, 1, 4, 4), "combined mask")
+assert mask.dtype == torch.bool, f"expected a boolean mask, got {mask.dtype}"
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(2, 3, 4, 8, dtype=torch.float64, generator=g) for _ in range(3))
+out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+for b, n in enumerate([4, 2]):
+    alone = F.scaled_dot_product_attention(q[b:b + 1, :, :n], k[b:b + 1, :, :n], v[b:b + 1, :, :n], is_causal=True)
+    assert_close(out[b:b + 1, :, :n], alone, f"sequence {b}: padded and masked vs unpadded", atol=1e-12)
+### BEGIN HIDDEN TESTS
+rect = causal_mask(2, 4)
+assert rect.tolist() == [[True, True, True, False], [True, True, True, True]], f"rectangular (cache) case: {rect.tolist()}"
+plain = attention_mask(torch.tensor([3, 1]), 3, causal=False)
+assert plain[1, 0].tolist() == [[True, False, False]] * 3, "without causal: every query sees the real keys"
+assert attention_mask(torch.tensor([2]), 3)[0, 0, 2].tolist() == [True, True, False], "padded queries still see real keys"
+out_plain = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask(torch.tensor([4, 2]), 4))
+alone = F.scaled_dot_product_attention(q[1:, :, :2], k[1:, :, :2], v[1:, :, :2])
+assert_close(out_plain[1:, :, :2], alone, "padding only", atol=1e-12)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: a masked softmax without NaN (2 points)
+#
+# Write `masked_softmax(scores, mask, dim=-1)`: mask is boolean and broadcastable to `scores`.
+# Fill masked scores with `torch.finfo(scores.dtype).min`, take the softmax, and make every
+# entry of a row with **no** allowed position exactly zero. The gradient must not be NaN either.
+# (`torch.softmax` of a row of `-inf` is NaN; of a row of `finfo.min` it is uniform: both wrong.)
+
+# %% solution id=masked_softmax
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over allowed positions; rows with none allowed are all zeros."""
+    ### BEGIN SOLUTION
+    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(filled, dim=dim) * mask
+    ### END SOLUTION
+
+# %% test id=test_masked_softmax points=2
+"""masked_softmax: allowed positions sum to 1, an all-masked row is zeros, and no NaN in values or gradients."""
+scores = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], requires_grad=True)
+mask = torch.tensor([[True, True, False], [False, False, False]])
+p = masked_softmax(scores, mask)
+assert_close(p[0], torch.cat([torch.softmax(torch.tensor([1.0, 2.0]), 0), torch.zeros(1)]), "row with two allowed keys")
+assert_close(p[1], torch.zeros(3), "a row with nothing to attend to")
+(p * torch.arange(3.0)).sum().backward()
+assert not torch.isnan(scores.grad).any(), f"NaN in the gradient: {scores.grad}"
+### BEGIN HIDDEN TESTS
+half = masked_softmax(torch.randn(2, 4, dtype=torch.float16), torch.tensor([[True, False, True, False], [False] * 4]))
+assert not torch.isnan(half).any() and half[1].abs().sum() == 0, "float16: use torch.finfo(dtype).min"
+cols = masked_softmax(torch.zeros(3, 2), torch.tensor([[True, False], [True, False], [False, False]]), dim=0)
+assert_close(cols[:, 0], torch.tensor([0.5, 0.5, 0.0]), "softmax over dim 0")
+assert_close(cols[:, 1], torch.zeros(3), "an all-masked column")
+big = masked_softmax(torch.tensor([[1000.0, 0.0]]), torch.tensor([[False, True]]))
+assert_close(big, torch.tensor([[0.0, 1.0]]), "a huge masked score must not win")
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: masked pooling and a masked loss (3 points)
+#
+# * `masked_mean(x, mask)`: `x` `(batch, seq, dim)`, `mask` `(batch, seq)` -> `(batch, dim)`,
+#   the mean over real positions only (zeros for a row with none);
+# * `masked_cross_entropy(logits, targets, mask)`: `logits` `(batch, seq, vocab)`, `targets`
+#   `(batch, seq)`, `mask` `(batch, seq)` -> the mean cross-entropy over **real tokens** (not the
+#   mean of per-sequence means). It must equal `F.cross_entropy(..., ignore_index=-100)` with the
+#   padded targets set to -100. Compute it from `F.log_softmax`; do not call `F.cross_entropy`.
+
+# %% solution id=masked_reductions
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (batch, seq, dim) over positions where mask (batch, seq) is True."""
+    ### BEGIN SOLUTION
+    weights = mask.to(x.dtype).unsqueeze(-1)                        # (batch, seq, 1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1)       # (batch, dim)
+    ### END SOLUTION
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy over real (mask True) positions."""
+    ### BEGIN SOLUTION
+    log_probs = F.log_softmax(logits, dim=-1)                       # (batch, seq, vocab)
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (batch, seq)
+    return -(picked * mask).sum() / mask.sum().clamp(min=1)
+    ### END SOLUTION
+
+# %% test id=test_masked_reductions points=3
+"""masked_mean ignores padding; masked_cross_entropy equals F.cross_entropy(ignore_index=-100)."""
+x = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [50.0], [60.0]]])
+mask = torch.tensor([[True, True, False], [True, False, False]])
+assert_close(masked_mean(x, mask), torch.tensor([[2.0], [2.0]]), "masked mean")
+g = torch.Generator().manual_seed(0)
+logits = torch.randn(3, 5, 7, dtype=torch.float64, generator=g)
+targets = torch.randint(0, 7, (3, 5), generator=g)
+mask = padding_mask(torch.tensor([5, 2, 4]), 5)
+expected = F.cross_entropy(logits.flatten(0, 1), targets.masked_fill(~mask, -100).flatten(), ignore_index=-100)
+assert_close(masked_cross_entropy(logits, targets, mask), expected, "masked cross-entropy", atol=1e-12)
+### BEGIN HIDDEN TESTS
+# the mean over tokens, not over sequences: lengths 5 and 1 weigh 5 : 1
+uneven = padding_mask(torch.tensor([5, 1, 1]), 5)
+expected = F.cross_entropy(logits.flatten(0, 1), targets.masked_fill(~uneven, -100).flatten(), ignore_index=-100)
+with mock.patch.object(F, "cross_entropy", side_effect=AssertionError("compute it from log_softmax")):
+    got = masked_cross_entropy(logits, targets.masked_fill(~uneven, -100), uneven)
+assert_close(got, expected, "uneven lengths, padded targets holding -100", atol=1e-12)
+empty = masked_mean(torch.ones(1, 3, 2), torch.zeros(1, 3, dtype=torch.bool))
+assert_close(empty, torch.zeros(1, 2), "an all-padding row gives zeros, not NaN")
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 4: recurrent networks and padding (2 points)
+#
+# A GRU run over a padded batch keeps reading after the sentence ends: its "final" state has
+# digested the padding. `pack_padded_sequence` tells it where each sequence stops.
+# Write `rnn_final_states(rnn, x, lengths)` returning the GRU's last-layer state after each
+# sequence's **own** last token, `(batch, hidden)`, using packing (`enforce_sorted=False`).
+
+# %% solution id=rnn_final_states
+def rnn_final_states(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Final hidden state of a batch_first GRU for each sequence at its own length, (batch, hidden)."""
+    ### BEGIN SOLUTION
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    _, last = rnn(packed)                                           # (layers, batch, hidden), input order
+    return last[-1]
+    ### END SOLUTION
+
+# %% test id=test_rnn_final_states points=2
+"""rnn_final_states equals running each sequence alone, and differs from the naive padded run."""
+torch.manual_seed(0)
+gru = nn.GRU(3, 4, batch_first=True).double()
+x = torch.randn(3, 6, 3, dtype=torch.float64)
+lengths = torch.tensor([6, 2, 4])
+got = rnn_final_states(gru, x, lengths)
+check_shape(got, (3, 4), "final states")
+for b in range(3):
+    alone = gru(x[b:b + 1, :lengths[b]])[1][-1]
+    assert_close(got[b:b + 1], alone, f"sequence {b} run alone", atol=1e-12)
+naive = gru(x)[1][-1]
+assert not torch.allclose(naive[1], got[1]), "the naive run reads the padding: it must differ"
+### BEGIN HIDDEN TESTS
+deep = nn.GRU(3, 5, num_layers=2, batch_first=True).double()
+got2 = rnn_final_states(deep, x, lengths)
+check_shape(got2, (3, 5), "two layers: the last layer's state")
+assert_close(got2[1:2], deep(x[1:2, :2])[1][-1], "two-layer GRU, sequence 1", atol=1e-12)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 5: BERT's masked-LM corruption (4 points)
+#
+# BERT chooses **15%** of the non-special tokens. Of the chosen ones **80%** become `[MASK]`,
+# **10%** a random token drawn uniformly from the vocabulary, **10%** stay unchanged. The labels
+# are the original tokens at the chosen positions and -100 (ignored by the loss) elsewhere.
+# Write `bert_corrupt(tokens, special, vocab_size, mask_id, generator, rate=0.15)` returning
+# `(inputs, labels)`; `special` `(batch, seq)` is True at [CLS], [SEP] and padding, which are
+# never chosen. Use the generator for every random draw.
+
+# %% solution id=bert_corrupt
+def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
+                 generator: torch.Generator, rate: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's 80/10/10 masked-LM corruption; returns (inputs, labels with -100 where not chosen)."""
+    ### BEGIN SOLUTION
+    draw = lambda: torch.rand(tokens.shape, generator=generator, device=tokens.device)
+    chosen = (draw() < rate) & ~special
+    labels = tokens.masked_fill(~chosen, -100)
+    action = draw()
+    to_mask = chosen & (action < 0.8)
+    to_random = chosen & (action >= 0.8) & (action < 0.9)
+    random_tokens = torch.randint(0, vocab_size, tokens.shape, generator=generator, device=tokens.device)
+    inputs = tokens.masked_fill(to_mask, mask_id)
+    inputs = torch.where(to_random, random_tokens, inputs)
+    return inputs, labels
+    ### END SOLUTION
+
+# %% test id=test_bert_corrupt points=4
+"""bert_corrupt: 15% chosen, 80/10/10 among them, specials never chosen, labels -100 elsewhere."""
+g = torch.Generator().manual_seed(0)
+tokens = torch.randint(5, 1000, (400, 500), generator=g)
+special = torch.zeros_like(tokens, dtype=torch.bool)
+special[:, 0] = special[:, -1] = True
+inputs, labels = bert_corrupt(tokens, special, 1000, mask_id=4, generator=torch.Generator().manual_seed(1))
+chosen = labels != -100
+share = chosen[~special].double().mean().item()
+assert abs(share - 0.15) < 0.003, f"expected 15% of non-special tokens chosen, got {share:.2%}"
+assert not chosen[special].any(), "special tokens must never be chosen"
+assert torch.equal(labels[chosen], tokens[chosen]), "labels are the original tokens"
+masked = (inputs[chosen] == 4).double().mean().item()
+kept = (inputs[chosen] == tokens[chosen]).double().mean().item()
+assert abs(masked - 0.8) < 0.01, f"expected 80% [MASK] among chosen, got {masked:.1%}"
+assert abs(kept - 0.1) < 0.01, f"expected about 10% unchanged among chosen, got {kept:.1%}"
+assert torch.equal(inputs[~chosen], tokens[~chosen]), "tokens that were not chosen stay as they are"
+### BEGIN HIDDEN TESTS
+replaced = ((inputs[chosen] != 4) & (inputs[chosen] != tokens[chosen])).double().mean().item()
+assert abs(replaced - 0.1) < 0.01, f"expected about 10% random tokens among chosen, got {replaced:.1%}"
+randoms = inputs[chosen][(inputs[chosen] != 4) & (inputs[chosen] != tokens[chosen])]
+assert randoms.min() >= 0 and randoms.max() < 1000 and randoms.float().std() > 200, "random tokens span the vocabulary"
+again = bert_corrupt(tokens, special, 1000, 4, torch.Generator().manual_seed(1))
+assert torch.equal(again[0], inputs) and torch.equal(again[1], labels), "the same seed gives the same corruption"
+rate = (bert_corrupt(tokens, special, 1000, 4, torch.Generator().manual_seed(2), rate=0.3)[1] != -100)[~special].double().mean()
+assert abs(rate - 0.3) < 0.005, f"the rate argument must be used, got {rate:.2%}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Exercise 6: the prefix-LM mask (2 points)
+#
+# One Transformer stack can act as an encoder-decoder (UniLM, T5's prefix LM): the **source**
+# tokens see each other in both directions, the **target** tokens see the whole source and
+# the targets up to themselves. Write `prefix_lm_mask(src_len, tgt_len)` -> `(L, L)` with
+# `L = src_len + tgt_len` (True = may attend).
+
+# %% solution id=prefix_lm_mask
+def prefix_lm_mask(src_len: int, tgt_len: int) -> torch.Tensor:
+    """(L, L) bool: bidirectional over the source prefix, causal over the target."""
+    ### BEGIN SOLUTION
+    total = src_len + tgt_len
+    mask = causal_mask(total)                                       # targets: causal
+    mask[:, :src_len] = True                                        # everyone sees the source
+    mask[:src_len, src_len:] = False                                # the source never sees targets
+    return mask
+    ### END SOLUTION
+
+# %% fragment
+show_attention(prefix_lm_mask(3, 4).float(), queries=["s1", "s2", "s3", "t1", "t2", "t3", "t4"],
+               keys=["s1", "s2", "s3", "t1", "t2", "t3", "t4"], title="prefix-LM mask")
+plt.show()
+
+# %% test id=test_prefix_lm_mask points=2
+"""prefix_lm_mask: the source is bidirectional, targets are causal and see the whole source."""
+m = prefix_lm_mask(2, 2)
+assert m.tolist() == [[True, True, False, False], [True, True, False, False],
+                      [True, True, True, False], [True, True, True, True]], f"got {m.int().tolist()}"
+### BEGIN HIDDEN TESTS
+assert torch.equal(prefix_lm_mask(0, 4), causal_mask(4)), "no source: a causal mask"
+assert prefix_lm_mask(3, 0).all(), "no target: fully bidirectional"
+big = prefix_lm_mask(4, 5)
+assert big.shape == (9, 9) and big.dtype == torch.bool
+assert not big[:4, 4:].any() and big[4:, :4].all() and torch.equal(big[4:, 4:], causal_mask(5))
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · Experiment: what forgetting the mask does
+#
+# A tiny classifier (embeddings, mean pooling, a linear layer) learns whether a sequence holds
+# more 1s than 2s. It is trained with your `masked_mean`. We then feed the same sequences with
+# more and more padding: with the mask, predictions do not move; pooling **without** the mask
+# averages the padding embedding in, and the predictions drift.
+
+# %% fragment
+seed_everything(0)
+
+
+def make_batch(n: int, generator: torch.Generator):
+    lengths = torch.randint(4, 16, (n,), generator=generator)
+    seqs = [torch.randint(1, 5, (int(length),), generator=generator) for length in lengths]
+    labels = torch.tensor([int((s == 1).sum() > (s == 2).sum()) for s in seqs])
+    tokens, lengths = pad_batch(seqs)
+    return tokens, lengths, labels
+
+
+class Pooler(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 16)          # id 0 is padding, with a learned (non-zero) vector
+        self.out = nn.Linear(16, 2)
+
+    def forward(self, tokens, lengths, use_mask: bool = True):
+        x = self.embed(tokens)                                  # (batch, seq, 16)
+        pooled = masked_mean(x, padding_mask(lengths, tokens.shape[1])) if use_mask else x.mean(1)
+        return self.out(pooled)
+
+
+generator = torch.Generator().manual_seed(0)
+train = [make_batch(64, generator) for _ in range(50)]
+classifier = Pooler()
+fit(classifier, lambda m, b: F.cross_entropy(m(b[0], b[1]), b[2]), train,
+    torch.optim.Adam(classifier.parameters(), lr=1e-2), steps=400, device="cpu", progress=False)
+tokens, lengths, labels = make_batch(200, torch.Generator().manual_seed(1))
+extra = list(range(0, 61, 5))
+curves = {True: [], False: []}
+with torch.no_grad():
+    for pad in extra:
+        padded = F.pad(tokens, (0, pad))
+        for use_mask in (True, False):
+            probs = classifier(padded, lengths, use_mask).softmax(-1)[:, 1]
+            curves[use_mask].append(probs)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+for ax, use_mask in zip(axes, (True, False)):
+    stacked = torch.stack(curves[use_mask])                     # (len(extra), 200)
+    ax.plot(extra, stacked[:, :12].numpy(), alpha=0.7)
+    accuracy = [(c > 0.5).long().eq(labels).float().mean().item() for c in curves[use_mask]]
+    ax.set(title=f"{'with' if use_mask else 'without'} the mask: accuracy {accuracy[0]:.0%} -> {accuracy[-1]:.0%}",
+           xlabel="extra padding tokens", ylabel="P(more 1s than 2s)", ylim=(0, 1))
+fig.tight_layout()
+plt.show()
+drift = {m: (torch.stack(curves[m]) - curves[m][0]).abs().max().item() for m in (True, False)}
+print(f"largest change in probability: with mask {drift[True]:.2e}, without {drift[False]:.2f}")
+
+# %% [markdown] slide
+# ## Summary
+#
+# * **Padding masks** (per key), **causal masks** (per query/key pair, offset for caches) and the
+#   **prefix-LM** mask are all boolean, True = may attend, and broadcast to `(batch, 1, q, k)`.
+# * A masked softmax fills with `finfo.min` and zeroes rows with nothing to see: no NaN in values
+#   or gradients, in any precision.
+# * Pooling and losses average over **real tokens**; RNNs need **packed** sequences.
+# * **BERT's** corruption chooses 15%, then 80/10/10; you tested it statistically.
+# * Forgetting a mask does not crash anything: predictions just drift with the amount of padding,
+#   which is why it is the bug most worth a test.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762 (masking in the decoder)
+# * Devlin et al. (2018). *BERT: Pre-training of Deep Bidirectional Transformers.* arXiv:1810.04805 (section 3.1, 80/10/10)
+# * Dong et al. (2019). *Unified Language Model Pre-training (UniLM).* arXiv:1905.03197 (prefix-LM masks)
+# * Raffel et al. (2019). *Exploring the Limits of Transfer Learning (T5).* arXiv:1910.10683
