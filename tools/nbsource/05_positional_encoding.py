@@ -1,0 +1,465 @@
+# %% [markdown] slide
+# # 05 · Positional encoding
+#
+# **Learning objectives.** After this notebook you can
+# 1. **show** that self-attention without positions cannot tell word order apart;
+# 2. **implement** sinusoidal, learned, relative (T5 buckets) and rotary position information;
+# 3. **prove numerically** that sinusoidal encodings shift by a fixed rotation, and that rotary attention depends only on offsets;
+# 4. **compare** the encodings on a task that needs order, at the training length and beyond it.
+#
+# **Prerequisites.** Notebooks 03-04 (attention, masks), `nn.Embedding`.
+#
+# **Estimated time.** 1.5 hours. The notebook runs in about a minute on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: shuffle the words of a sentence on the slide; ask what attention would notice. Nothing.
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.plot import show_positional_encoding
+from course_utils.train import fit
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Intuition: attention sees a bag of words
+#
+# Self-attention mixes positions with weights computed from **content** alone. Shuffle the
+# input and the output is shuffled the same way: the layer is **permutation-equivariant**,
+# $f(P x) = P f(x)$. "dog bites man" and "man bites dog" get the same vectors, in another order.
+# Order must be added: to the input (**absolute** encodings), to the attention scores
+# (**relative** biases) or to the queries and keys themselves (**rotary**).
+
+# %% [markdown] subslide
+# ## The math
+#
+# Sinusoidal encoding (Vaswani et al.), for position $p$ and dimension pair $i$:
+#
+# $$PE_{p, 2i} = \sin(p\,\omega_i), \quad PE_{p, 2i+1} = \cos(p\,\omega_i), \quad \omega_i = 10000^{-2i/d}$$
+#
+# Each pair is a point on a circle turning at speed $\omega_i$; moving $k$ positions turns it by
+# $k\omega_i$, a rotation that does not depend on $p$:
+#
+# $$PE_{p+k} = M_k\, PE_p, \qquad M_k = \operatorname{diag}\!\left(R(k\omega_0), \dots, R(k\omega_{d/2-1})\right), \quad R(\theta) = \begin{pmatrix}\cos\theta & \sin\theta\\ -\sin\theta & \cos\theta\end{pmatrix}$$
+#
+# Rotary embeddings (RoPE) rotate each query and key pair by its own position:
+# $\tilde q_m = R_m q$, $\tilde k_n = R_n k$, so $\tilde q_m^\top \tilde k_n = q^\top R_{n-m} k$ depends on $n - m$ only.
+#
+# | symbol | shape | meaning | code name |
+# |---|---|---|---|
+# | $PE$ | `(n_positions, d_model)` | absolute encoding, added to embeddings | `sinusoidal_encoding(...)` |
+# | $\omega_i$ | `(d_model/2,)` | frequencies | `frequencies` |
+# | $M_k$ | `(d_model, d_model)` | shift-by-$k$ map | `shift_matrix(k, d_model)` |
+# | $b(n - m)$ | `(heads, q_len, k_len)` | relative position bias on scores | `RelativeBias` |
+# | $R_m$ | rotation of each pair by $m\omega_i$ | rotary | `apply_rotary(x, positions)` |
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: check permutation equivariance (2 points)
+#
+# Write `is_permutation_equivariant(layer, x, permutation, atol=1e-6)`: `x` `(batch, seq, d)`,
+# `permutation` a `LongTensor` `(seq,)`. Return `True` when permuting the input positions permutes
+# the output positions the same way, `layer(x[:, p]) == layer(x)[:, p]` within `atol`.
+
+# %% solution id=equivariance
+def is_permutation_equivariant(layer: nn.Module, x: torch.Tensor, permutation: torch.Tensor,
+                               atol: float = 1e-6) -> bool:
+    """True when layer(x[:, p]) equals layer(x)[:, p] within atol."""
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        return torch.allclose(layer(x[:, permutation]), layer(x)[:, permutation], atol=atol)
+    ### END SOLUTION
+
+# %% test id=test_equivariance points=2
+"""is_permutation_equivariant: True for plain self-attention, False once positions are added."""
+torch.manual_seed(0)
+encoder_layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True).double().eval()
+x = torch.randn(2, 7, 16, dtype=torch.float64)
+perm = torch.randperm(7)
+assert is_permutation_equivariant(encoder_layer, x, perm) is True, "attention without positions is equivariant"
+with_positions = lambda inp: encoder_layer(inp + torch.arange(inp.shape[1], dtype=inp.dtype)[None, :, None])
+assert is_permutation_equivariant(with_positions, x, perm) is False, "adding positions must break equivariance"
+### BEGIN HIDDEN TESTS
+assert is_permutation_equivariant(lambda inp: inp.flip(1), x, perm) is False, "a layer that reverses order is not equivariant"
+assert is_permutation_equivariant(lambda inp: inp * 2, x, perm) is True
+assert is_permutation_equivariant(lambda inp: inp + 1e-9 * torch.arange(7.0, dtype=inp.dtype)[None, :, None], x, perm, atol=1e-6) is True, "atol must be used"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: sinusoidal encodings (3 points)
+#
+# Write `sinusoidal_encoding(n_positions, d_model)` -> `(n_positions, d_model)`, float32, with
+# sines in the **even** columns and cosines in the **odd** ones (interleaved, as in the paper's
+# formula), $\omega_i = 10000^{-2i/d}$. `d_model` is even.
+
+# %% solution id=sinusoidal
+def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
+    """PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = 10000 ** (-2i / d_model)."""
+    ### BEGIN SOLUTION
+    positions = torch.arange(n_positions, dtype=torch.float64)[:, None]          # (n, 1)
+    frequencies = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d/2,)
+    angles = positions * frequencies                                             # (n, d/2)
+    encoding = torch.zeros(n_positions, d_model, dtype=torch.float64)
+    encoding[:, 0::2] = angles.sin()
+    encoding[:, 1::2] = angles.cos()
+    return encoding.float()
+    ### END SOLUTION
+
+# %% fragment
+show_positional_encoding(sinusoidal_encoding(100, 64), title="sinusoidal encoding: 100 positions, d = 64")
+plt.show()
+
+# %% test id=test_sinusoidal points=3
+"""sinusoidal_encoding: closed-form values, shape, dtype and interleaving."""
+pe = sinusoidal_encoding(50, 8)
+check_shape(pe, (50, 8), "encoding")
+assert pe.dtype == torch.float32, f"expected float32, got {pe.dtype}"
+assert_close(pe[0], torch.tensor([0.0, 1.0] * 4), "position 0: sin 0 = 0, cos 0 = 1")
+assert_close(pe[1, :2], torch.tensor([math.sin(1.0), math.cos(1.0)]), "position 1, pair 0 (omega = 1)")
+assert_close(pe[3, 2:4], torch.tensor([math.sin(3 * 10000 ** (-2 / 8)), math.cos(3 * 10000 ** (-2 / 8))]),
+             "position 3, pair 1 (omega = 10000^(-2/8))")
+### BEGIN HIDDEN TESTS
+big = sinusoidal_encoding(10, 512)
+assert_close(big[7, 510:], torch.tensor([math.sin(7 * 10000 ** (-510 / 512)), math.cos(7 * 10000 ** (-510 / 512))]),
+             "the last pair of d = 512", atol=1e-6)
+assert_close(big.pow(2).view(10, 256, 2).sum(-1), torch.ones(10, 256), "each pair lies on the unit circle", atol=1e-6)
+assert_close(sinusoidal_encoding(3, 4)[2], torch.tensor([math.sin(2), math.cos(2), math.sin(0.02), math.cos(0.02)]),
+             "d = 4: omega_1 = 10000^(-1/2) = 0.01", atol=1e-6)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: shifting is a rotation (3 points)
+#
+# Write `shift_matrix(k, d_model)` returning $M_k$ `(d_model, d_model)` (float64) so that
+# `sinusoidal_encoding(n, d)[p + k] == M_k @ sinusoidal_encoding(n, d)[p]` for **every** p.
+# Build it from $2 \times 2$ blocks on the diagonal (`torch.block_diag`).
+
+# %% solution id=shift_matrix
+def shift_matrix(k: int, d_model: int) -> torch.Tensor:
+    """Block-diagonal M_k with PE(p + k) = M_k PE(p), shape (d_model, d_model)."""
+    ### BEGIN SOLUTION
+    frequencies = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    blocks = []
+    for theta in (k * frequencies).tolist():
+        c, s = math.cos(theta), math.sin(theta)
+        # (sin(a + t), cos(a + t)) = (sin a cos t + cos a sin t, cos a cos t - sin a sin t)
+        blocks.append(torch.tensor([[c, s], [-s, c]], dtype=torch.float64))
+    return torch.block_diag(*blocks)
+    ### END SOLUTION
+
+# %% test id=test_shift_matrix points=3
+"""shift_matrix: M_k maps every position's encoding to the one k positions later."""
+pe = sinusoidal_encoding(200, 16).double()
+for k in (1, 5, 37):
+    m = shift_matrix(k, 16)
+    check_shape(m, (16, 16), f"M_{k}")
+    assert_close(pe[:200 - k] @ m.T, pe[k:], f"PE(p + {k}) = M_{k} PE(p) for every p", atol=1e-5)
+### BEGIN HIDDEN TESTS
+m3 = shift_matrix(3, 8)
+assert_close(m3 @ m3.T, torch.eye(8, dtype=torch.float64), "M_k is orthogonal (a rotation)", atol=1e-12)
+assert_close(shift_matrix(2, 8) @ shift_matrix(3, 8), shift_matrix(5, 8), "M_2 M_3 = M_5", atol=1e-12)
+assert_close(shift_matrix(0, 6), torch.eye(6, dtype=torch.float64), "M_0 = I", atol=1e-12)
+assert (shift_matrix(4, 8)[0, 2:] == 0).all(), "block diagonal: pairs do not mix"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 4: learned position embeddings (2 points)
+#
+# Write `LearnedPositions(max_len, d_model)`: an `nn.Embedding(max_len, d_model)` named
+# `positions`; `forward(x)` adds the first `seq` rows to `x` `(batch, seq, d_model)`. A sequence
+# longer than `max_len` raises `ValueError` with a message naming both numbers: a learned
+# table has nothing to say about positions it never saw.
+
+# %% solution id=learned_positions
+class LearnedPositions(nn.Module):
+    """Adds a learned vector per position (GPT-2, BERT)."""
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.positions = nn.Embedding(max_len, d_model)
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (batch, seq, d_model) + positions[:seq]."""
+        ### BEGIN SOLUTION
+        seq = x.shape[1]
+        if seq > self.positions.num_embeddings:
+            raise ValueError(f"sequence of {seq} positions, but only {self.positions.num_embeddings} were learned")
+        return x + self.positions(torch.arange(seq, device=x.device))    # (batch, seq, d_model)
+        ### END SOLUTION
+
+# %% test id=test_learned_positions points=2
+"""LearnedPositions: adds row p at position p, and refuses sequences longer than max_len."""
+layer = LearnedPositions(10, 4)
+x = torch.zeros(2, 6, 4)
+assert_close(layer(x)[1], layer.positions.weight[:6].detach(), "zeros in: the position rows out")
+try:
+    layer(torch.zeros(1, 11, 4))
+    raise AssertionError("a sequence of 11 > 10 positions must raise ValueError")
+except ValueError as error:
+    assert "11" in str(error) and "10" in str(error), f"the message must name 11 and 10: {error}"
+### BEGIN HIDDEN TESTS
+layer(torch.randn(3, 10, 4)).sum().backward()
+assert layer.positions.weight.grad is not None and layer.positions.weight.grad[:10].abs().sum() > 0, "positions must learn"
+y = torch.randn(1, 3, 4)
+assert_close(layer(y) - y, layer.positions.weight[:3].detach()[None], "added, not concatenated or multiplied")
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 5: T5's relative position buckets (3 points)
+#
+# T5 adds a learned scalar per head to each attention score, chosen by the **bucket** of the
+# relative position $n - m$ (key minus query). With `bidirectional=True` half the buckets are for
+# keys after the query. Within each half, offsets below `max_exact = buckets_per_side // 2` get a
+# bucket each; larger ones share **logarithmically** wider buckets up to `max_distance`, beyond
+# which everything falls in the last bucket:
+#
+# $$\text{bucket}(r) = \text{max\_exact} + \left\lfloor \frac{\log(r / \text{max\_exact})}{\log(\text{max\_distance} / \text{max\_exact})} (\text{buckets\_per\_side} - \text{max\_exact}) \right\rfloor, \text{ capped at buckets\_per\_side} - 1$$
+#
+# Write `t5_bucket(relative, num_buckets=32, max_distance=128, bidirectional=True)` (`relative`
+# is a LongTensor of $n - m$) and `RelativeBias(num_heads, ...)` whose `forward(q_len, k_len)`
+# returns `(num_heads, q_len, k_len)` from an `nn.Embedding(num_buckets, num_heads)` named `bias`.
+
+# %% solution id=relative_bias
+def t5_bucket(relative: torch.Tensor, num_buckets: int = 32, max_distance: int = 128,
+              bidirectional: bool = True) -> torch.Tensor:
+    """T5's bucket of each relative position (key - query)."""
+    ### BEGIN SOLUTION
+    buckets = torch.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (relative > 0).long() * num_buckets
+        distance = relative.abs()
+    else:
+        distance = (-relative).clamp(min=0)
+    max_exact = num_buckets // 2
+    scaled = torch.log(distance.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact)
+    large = max_exact + (scaled * (num_buckets - max_exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return buckets + torch.where(distance < max_exact, distance, large)
+    ### END SOLUTION
+
+
+class RelativeBias(nn.Module):
+    """A learned bias per head and relative-position bucket, added to attention scores."""
+
+    def __init__(self, num_heads: int, num_buckets: int = 32, max_distance: int = 128,
+                 bidirectional: bool = True) -> None:
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.bias = nn.Embedding(num_buckets, num_heads)
+
+    def forward(self, q_len: int, k_len: int) -> torch.Tensor:
+        """(num_heads, q_len, k_len) bias."""
+        ### BEGIN SOLUTION
+        device = self.bias.weight.device
+        relative = torch.arange(k_len, device=device)[None, :] - torch.arange(q_len, device=device)[:, None]
+        buckets = t5_bucket(relative, self.num_buckets, self.max_distance, self.bidirectional)  # (q, k)
+        return self.bias(buckets).permute(2, 0, 1)                       # (heads, q, k)
+        ### END SOLUTION
+
+# %% test id=test_relative_bias points=3
+"""t5_bucket: exact small offsets, log buckets further away, a last bucket beyond max_distance."""
+r = torch.tensor([-3, -1, 0, 1, 3, 7, 8, 12, 40, 127, 1000])
+got = t5_bucket(r, num_buckets=32, max_distance=128)
+# per side 16 buckets, max_exact 8; keys after the query (r > 0) use buckets 16..31
+assert got[:5].tolist() == [3, 1, 0, 17, 19], f"small offsets: {got[:5].tolist()}"
+assert got[5].item() == 16 + 7 and got[6].item() == 16 + 8, f"7 is exact, 8 starts the log range: {got[5:7].tolist()}"
+assert got[-1].item() == 31 and got[-2].item() == 31, "beyond max_distance: the last bucket"
+bias = RelativeBias(num_heads=3)
+check_shape(bias(5, 6), (3, 5, 6), "bias (heads, q_len, k_len)")
+### BEGIN HIDDEN TESTS
+# log range: 12 -> 8 + floor(log(12/8)/log(16) * 8) = 8 + 1 = 9; 40 -> 8 + floor(log(5)/log(16) * 8) = 8 + 4 = 12
+assert got[7].item() == 16 + 9 and got[8].item() == 16 + 12, f"log buckets: {got[7:9].tolist()}"
+causal = t5_bucket(torch.tensor([-1, -5, 2, -20]), num_buckets=32, max_distance=128, bidirectional=False)
+# unidirectional: 32 buckets for the past, max_exact 16; future offsets fall in bucket 0
+assert causal.tolist() == [1, 5, 0, 16 + int(math.log(20 / 16) / math.log(8) * 16)], f"unidirectional: {causal.tolist()}"
+b = bias(4, 4)
+assert torch.equal(b[:, 0, 1], b[:, 2, 3]) and torch.equal(b[:, 1, 0], b[:, 3, 2]), "the bias depends only on the offset"
+assert not torch.equal(b[:, 0, 1], b[:, 1, 0]), "bidirectional: before and after differ"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Exercise 6: rotary embeddings (3 points)
+#
+# Write `apply_rotary(x, positions)`: `x` `(..., seq, d)` (queries or keys), `positions` `(seq,)`.
+# Rotate each pair $(x_{2i}, x_{2i+1})$ at position $m$ by the angle $m\,\omega_i$
+# ($\omega_i = 10000^{-2i/d}$): $(x_{2i}\cos - x_{2i+1}\sin,\; x_{2i}\sin + x_{2i+1}\cos)$.
+# Then $\langle \text{rot}(q, m), \text{rot}(k, n)\rangle$ depends only on $n - m$.
+
+# %% solution id=rotary
+def apply_rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_2i, x_2i+1) at position m by m * 10000 ** (-2i / d)."""
+    ### BEGIN SOLUTION
+    d = x.shape[-1]
+    frequencies = 10000.0 ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float64) / d)  # (d/2,)
+    angles = (positions.to(torch.float64)[:, None] * frequencies).to(x.dtype)   # (seq, d/2)
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x[..., 0::2], x[..., 1::2]                                       # (..., seq, d/2)
+    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)  # (..., seq, d/2, 2)
+    return rotated.flatten(-2)                                                   # (..., seq, d)
+    ### END SOLUTION
+
+# %% test id=test_rotary points=3
+"""apply_rotary: the score between a query at m and a key at n depends only on n - m."""
+g = torch.Generator().manual_seed(0)
+q, k = torch.randn(16, dtype=torch.float64, generator=g), torch.randn(16, dtype=torch.float64, generator=g)
+def score(m, n):
+    return (apply_rotary(q[None], torch.tensor([m])) @ apply_rotary(k[None], torch.tensor([n])).T).item()
+for m, n, shift in [(0, 3, 5), (7, 2, 11), (4, 4, 30)]:
+    assert abs(score(m, n) - score(m + shift, n + shift)) < 1e-9, f"score({m},{n}) must equal score({m + shift},{n + shift})"
+assert abs(score(0, 0) - (q @ k).item()) < 1e-12, "position 0 leaves vectors unchanged"
+### BEGIN HIDDEN TESTS
+batch = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=g)
+rotated = apply_rotary(batch, torch.arange(5))
+check_shape(rotated, (2, 3, 5, 8), "(batch, heads, seq, d_head)")
+assert_close(rotated.norm(dim=-1), batch.norm(dim=-1), "rotations keep lengths", atol=1e-12)
+first = apply_rotary(torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64), torch.tensor([2]))
+assert_close(first, torch.tensor([[math.cos(2), math.sin(2), math.cos(0.02), math.sin(0.02)]], dtype=torch.float64),
+             "pair i turns by position * 10000^(-2i/d)", atol=1e-12)
+assert abs(score(0, 5) - score(0, 6)) > 1e-6, "different offsets must give different scores"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · Experiment: which encoding lets a model use order?
+#
+# The task: at each position output the token **two places to its left** (or `none` for the first
+# two). A 2-layer encoder (pre-LN, 4 heads, d = 64) is trained on length 16 with each kind of
+# position information, then tested at length 16 and at 32. Sinusoidal and learned encodings are
+# added to the input; rotary rotates queries and keys inside attention. Without positions the
+# model can only see a bag of tokens.
+
+# %% fragment
+VOCAB, NONE, LENGTH = 12, 1, 16
+
+
+def shift_batch(n: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.randint(2, VOCAB, (n, length), generator=generator)
+    targets = torch.full_like(tokens, NONE)
+    targets[:, 2:] = tokens[:, :-2]
+    return tokens, targets
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, heads: int, rotary: bool) -> None:
+        super().__init__()
+        self.heads, self.rotary = heads, rotary
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, seq, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if self.rotary:                                                  # (batch, heads, seq, d_head)
+            positions = torch.arange(seq, device=x.device)
+            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
+        attended = F.scaled_dot_product_attention(q, k, v)                 # (batch, heads, seq, d_head)
+        x = x + self.proj(attended.transpose(1, 2).reshape(batch, seq, d))
+        return x + self.ff(self.norm2(x))
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self, kind: str, d: int = 64, heads: int = 4, layers: int = 2, max_len: int = LENGTH) -> None:
+        super().__init__()
+        self.kind = kind
+        self.embed = nn.Embedding(VOCAB, d)
+        self.learned = LearnedPositions(max_len, d) if kind == "learned" else None
+        self.register_buffer("sinusoid", sinusoidal_encoding(512, d), persistent=False)
+        self.blocks = nn.ModuleList(Block(d, heads, rotary=kind == "rotary") for _ in range(layers))
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, VOCAB))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)                                           # (batch, seq, d)
+        if self.kind == "sinusoidal":
+            x = x + self.sinusoid[:tokens.shape[1]]
+        elif self.kind == "learned":
+            x = self.learned(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)                                              # (batch, seq, vocab)
+
+
+@torch.no_grad()
+def accuracy(model: TinyEncoder, length: int) -> float:
+    tokens, targets = shift_batch(1000, length, torch.Generator().manual_seed(123))
+    try:
+        return (model(tokens.to(device)).argmax(-1).cpu() == targets).float().mean().item()
+    except ValueError:                                                   # learned table too short
+        return float("nan")
+
+
+results, curves = {}, {}
+for kind in ("none", "sinusoidal", "learned", "rotary"):
+    seed_everything(0)
+    model = TinyEncoder(kind).to(device)
+    generator = torch.Generator().manual_seed(0)
+    batches = [shift_batch(64, LENGTH, generator) for _ in range(50)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    history = fit(model, lambda m, b: F.cross_entropy(m(b[0]).flatten(0, 1), b[1].flatten()), batches, optimizer,
+                  steps=400, device=device, description=kind, progress=False)
+    model.eval()
+    results[kind] = (accuracy(model, LENGTH), accuracy(model, 2 * LENGTH), history.seconds)
+    curves[kind] = history.losses
+print(f"{'positions':>11} {'length 16':>10} {'length 32':>10} {'seconds':>8}")
+for kind, (short, long, seconds) in results.items():
+    shown = "n/a" if math.isnan(long) else f"{long:.1%}"
+    print(f"{kind:>11} {short:>10.1%} {shown:>10} {seconds:>8.1f}")
+
+# %% fragment
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for kind, losses in curves.items():
+    axes[0].plot(losses, label=kind)
+axes[0].set(xlabel="step", ylabel="loss", yscale="log", title="training")
+axes[0].legend()
+kinds = list(results)
+axes[1].bar([i - 0.2 for i in range(4)], [results[k][0] for k in kinds], width=0.4, label="length 16 (trained)")
+axes[1].bar([i + 0.2 for i in range(4)], [0 if math.isnan(results[k][1]) else results[k][1] for k in kinds],
+            width=0.4, label="length 32")
+axes[1].set_xticks(range(4), labels=[f"{k}\n(no rows past 16)" if math.isnan(results[k][1]) else k for k in kinds])
+axes[1].set(ylabel="accuracy", ylim=(0, 1.05), title="shift-by-two accuracy")
+axes[1].legend(loc="upper left", fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% test id=test_position_experiment points=3
+"""Without positions the model fails; with sinusoidal, learned or rotary positions it reaches 95% at length 16."""
+assert results["none"][0] < 0.5, f"without positions the task should be out of reach, got {results['none'][0]:.1%}"
+for kind in ("sinusoidal", "learned", "rotary"):
+    assert results[kind][0] >= 0.95, f"{kind}: expected at least 95% at the training length, got {results[kind][0]:.1%}"
+### BEGIN HIDDEN TESTS
+assert math.isnan(results["learned"][1]), "a learned table of 16 positions cannot be used at length 32"
+assert results["rotary"][1] > results["none"][1], "rotary should use order at length 32 too"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## Summary
+#
+# * Self-attention is **permutation-equivariant**: you checked it, and checked that positions break it.
+# * **Sinusoidal** encodings move by a fixed **rotation** $M_k$ when the position moves by $k$.
+# * **Learned** positions are simple and strong, but know nothing past `max_len`.
+# * **Relative** biases (T5) and **rotary** embeddings make attention depend on offsets. At twice the
+#   training length every encoding loses accuracy here, rotary least: extrapolation is not free,
+#   which is what ALiBi and later work set out to fix.
+# * Next: notebook 06 assembles attention, masks and positions into the Transformer.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762 (section 3.5)
+# * Shaw, Uszkoreit, Vaswani (2018). *Self-Attention with Relative Position Representations.* arXiv:1803.02155
+# * Raffel et al. (2019). *Exploring the Limits of Transfer Learning (T5).* arXiv:1910.10683
+# * Su et al. (2021). *RoFormer: Enhanced Transformer with Rotary Position Embedding.* arXiv:2104.09864
+# * Press, Smith, Lewis (2021). *Train Short, Test Long (ALiBi).* arXiv:2108.12409
