@@ -101,12 +101,15 @@ def run(tmp_path_factory):
     gradebook = out / ".work" / "students" / "attacker" / "gradebook.db"
     sentinel = base / "instructor-notes.txt"
     sentinel.write_text("instructor only")
+    # unsandboxed, the attack would succeed: aim it at a decoy so the rest of the module still runs
+    victim = course / "solutions" if SANDBOXED else base / "decoy"
+    victim.mkdir(exist_ok=True)
     attempts = f"""
 import os, shutil, socket
 for label, action in [
     ("READ", lambda: open({str(solutions)!r}).read()),
     ("WRITE", lambda: open({str(gradebook)!r}, "ab").write(b"x") + open({str(sentinel)!r}, "a").write("x")),
-    ("DELETE", lambda: shutil.rmtree({str(course / 'solutions')!r})),
+    ("DELETE", lambda: shutil.rmtree({str(victim)!r})),
     ("NET", lambda: socket.create_connection(("127.0.0.1", {server.port}), timeout=3)),
     ("MEMORY", lambda: bytearray(6 * 2**30)),
 ]:
@@ -257,9 +260,10 @@ def test_sandbox_blocks_reading_writing_and_network(run):
     row = run["table"]["attacker"]
     text = graded_text(run, "attacker")
     assert "file access outside the scratch folder" in row["flags"] and "socket" in row["flags"]
-    assert hashlib.sha256(run["solutions"].read_bytes()).hexdigest() == run["instructor"], "solutions/ changed"
+    assert row["status"] == "review", "flagged submissions need manual review"
     assert "MEMORY-BLOCKED MemoryError" in text, "6 GiB must not fit under the 4 GiB memory cap"
     if SANDBOXED:
+        assert hashlib.sha256(run["solutions"].read_bytes()).hexdigest() == run["instructor"], "solutions/ changed"
         assert row["sandboxed"] == "yes"
         for label in ("READ", "DELETE", "NET"):
             assert f"{label}-BLOCKED" in text and f"{label}-OK" not in text, f"{label} was not blocked"
@@ -333,3 +337,14 @@ def test_notebook_deadline_and_interrupted_runs(tmp_path):
     assert slow_row["score"] == "0" and "notebook time limit reached" in slow_row["reason"], slow_row
     assert rerun.returncode == 0, "no submission needs review"
     assert "isolation:" in rerun.stdout and "need manual review" in rerun.stdout
+
+
+def test_without_bubblewrap_grading_still_works_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_NO_SANDBOX", "1")
+    course = make_course(tmp_path / "course")
+    (tmp_path / "submitted" / "solo" / FIX).mkdir(parents=True)
+    (tmp_path / "submitted" / "solo" / FIX / f"{FIX}.ipynb").write_text(json.dumps(answered(course)))
+    rows = grade(course, tmp_path / "submitted", FIX, out=tmp_path / "graded", jobs=1,
+                 settings=Settings(cell_timeout=30, notebook_timeout=120))
+    assert len(rows) == 1 and rows[0].score == 6 and not rows[0].sandboxed
+    assert "not sandboxed" in rows[0].reason
