@@ -41,6 +41,19 @@ def _region(text: str, begin: str, end: str) -> list[str]:
     return lines
 
 
+def _outside(text: str) -> list[str]:
+    """Stripped lines of a cell outside its solution and hidden-test regions."""
+    inside, lines = False, []
+    for line in text.splitlines():
+        if "### BEGIN" in line:
+            inside = True
+        elif "### END" in line:
+            inside = False
+        elif not inside:
+            lines.append(line.strip())
+    return lines
+
+
 def test_there_are_assignments():
     assert "03_attention" in ASSIGNMENTS
 
@@ -68,10 +81,9 @@ def test_no_solution_or_hidden_test_leaks(root, assignment):
     cells = _cells(root / "solutions" / assignment / f"{assignment}.ipynb")
     secret, public = set(), set()
     for cell in cells:
-        hidden = _region(cell["text"], "BEGIN SOLUTION", "END SOLUTION") + \
-            _region(cell["text"], "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-        secret.update(hidden)
-        public.update(line.strip() for line in cell["text"].splitlines() if line.strip() not in hidden)
+        secret.update(_region(cell["text"], "BEGIN SOLUTION", "END SOLUTION"))
+        secret.update(_region(cell["text"], "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
+        public.update(_outside(cell["text"]))
     # a line that the notebook also shows elsewhere (a given cell) is no secret
     for line in sorted(secret - public):
         if len(line) > 25 and not line.startswith(("#", '"""', "return")):
