@@ -24,7 +24,7 @@ EXIT_CALLS = {"os._exit", "sys.exit", "exit", "quit", "os.kill", "os.abort", "os
               "signal.alarm", "ctypes.CDLL", "faulthandler._sigsegv"}
 PROCESS_CALLS = {"os.system", "os.popen", "os.execv", "os.execve", "os.fork", "subprocess.run",
                  "subprocess.Popen", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
-                 "socket.socket", "socket.create_connection", "urllib.request.urlopen"}
+                 "socket.socket", "socket.create_connection"}
 FILE_CALLS = {"open", "Path", "pathlib.Path", "os.remove", "os.unlink", "os.rmdir", "os.rename",
               "os.replace", "os.chmod", "os.listdir", "os.walk", "os.scandir", "shutil.rmtree",
               "shutil.move", "shutil.copy", "shutil.copytree", "glob.glob", "sqlite3.connect", "io.open"}
@@ -193,7 +193,7 @@ def scan(source: str, modules: set[str] | None = None) -> list[str]:
                 add(f"monkeypatch: calls {name}")
             if name in EXIT_CALLS:
                 add(f"process exit: calls {name}")
-            if name in PROCESS_CALLS or name.startswith(("subprocess.", "socket.")):
+            if name in PROCESS_CALLS or name.startswith(("subprocess.", "socket.", "urllib.", "http.")):
                 add(f"process or network: calls {name}")
             if name in FILE_CALLS or name.split(".")[-1] in ("unlink", "rmdir", "write_text", "write_bytes"):
                 path = _suspicious_path(node)

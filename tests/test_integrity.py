@@ -85,6 +85,7 @@ def test_reconstruct_restores_deleted_cells_and_rejects_other_notebooks():
     ("import sys\nsys.exit()", "process exit: calls sys.exit"),
     ("import subprocess\nsubprocess.run(['ls'])", "process or network: calls subprocess.run"),
     ("import ctypes", "imports ctypes"),
+    ("import urllib.request\nurllib.request.urlopen('http://example.com')", "process or network: calls urllib.request"),
 ])
 def test_scan_flags(code, flag):
     flags = scan(code)
