@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
 from course_utils.data import Vocab, make_dates, seq2seq_loader
-from course_utils.plot import plot_curves, plot_history, show_attention
+from course_utils.plot import plot_history, show_attention
 from course_utils.train import count_parameters, fit
 
 seed_everything(0)

@@ -19,7 +19,6 @@
 # ## Setup
 
 # %% locked id=setup
-import math
 from unittest import mock
 
 import matplotlib.pyplot as plt
