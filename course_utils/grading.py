@@ -189,17 +189,22 @@ def make_template(root: Path, assignment: str, work: Path) -> Template:
                     max_score=max_score, extras=extras, digest=_sha(solution_bytes))
 
 
-def solved_release(template: Template) -> nbformat.NotebookNode:
-    """The release with the instructor's answers in the solution cells (a perfect submission)."""
+def with_answers(release: nbformat.NotebookNode, solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of the release with the solution cells' answers (markers removed) filled in."""
     import re
 
-    answers = {c.id: c.source for c in template.solution.cells
+    answers = {c.id: c.source for c in solution.cells
                if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
-    nb = nbformat.from_dict(json.loads(json.dumps(template.release)))
+    nb = nbformat.from_dict(json.loads(json.dumps(release)))
     for cell in nb.cells:
         if cell.id in answers:
             cell.source = re.sub(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION\n?", "", answers[cell.id])
     return nb
+
+
+def solved_release(template: Template) -> nbformat.NotebookNode:
+    """The release with the instructor's answers in the solution cells (a perfect submission)."""
+    return with_answers(template.release, template.solution)
 
 
 # --------------------------------------------------------------------------- one student
@@ -336,7 +341,7 @@ def _read_scores(row: GradeRow, db: Path, assignment: str) -> None:
 # --------------------------------------------------------------------------- the run
 
 
-def _solution_runtime(template: Template, work: Path, out: Path, settings: Settings) -> float:
+def _solution_runtime(template: Template, work: Path, settings: Settings) -> float:
     """Grade the instructor's own solution once (cached) and return its runtime in seconds."""
     cache = work / "solution.json"
     if cache.exists():
@@ -381,7 +386,7 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
     work.mkdir(parents=True, exist_ok=True)
     template = make_template(root, assignment, work)
     if settings.notebook_timeout is None:
-        seconds = _solution_runtime(template, work, out, settings)
+        seconds = _solution_runtime(template, work, settings)
         settings = Settings(settings.cell_timeout, max(120, math.ceil(settings.runtime_factor * seconds) + 60),
                             settings.memory_gb, settings.runtime_factor)
     found = find_submissions(submissions, assignment)

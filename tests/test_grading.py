@@ -5,26 +5,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from course_utils.grading import GradeRow, find_submissions, grade, summary
+from course_utils.grading import GradeRow, find_submissions, grade, summary, with_answers
 
 ASSIGNMENT = "03_attention"
 
 
 def _solved_release(root: Path) -> dict:
     """The student release with every solution cell filled in from solutions/."""
-    release = json.loads((root / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    solution = json.loads((root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    answers = {c["id"]: "".join(c["source"]) for c in solution["cells"]
-               if c["metadata"].get("nbgrader", {}).get("solution")}
-    for cell in release["cells"]:
-        if cell["id"] in answers:
-            cell["source"] = re.sub(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION\n", "", answers[cell["id"]])
-    return release
+    read = lambda folder: nbformat.read(root / folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    return json.loads(json.dumps(with_answers(read("notebooks"), read("solutions"))))
 
 
 def _write(folder: Path, student: str, nb: dict) -> Path:
