@@ -1,0 +1,613 @@
+# %% [markdown] slide
+# # 08 · XLNet and Transformer-XL
+#
+# **Learning objectives.** After this notebook you can
+# 1. **build** the content and query masks of a sampled factorisation order;
+# 2. **implement** two-stream self-attention and **show** that the query stream never sees its own token;
+# 3. **apply** partial prediction and **train** a permutation language model against a left-to-right one;
+# 4. **implement** Transformer-XL's relative attention (four terms, the relative shift) and segment recurrence.
+#
+# **Prerequisites.** Notebooks 04 (masks, True = may attend), 05 (relative positions) and 06 (the Transformer).
+#
+# **Estimated time.** 2.5 hours. The notebook runs in about two minutes on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: BERT sees both sides but corrupts its input with [MASK] and predicts the masked
+# tokens independently; a language model is consistent but one-sided. XLNet keeps the language
+# model's product of conditionals and gets both sides by averaging over *orders* of factorisation.
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import math
+import time
+from collections import Counter
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.data import wikipedia_articles
+from course_utils.plot import plot_curves
+from course_utils.train import count_parameters, fit
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Intuition: one sequence, many orders
+#
+# A left-to-right model factorises $p(x) = \prod_t p(x_t \mid x_{<t})$. Any other order $z$ (a
+# permutation of $1..T$) gives an equally valid factorisation:
+#
+# $$\max_\theta\; \mathbb{E}_{z \sim \mathcal{Z}_T} \Big[\sum_{t=1}^{T} \log p_\theta(x_{z_t} \mid x_{z_{<t}})\Big]$$
+#
+# Averaged over orders, every token is predicted from context on **both** sides, with no `[MASK]`
+# token. The sequence itself is **not** shuffled: positions stay where they are, only the attention
+# masks change.
+#
+# | symbol | shape | meaning | code name |
+# |---|---|---|---|
+# | $z$ | `(seq,)` | factorisation order: `order[r]` is the position predicted at step `r` | `order` |
+# | rank | `(seq,)` | `rank[p]` = step at which position `p` is predicted | `rank` |
+# | $h$ | `(batch, seq, d_model)` | content stream: knows its own token | `h` |
+# | $g$ | `(batch, seq, d_model)` | query stream: knows its position, not its token | `g` |
+# | $K$ | | predict only the last $1/K$ of each order | `k` |
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: the two masks of an order (3 points)
+#
+# * `sample_order(seq_len, generator)`: a uniformly random permutation of `0..seq_len-1` (`torch.randperm`).
+# * `permutation_masks(order)`: for an order `(seq,)` or a batch of orders `(batch, seq)`, return
+#   `(content_mask, query_mask)` of shape `(..., seq, seq)`, True = may attend. Position `i` may see
+#   position `j` in the **content** stream when `rank[j] <= rank[i]` (itself and what precedes it in
+#   the order), in the **query** stream when `rank[j] < rank[i]` (strictly before). No Python loops.
+
+# %% solution id=permutation_masks
+def sample_order(seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random factorisation order (a permutation of 0..seq_len-1)."""
+    ### BEGIN SOLUTION
+    return torch.randperm(seq_len, generator=generator)
+    ### END SOLUTION
+
+
+def permutation_masks(order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (content_mask, query_mask), each (..., seq, seq), True = may attend."""
+    ### BEGIN SOLUTION
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))  # rank[order[r]] = r
+    content = rank.unsqueeze(-1) >= rank.unsqueeze(-2)           # (..., i, j): rank[j] <= rank[i]
+    query = rank.unsqueeze(-1) > rank.unsqueeze(-2)              # strictly before
+    return content, query
+    ### END SOLUTION
+
+# %% fragment
+order = sample_order(6, torch.Generator().manual_seed(1))
+content_mask, query_mask = permutation_masks(order)
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+for ax, mask, title in zip(axes, (content_mask, query_mask), ("content mask", "query mask")):
+    ax.imshow(mask.numpy(), cmap="Blues")
+    ax.set_title(f"{title}, order {order.tolist()}")
+    ax.set_xlabel("key position j")
+    ax.set_ylabel("query position i")
+plt.show()
+
+# %% test id=test_permutation_masks points=3
+"""permutation_masks equals a brute-force construction for single orders and batches; sample_order is a permutation."""
+def brute_force(order):
+    n = len(order)
+    rank = {p: r for r, p in enumerate(order.tolist())}
+    content = torch.tensor([[rank[j] <= rank[i] for j in range(n)] for i in range(n)])
+    query = torch.tensor([[rank[j] < rank[i] for j in range(n)] for i in range(n)])
+    return content, query
+
+g = torch.Generator().manual_seed(0)
+for n in (1, 5, 9):
+    order = sample_order(n, g)
+    assert sorted(order.tolist()) == list(range(n)), f"not a permutation: {order.tolist()}"
+    content, query = permutation_masks(order)
+    expected_content, expected_query = brute_force(order)
+    assert content.dtype == torch.bool and torch.equal(content, expected_content), f"content mask wrong for order {order.tolist()}"
+    assert torch.equal(query, expected_query), f"query mask wrong for order {order.tolist()}"
+### BEGIN HIDDEN TESTS
+identity = torch.arange(5)
+content, query = permutation_masks(identity)
+assert torch.equal(content, torch.ones(5, 5, dtype=torch.bool).tril()), "the identity order gives the causal mask"
+assert torch.equal(query, torch.ones(5, 5, dtype=torch.bool).tril(-1)), "and the strictly causal query mask"
+batch = torch.stack([sample_order(7, g) for _ in range(4)])
+content, query = permutation_masks(batch)
+check_shape(content, (4, 7, 7), "batched content mask")
+for b in range(4):
+    ec, eq = brute_force(batch[b])
+    assert torch.equal(content[b], ec) and torch.equal(query[b], eq), f"batched masks wrong for row {b}"
+reverse = torch.arange(5).flip(0)
+assert torch.equal(permutation_masks(reverse)[0], torch.ones(5, 5, dtype=torch.bool).triu()), "reversed order"
+assert not torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_order(50, torch.Generator().manual_seed(2)))
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: two-stream self-attention (4 points)
+#
+# To predict the token at position $z_t$ the model must know *where* it predicts but not *what*
+# is there. XLNet keeps two vectors per position: the **content** stream $h$ (token and position,
+# like any Transformer) and the **query** stream $g$ (position only; it starts from a learned
+# vector $w$ plus the position embedding). One set of projections serves both:
+#
+# $$h_i \leftarrow \text{Attn}(Q = h_i,\ KV = h_{j:\ \text{rank}_j \le \text{rank}_i}),\qquad g_i \leftarrow \text{Attn}(Q = g_i,\ KV = h_{j:\ \text{rank}_j < \text{rank}_i})$$
+#
+# Complete `TwoStreamAttention.attend(queries, keys_values, mask)` (multi-head scaled dot-product
+# attention with `w_q, w_k, w_v, w_o`; boolean mask broadcastable to `(batch, heads, q, k)`; a row
+# with nothing to attend to gives **zeros**, not NaN) and `forward(h, g, content_mask, query_mask)`
+# returning `(new_h, new_g)`. Keys and values always come from the **content** stream.
+
+# %% solution id=two_stream_attention
+class TwoStreamAttention(nn.Module):
+    """Multi-head attention shared by XLNet's content and query streams."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model) for _ in range(4))
+
+    def attend(self, queries: torch.Tensor, keys_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """queries (batch, q, d_model), keys_values (batch, k, d_model) -> (batch, q, d_model)."""
+        ### BEGIN SOLUTION
+        batch = queries.shape[0]
+        split = lambda x: x.view(batch, -1, self.n_heads, self.d_head).transpose(1, 2)  # (batch, heads, seq, d_head)
+        q, k, v = split(self.w_q(queries)), split(self.w_k(keys_values)), split(self.w_v(keys_values))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)                         # (batch, heads, q, k)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1) * mask                                     # all-masked rows -> 0
+        out = (weights @ v).transpose(1, 2).reshape(batch, -1, self.n_heads * self.d_head)
+        return self.w_o(out)
+        ### END SOLUTION
+
+    def forward(self, h: torch.Tensor, g: torch.Tensor, content_mask: torch.Tensor,
+                query_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (new content stream, new query stream), each (batch, seq, d_model)."""
+        ### BEGIN SOLUTION
+        return self.attend(h, h, content_mask), self.attend(g, h, query_mask)
+        ### END SOLUTION
+
+# %% locked id=two_stream_model
+def sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """Sinusoidal encodings (len, d_model) of (possibly decreasing) positions."""
+    frequencies = torch.exp(-math.log(10_000.0) * torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    angles = positions.double()[:, None] * frequencies[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class TwoStreamBlock(nn.Module):
+    """Post-LN block: two-stream attention, then a feed-forward network, each stream on its own."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.attention = TwoStreamAttention(d_model, n_heads)
+        self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+
+    def forward(self, h, g, content_mask, query_mask):
+        new_h, new_g = self.attention(h, g, content_mask, query_mask)
+        h, g = self.norm1(h + new_h), self.norm1(g + new_g)
+        return self.norm2(h + self.feed_forward(h)), self.norm2(g + self.feed_forward(g))
+
+
+class PermutationLM(nn.Module):
+    """A small XLNet: predicts each position's token from the query stream, under a given order."""
+
+    def __init__(self, vocab_size: int, max_len: int, d_model: int = 128, n_heads: int = 4, d_ff: int = 512,
+                 n_layers: int = 2) -> None:
+        super().__init__()
+        self.token = nn.Embedding(vocab_size, d_model)
+        self.register_buffer("position", sinusoid(torch.arange(max_len), d_model).float(), persistent=False)
+        self.query_start = nn.Parameter(torch.randn(d_model) * 0.02)      # w: "a token goes here"
+        self.blocks = nn.ModuleList(TwoStreamBlock(d_model, n_heads, d_ff) for _ in range(n_layers))
+
+    def forward(self, tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """tokens, order (batch, seq) -> logits (batch, seq, vocab) read from the query stream."""
+        positions = self.position[:tokens.shape[1]]                                    # (seq, d_model), fixed sinusoids
+        h = self.token(tokens) + positions                                             # (batch, seq, d_model)
+        g = (self.query_start + positions).expand_as(h)
+        content_mask, query_mask = permutation_masks(order)                            # (batch, seq, seq)
+        content_mask, query_mask = content_mask.unsqueeze(1), query_mask.unsqueeze(1)  # (batch, 1, seq, seq)
+        for block in self.blocks:
+            h, g = block(h, g, content_mask, query_mask)
+        return g @ self.token.weight.T                                                 # tied output
+
+# %% test id=test_two_stream_attention points=4
+"""The content stream equals nn.MultiheadAttention under the content mask; the query stream at t never depends on token t."""
+torch.manual_seed(0)
+attention = TwoStreamAttention(16, 4).double()
+reference = nn.MultiheadAttention(16, 4, batch_first=True).double()
+with torch.no_grad():
+    reference.in_proj_weight.copy_(torch.cat([attention.w_q.weight, attention.w_k.weight, attention.w_v.weight]))
+    reference.in_proj_bias.copy_(torch.cat([attention.w_q.bias, attention.w_k.bias, attention.w_v.bias]))
+    reference.out_proj.load_state_dict(attention.w_o.state_dict())
+order = torch.tensor([3, 0, 4, 1, 2])
+content_mask, query_mask = permutation_masks(order)
+h, g = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
+new_h, new_g = attention(h, g, content_mask, query_mask)
+check_shape(new_g, (2, 5, 16), "query stream")
+assert_close(new_h, reference(h, h, h, attn_mask=~content_mask)[0], "content stream vs nn.MultiheadAttention", atol=1e-10)
+assert not new_g.isnan().any() and (new_g[:, 3] == attention.w_o.bias).all(), \
+    "position 3 comes first in the order: its query stream sees nothing, so attention gives zeros (then w_o's bias)"
+torch.manual_seed(0)
+model = PermutationLM(vocab_size=20, max_len=8, d_model=16, n_heads=4, d_ff=32).eval()
+tokens = torch.randint(0, 20, (1, 8))
+orders = sample_order(8, torch.Generator().manual_seed(3))[None]
+logits = model(tokens, orders)
+for t in range(8):
+    changed = tokens.clone()
+    changed[0, t] = (tokens[0, t] + 1) % 20
+    assert_close(model(changed, orders)[0, t], logits[0, t], f"the prediction at position {t} must not see token {t}", atol=1e-5)
+### BEGIN HIDDEN TESTS
+assert_close(attention.attend(g, h, query_mask), new_g, "the query stream takes keys and values from h", atol=1e-12)
+other_g = torch.randn(2, 5, 16, dtype=torch.float64)
+assert_close(attention(h, other_g, content_mask, query_mask)[0], new_h, "the content stream ignores g", atol=1e-12)
+for p in range(5):
+    expected = reference(g[:, p:p + 1], h, h, attn_mask=~query_mask[p:p + 1])[0] if query_mask[p].any() else None
+    if expected is not None:
+        assert_close(new_g[:, p:p + 1], expected, f"query stream at position {p}", atol=1e-10)
+one_head = TwoStreamAttention(8, 1).double()
+x = torch.randn(1, 3, 8, dtype=torch.float64)
+allow = torch.ones(3, 3, dtype=torch.bool)
+weights = torch.softmax(one_head.w_q(x) @ one_head.w_k(x).transpose(-2, -1) / math.sqrt(8), -1)
+assert_close(one_head.attend(x, x, allow), one_head.w_o(weights @ one_head.w_v(x)), "scale by sqrt(d_head)", atol=1e-10)
+changed = tokens.clone()
+target = orders[0, -1].item()
+changed[0, orders[0, 0]] = (tokens[0, orders[0, 0]] + 1) % 20
+assert not torch.allclose(model(changed, orders)[0, target], logits[0, target]), "later steps must see earlier tokens"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: partial prediction (2 points)
+#
+# Early steps of an order have almost no context and are hard to predict; XLNet predicts only the
+# **last $1/K$** of each order. Complete `prediction_targets(orders, k)`: a boolean `(batch, seq)`
+# tensor, True at the positions whose rank is among the last `seq // k` of their order; and
+# `partial_prediction_loss(logits, tokens, orders, k)`: the mean cross-entropy over those positions only.
+
+# %% solution id=partial_prediction
+def prediction_targets(orders: torch.Tensor, k: int) -> torch.Tensor:
+    """True where rank >= seq - seq // k (the last 1/k of each order)."""
+    ### BEGIN SOLUTION
+    seq = orders.shape[-1]
+    targets = torch.zeros_like(orders, dtype=torch.bool)
+    return targets.scatter(-1, orders[..., seq - seq // k:], True)
+    ### END SOLUTION
+
+
+def partial_prediction_loss(logits: torch.Tensor, tokens: torch.Tensor, orders: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean cross-entropy over the predicted positions; logits (batch, seq, vocab)."""
+    ### BEGIN SOLUTION
+    targets = prediction_targets(orders, k)
+    return F.cross_entropy(logits[targets], tokens[targets])
+    ### END SOLUTION
+
+# %% test id=test_partial_prediction points=2
+"""prediction_targets marks the last seq // k of each order; the loss averages over them only."""
+orders = torch.tensor([[3, 0, 4, 1, 2, 5], [0, 1, 2, 3, 4, 5]])
+targets = prediction_targets(orders, 3)
+assert targets.tolist() == [[False, False, True, False, False, True], [False, False, False, False, True, True]], \
+    f"the last 2 of each order, got {targets.tolist()}"
+torch.manual_seed(0)
+logits, tokens = torch.randn(2, 6, 7), torch.randint(0, 7, (2, 6))
+expected = F.cross_entropy(logits[targets], tokens[targets])
+assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "loss over the targets only", atol=1e-6)
+### BEGIN HIDDEN TESTS
+assert prediction_targets(orders, 1).all(), "k=1 predicts everything"
+assert prediction_targets(orders, 6).sum(1).tolist() == [1, 1] and prediction_targets(orders, 6)[0, 5], "k=6: only the last step"
+batch = torch.stack([torch.randperm(12) for _ in range(5)])
+assert (prediction_targets(batch, 4).sum(1) == 3).all(), "seq // k targets per row"
+logits[~targets] = 1e4                                          # garbage where nothing is predicted
+assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-targets must not count", atol=1e-6)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Experiment: permutation LM against left-to-right
+#
+# Characters of the Wikipedia sample, windows of 48. Two models of the **same** size and code: one
+# trained on random orders (XLNet's objective), one on the identity order (a left-to-right language
+# model: its query stream is exactly a causal decoder). Both predict the last quarter ($K = 4$) of
+# each order, and we compare their held-out loss on those positions: the permutation model has
+# context on both sides for most of them, the left-to-right model only the past.
+# Positions are fixed sinusoids (notebook 05): with learned position embeddings the permutation
+# model needed more steps than we have to learn where its neighbours are, and only drew level.
+
+# %% fragment
+text = "\n".join(wikipedia_articles())
+alphabet = [c for c, n in Counter(text).most_common() if n >= 50]
+char_id = {c: i + 1 for i, c in enumerate(alphabet)}                 # 0 = any rare character
+data = torch.tensor([char_id.get(c, 0) for c in text])
+split = int(len(data) * 0.95)
+train_data, held_out_data = data[:split], data[split:]
+SEQ, BATCH, K, STEPS = 24, 64, 4, 1_200
+print(f"{len(data):,} characters, {len(alphabet) + 1} symbols; {len(held_out_data):,} held out")
+
+
+def windows(source: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    starts = torch.randint(0, len(source) - SEQ, (n,), generator=generator)
+    return torch.stack([source[s:s + SEQ] for s in starts.tolist()])
+
+
+def make_batches(identity: bool, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(STEPS):
+        tokens = windows(train_data, BATCH, generator)
+        orders = (torch.arange(SEQ).expand(BATCH, SEQ) if identity
+                  else torch.stack([sample_order(SEQ, generator) for _ in range(BATCH)]))
+        batches.append((tokens, orders))
+    return batches
+
+
+held_out_tokens = windows(held_out_data, 512, torch.Generator().manual_seed(99))
+held_out_orders = torch.stack([sample_order(SEQ, torch.Generator().manual_seed(1000 + i)) for i in range(512)])
+identity_orders = torch.arange(SEQ).expand(512, SEQ)
+
+
+def held_out_loss(model: PermutationLM, identity: bool) -> float:
+    orders = identity_orders if identity else held_out_orders
+    logits = model(held_out_tokens.to(device), orders.to(device))
+    return partial_prediction_loss(logits, held_out_tokens.to(device), orders.to(device), K).item()
+
+
+loss_fn = lambda model, batch: partial_prediction_loss(model(*batch), batch[0], batch[1], K)
+results = {}
+for name, identity in (("permutation (XLNet)", False), ("left-to-right", True)):
+    seed_everything(0)
+    model = PermutationLM(len(alphabet) + 1, SEQ).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / STEPS))
+    history = fit(model, loss_fn, make_batches(identity, seed=1), optimizer, STEPS, device=device, scheduler=scheduler,
+                  eval_fn=lambda m, identity=identity: {"held-out loss": held_out_loss(m, identity)}, eval_every=200,
+                  description=name)
+    results[name] = (model.eval(), history)
+print(f"{count_parameters(model):,} parameters each")
+xlnet_loss = results["permutation (XLNet)"][1].last("held-out loss")
+left_to_right_loss = results["left-to-right"][1].last("held-out loss")
+print(f"held-out loss on the last 1/{K} of each order: permutation {xlnet_loss:.3f} nats/char, "
+      f"left-to-right {left_to_right_loss:.3f} nats/char")
+plot_curves({name: [m["held-out loss"] for _, m in history.evals] for name, (_, history) in results.items()},
+            xlabel="evaluation (every 200 steps)", ylabel="held-out loss (nats/char)")
+plt.show()
+
+# %% [markdown] subslide
+# Where does the advantage come from? Loss of the permutation model by how many of the position's
+# neighbours (within 3 characters on either side) were already visible in the order.
+
+# %% fragment
+xlnet = results["permutation (XLNet)"][0]
+with torch.no_grad():
+    logits = xlnet(held_out_tokens.to(device), held_out_orders.to(device)).cpu()
+per_token = F.cross_entropy(logits.transpose(1, 2), held_out_tokens, reduction="none")          # (batch, seq)
+content_mask, query_mask = permutation_masks(held_out_orders)
+distance = (torch.arange(SEQ)[None, :] - torch.arange(SEQ)[:, None]).abs()
+near = (distance >= 1) & (distance <= 3)                                                        # (seq, seq)
+visible_neighbours = (query_mask & near).sum(-1)                                                # (batch, seq)
+targets = prediction_targets(held_out_orders, K)
+counts = sorted(set(visible_neighbours[targets].tolist()))
+losses = [per_token[targets & (visible_neighbours == c)].mean().item() for c in counts]
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.bar([str(c) for c in counts], losses, color="tab:blue")
+ax.axhline(left_to_right_loss, color="tab:red", ls="--", label="left-to-right model")
+ax.set_xlabel("visible neighbours within 3 characters")
+ax.set_ylabel("loss (nats/char)")
+ax.legend()
+plt.show()
+
+# %% test id=test_permutation_lm points=2
+"""With the same model and steps, the permutation LM's held-out loss on the last quarter of each order is below the left-to-right model's."""
+assert xlnet_loss < left_to_right_loss, f"permutation {xlnet_loss:.3f} should be below left-to-right {left_to_right_loss:.3f}"
+assert xlnet_loss < 2.2, f"expected a permutation-LM loss below 2.2 nats/char, got {xlnet_loss:.3f}"
+### BEGIN HIDDEN TESTS
+other_orders = torch.stack([sample_order(SEQ, torch.Generator().manual_seed(5000 + i)) for i in range(256)])
+with torch.no_grad():
+    other = partial_prediction_loss(xlnet(held_out_tokens[:256].to(device), other_orders.to(device)),
+                                    held_out_tokens[:256].to(device), other_orders.to(device), K).item()
+assert other < left_to_right_loss, f"on other orders: {other:.3f} vs left-to-right {left_to_right_loss:.3f}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Transformer-XL: relative attention
+#
+# XLNet's backbone is Transformer-XL (Dai et al., 2019). Positions enter attention as **relative**
+# distances $i - j$ through sinusoidal encodings $R_{i-j}$ projected by $W_R$, and two learned vectors
+# replace the query's position term:
+#
+# $$A_{ij} = \underbrace{q_i^\top k_j}_{\text{(a) content}} + \underbrace{q_i^\top W_R R_{i-j}}_{\text{(b) content-position}} + \underbrace{u^\top k_j}_{\text{(c) global content bias}} + \underbrace{v^\top W_R R_{i-j}}_{\text{(d) global position bias}} = (q_i + u)^\top k_j + (q_i + v)^\top r_{i-j}$$
+#
+# Computing (b)+(d) for every pair naively gathers a `(q_len, k_len, d_head)` tensor. The trick:
+# compute $(q + v) R^\top$ against the `k_len` distances listed **from largest to smallest**, then
+# shift row $i$ left by `q_len - 1 - i`, which lines each column up with distance $i + m - j$
+# ($m$ = memory length, `k_len - q_len`). The shift is one pad, one `view` and one slice.
+
+# %% [markdown] subslide
+# ## Exercise 4: the relative shift and the four terms (4 points)
+#
+# * `rel_shift(x)`: `x (..., q_len, k_len)` whose column `c` belongs to distance `k_len - 1 - c`;
+#   return `out` with `out[..., i, j] = x[..., i, j + q_len - 1 - i]` wherever `j <= i + k_len - q_len`
+#   (elsewhere anything: those are future keys and get masked). Pad a zero column on the left,
+#   reshape to `(..., k_len + 1, q_len)`, drop the first row, reshape back. No loops, no `gather`.
+# * `relative_scores(q, k, r, u, v)`: `q (batch, heads, q_len, d_head)`, `k (batch, heads, k_len, d_head)`,
+#   `r (heads, k_len, d_head)` (distances `k_len-1 .. 0`), `u, v (heads, d_head)`; return
+#   $\big((q+u)k^\top + \text{rel\_shift}((q+v)r^\top)\big)/\sqrt{d_{head}}$, shape `(batch, heads, q_len, k_len)`.
+
+# %% solution id=relative_attention
+def rel_shift(x: torch.Tensor) -> torch.Tensor:
+    """Align columns listed by decreasing distance with key positions: out[i, j] = x[i, j + q_len - 1 - i]."""
+    ### BEGIN SOLUTION
+    *lead, q_len, k_len = x.shape
+    padded = F.pad(x, (1, 0))                                   # (..., q_len, k_len + 1)
+    padded = padded.reshape(*lead, k_len + 1, q_len)
+    return padded[..., 1:, :].reshape(*lead, q_len, k_len)
+    ### END SOLUTION
+
+
+def relative_scores(q: torch.Tensor, k: torch.Tensor, r: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Transformer-XL attention scores (a) + (b) + (c) + (d), scaled by 1/sqrt(d_head)."""
+    ### BEGIN SOLUTION
+    content = (q + u[:, None, :]) @ k.transpose(-2, -1)         # (batch, heads, q_len, k_len): (a) + (c)
+    position = rel_shift((q + v[:, None, :]) @ r.transpose(-2, -1))  # (b) + (d)
+    return (content + position) / math.sqrt(q.shape[-1])
+    ### END SOLUTION
+
+# %% test id=test_relative_attention points=4
+"""rel_shift and relative_scores equal a naive gather over distances, with and without memory."""
+def naive_scores(q, k, r, u, v):
+    batch, heads, q_len, d = q.shape
+    k_len = k.shape[2]
+    memory = k_len - q_len
+    out = torch.full((batch, heads, q_len, k_len), float("nan"), dtype=q.dtype)
+    for i in range(q_len):
+        for j in range(k_len):
+            distance = memory + i - j
+            if distance >= 0:
+                row = r[:, k_len - 1 - distance]                 # (heads, d)
+                out[:, :, i, j] = (((q[:, :, i] + u) * k[:, :, j]).sum(-1) + ((q[:, :, i] + v) * row).sum(-1)) / math.sqrt(d)
+    return out
+
+torch.manual_seed(0)
+for q_len, k_len in ((4, 4), (3, 7)):
+    q, k = torch.randn(2, 3, q_len, 8, dtype=torch.float64), torch.randn(2, 3, k_len, 8, dtype=torch.float64)
+    r, u, v = torch.randn(3, k_len, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
+    got, expected = relative_scores(q, k, r, u, v), naive_scores(q, k, r, u, v)
+    check_shape(got, (2, 3, q_len, k_len), "scores")
+    valid = ~expected.isnan()
+    assert_close(got[valid], expected[valid], f"q_len={q_len}, k_len={k_len}", atol=1e-10)
+### BEGIN HIDDEN TESTS
+x = torch.arange(3 * 5, dtype=torch.float64).reshape(3, 5)
+shifted = rel_shift(x)
+for i in range(3):
+    for j in range(5):
+        if j <= i + 2:
+            assert shifted[i, j] == x[i, j + 2 - i], f"rel_shift[{i}, {j}] should be x[{i}, {j + 2 - i}]"
+with mock.patch.object(torch, "gather", side_effect=AssertionError("do not use gather")), \
+        mock.patch.object(torch.Tensor, "gather", side_effect=AssertionError("do not use gather")):
+    rel_shift(torch.randn(2, 4, 6))
+q, k = torch.randn(1, 2, 5, 4, dtype=torch.float64), torch.randn(1, 2, 9, 4, dtype=torch.float64)
+r, u, v = torch.randn(2, 9, 4, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+got, expected = relative_scores(q, k, r, u, v), naive_scores(q, k, r, u, v)
+assert_close(got[~expected.isnan()], expected[~expected.isnan()], "u = 0, long memory", atol=1e-10)
+u2 = torch.randn(2, 4, dtype=torch.float64)
+got, expected = relative_scores(q, k, r, u2, torch.zeros_like(v)), naive_scores(q, k, r, u2, torch.zeros_like(v))
+assert_close(got[~expected.isnan()], expected[~expected.isnan()], "v = 0: u is the content bias", atol=1e-10)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Exercise 5: segment recurrence (3 points)
+#
+# Transformer-XL reads a long text segment by segment. Each layer keeps the hidden states that
+# **entered** it on the previous segment as a **memory** (detached: no gradient flows into the
+# past) and attends over `memory + current`. With relative positions nothing else changes, so a
+# causal model with enough memory computes exactly what it would over the whole text at once.
+#
+# `XLLayer` (below, using your `relative_scores`) takes `(x, memory)`. Complete
+# `xl_forward(layers, segment, memories, mem_len)`: run the layers over one segment; `memories` is
+# a list with one `(batch, m, d_model)` tensor per layer, or `None` for the first segment. Return
+# `(output, new_memories)`, where layer `l`'s new memory is the last `mem_len` positions of
+# `[memory_l; input of layer l]`, **detached**.
+
+# %% locked id=xl_layer
+class XLLayer(nn.Module):
+    """A causal Transformer-XL layer: relative multi-head attention over [memory; x], then a feed-forward network."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model) for _ in range(4))
+        self.w_r = nn.Linear(d_model, d_model, bias=False)
+        self.u, self.v = nn.Parameter(torch.randn(n_heads, self.d_head) * 0.1), nn.Parameter(torch.randn(n_heads, self.d_head) * 0.1)
+        self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if memory is None else torch.cat([memory, x], dim=1)             # (batch, k_len, d_model)
+        batch, q_len, d_model = x.shape
+        k_len = context.shape[1]
+        split = lambda t: t.view(batch, -1, self.n_heads, self.d_head).transpose(1, 2)  # (batch, heads, len, d_head)
+        q, k, v = split(self.w_q(x)), split(self.w_k(context)), split(self.w_v(context))
+        distances = torch.arange(k_len - 1, -1, -1, device=x.device)                  # k_len-1 .. 0
+        r = self.w_r(sinusoid(distances, d_model).to(x)).view(k_len, self.n_heads, self.d_head).transpose(0, 1)
+        scores = relative_scores(q, k, r, self.u, self.v)                             # (batch, heads, q_len, k_len)
+        allowed = torch.arange(k_len, device=x.device)[None, :] <= torch.arange(q_len, device=x.device)[:, None] + k_len - q_len
+        weights = torch.softmax(scores.masked_fill(~allowed, torch.finfo(scores.dtype).min), dim=-1)
+        out = (weights @ v).transpose(1, 2).reshape(batch, q_len, d_model)
+        x = self.norm1(x + self.w_o(out))
+        return self.norm2(x + self.feed_forward(x))
+
+# %% solution id=segment_recurrence
+def xl_forward(layers: nn.ModuleList, segment: torch.Tensor, memories: list[torch.Tensor] | None,
+               mem_len: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run the layers over one segment with per-layer memories; return (output, new detached memories)."""
+    ### BEGIN SOLUTION
+    x, new_memories = segment, []
+    for layer, memory in zip(layers, memories or [None] * len(layers)):
+        context = x if memory is None else torch.cat([memory, x], dim=1)           # (batch, m + seg, d_model)
+        new_memories.append(context[:, -mem_len:].detach())
+        x = layer(x, memory)
+    return x, new_memories
+    ### END SOLUTION
+
+# %% test id=test_segment_recurrence points=3
+"""With memory as long as the past, segment 2's output equals the full-context computation; memories are detached and at most mem_len long."""
+torch.manual_seed(0)
+layers = nn.ModuleList(XLLayer(16, 4, 32) for _ in range(2)).double().eval()
+text = torch.randn(2, 10, 16, dtype=torch.float64, requires_grad=True)
+full, _ = xl_forward(layers, text, None, mem_len=10)
+out1, memories = xl_forward(layers, text[:, :5], None, mem_len=5)
+out2, memories2 = xl_forward(layers, text[:, 5:], memories, mem_len=5)
+assert_close(out1, full[:, :5], "segment 1", atol=1e-10)
+assert_close(out2, full[:, 5:], "segment 2 with a 5-step memory equals the full context", atol=1e-10)
+assert len(memories2) == 2 and all(m.shape == (2, 5, 16) for m in memories2), "one (batch, mem_len, d_model) memory per layer"
+assert not any(m.requires_grad for m in memories2), "memories must be detached"
+### BEGIN HIDDEN TESTS
+out2.sum().backward()
+assert text.grad is None or text.grad[:, :5].abs().sum() == 0, "no gradient may flow into the previous segment"
+assert_close(memories[0], text[:, :5].detach(), "layer 0 remembers its input (the segment itself)", atol=0)
+short1, short_memories = xl_forward(layers, text[:, :5].detach(), None, mem_len=2)
+assert all(m.shape[1] == 2 for m in short_memories), "keep only the last mem_len positions"
+short2, _ = xl_forward(layers, text[:, 5:].detach(), short_memories, mem_len=2)
+assert not torch.allclose(short2, full[:, 5:]), "a 2-step memory sees less than the full context"
+three = [text[:, i:i + 3].detach() for i in (0, 3, 6)]
+mem = None
+for seg in three:
+    out, mem = xl_forward(layers, seg, mem, mem_len=6)
+assert_close(out, full[:, 6:9], "three segments, memory 6: the last segment sees everything before it", atol=1e-10)
+assert all(m.shape[1] == 6 for m in mem), "memory grows up to mem_len and stays there"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · What came next: MPNet
+#
+# XLNet's query stream at step $t$ knows the positions it has seen, but **not** the positions of the
+# tokens still to be predicted: unlike BERT it does not know how long the sentence is or where the
+# gaps are. BERT, in turn, predicts its masked tokens independently of each other. **MPNet**
+# (Song et al., 2020) permutes like XLNet and then appends `[MASK]` placeholders carrying the
+# positions of the tokens still to come, so each prediction sees every position (like BERT) and the
+# earlier predicted tokens (like XLNet). It beat both at equal size on GLUE.
+
+# %% [markdown] slide
+# ## Summary
+#
+# * A **factorisation order** changes only the masks: the content mask lets a position see itself
+#   and its predecessors in the order, the query mask only its predecessors.
+# * **Two-stream attention** gives each position a query vector that knows where, not what; the
+#   prediction at $t$ provably ignores token $t$.
+# * **Partial prediction** trains only the last $1/K$ of each order, where context is rich; with it,
+#   a permutation LM of the same size beats a left-to-right one on those positions.
+# * Transformer-XL's **relative attention** has four terms, computed with one shift instead of a gather,
+#   and its **segment recurrence** reuses detached hidden states so a causal model sees past segments.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Yang et al. (2019). *XLNet: Generalized Autoregressive Pretraining for Language Understanding.* arXiv:1906.08237
+# * Dai et al. (2019). *Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context.* arXiv:1901.02860
+# * Song et al. (2020). *MPNet: Masked and Permuted Pre-training for Language Understanding.* arXiv:2004.09297
+# * Shaw, Uszkoreit, Vaswani (2018). *Self-Attention with Relative Position Representations.* arXiv:1803.02155
