@@ -1,0 +1,537 @@
+# %% [markdown] slide
+# # 09 · ALBERT: a lighter BERT
+#
+# **Learning objectives.** After this notebook you can
+# 1. **factorise** the embedding table (V x E, then E x H) and **share** parameters across layers in four ways;
+# 2. **count** parameters in closed form and **reproduce** the ALBERT paper's table of model sizes;
+# 3. **build** sentence-order prediction pairs and **train** a SentencePiece unigram tokenizer;
+# 4. **compare** a small BERT and a small ALBERT of the same shape: parameters against accuracy.
+#
+# **Prerequisites.** Notebook 07 (BERT).
+#
+# **Estimated time.** 2 hours. The notebook runs in about two minutes on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: BERT-large has 334M parameters and ALBERT-large 18M with the same depth and width.
+# Two ideas do it; neither makes the model faster (the compute is the same), they make it smaller.
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import io
+import math
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import sentencepiece as spm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.data import wikipedia_articles
+from course_utils.train import count_parameters, fit, format_count
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Where BERT's parameters are
+#
+# * **Embeddings**: $V \times H$. With $V = 30{,}000$ and $H = 4096$ that is 123M parameters for a
+#   lookup table, and most rows are rare tokens. ALBERT looks tokens up in a small space $E$ and
+#   projects: $V \times E + E \times H$. With $E = 128$: 4M.
+# * **Layers**: $L$ copies of $4(H^2 + H)$ attention and $2HI + I + H$ feed-forward parameters.
+#   ALBERT **shares** one layer across all $L$ (or only its attention, or only its feed-forward part).
+#
+# | symbol | meaning | code name |
+# |---|---|---|
+# | $V, E, H, I, L$ | vocabulary, embedding size, hidden size, feed-forward size, layers | `vocab_size, embedding_size, hidden, intermediate, layers` |
+# | share | which sub-layers are shared across layers | `share` in `{"none", "attention", "ffn", "all"}` |
+
+# %% locked id=config
+@dataclass(frozen=True)
+class AlbertConfig:
+    """A BERT/ALBERT encoder. embedding_size=None means BERT's unfactorised V x H table."""
+
+    vocab_size: int = 30_000
+    embedding_size: int | None = 128
+    hidden: int = 768
+    layers: int = 12
+    heads: int = 12
+    intermediate: int = 3_072
+    max_positions: int = 512
+    segments: int = 2
+    share: str = "all"
+    dropout: float = 0.0
+    eps: float = 1e-12
+
+
+TINY = AlbertConfig(vocab_size=50, embedding_size=8, hidden=16, layers=3, heads=4, intermediate=32, max_positions=12)
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: factorised embeddings (3 points)
+#
+# Complete `FactorisedEmbeddings(config)`: with `E = config.embedding_size or config.hidden`, tables
+# `token (V, E)`, `segment (segments, E)`, `position (max_positions, E)`, `norm` = `nn.LayerNorm(E, eps)`,
+# then `projection` = `nn.Linear(E, H)`, or `nn.Identity()` when `embedding_size` is `None` (BERT).
+# `forward(input_ids, segment_ids=None)` -> `(batch, seq, H)`: sum, normalise, project.
+
+# %% solution id=factorised_embeddings
+class FactorisedEmbeddings(nn.Module):
+    """Token + segment + position embeddings of size E, LayerNorm, then a projection to H."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION
+        e = config.embedding_size or config.hidden
+        self.token = nn.Embedding(config.vocab_size, e)
+        self.segment = nn.Embedding(config.segments, e)
+        self.position = nn.Embedding(config.max_positions, e)
+        self.norm = nn.LayerNorm(e, eps=config.eps)
+        self.projection = nn.Identity() if config.embedding_size is None else nn.Linear(e, config.hidden)
+        ### END SOLUTION
+
+    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (batch, seq) -> (batch, seq, hidden)."""
+        ### BEGIN SOLUTION
+        if segment_ids is None:
+            segment_ids = torch.zeros_like(input_ids)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        summed = self.token(input_ids) + self.segment(segment_ids) + self.position(positions)  # (batch, seq, E)
+        return self.projection(self.norm(summed))                                            # (batch, seq, H)
+        ### END SOLUTION
+
+# %% test id=test_factorised_embeddings points=3
+"""FactorisedEmbeddings: E-sized tables, LayerNorm over E, then E -> H; BERT (embedding_size=None) has no projection."""
+torch.manual_seed(0)
+emb = FactorisedEmbeddings(TINY).double()
+ids, seg = torch.tensor([[2, 7, 9, 3, 11]]), torch.tensor([[0, 0, 0, 1, 1]])
+check_shape(emb(ids, seg), (1, 5, 16), "output (batch, seq, hidden)")
+assert emb.token.weight.shape == (50, 8), f"token table must be (V, E) = (50, 8), got {tuple(emb.token.weight.shape)}"
+summed = emb.token.weight[ids] + emb.segment.weight[seg] + emb.position.weight[:5]
+expected = emb.projection(F.layer_norm(summed, (8,), emb.norm.weight, emb.norm.bias, 1e-12))
+assert_close(emb(ids, seg), expected, "LayerNorm over E, then the projection", atol=1e-10)
+bert_style = FactorisedEmbeddings(replace(TINY, embedding_size=None))
+assert bert_style.token.weight.shape == (50, 16) and isinstance(bert_style.projection, nn.Identity), "BERT: V x H, no projection"
+### BEGIN HIDDEN TESTS
+assert isinstance(emb.projection, nn.Linear) and emb.projection.in_features == 8 and emb.projection.out_features == 16
+assert emb.position.weight.shape == (12, 8) and emb.segment.weight.shape == (2, 8)
+assert_close(emb(ids), emb(ids, torch.zeros_like(ids)), "segment_ids=None means segment 0", atol=0)
+assert emb.norm.normalized_shape == (8,) and emb.norm.eps == 1e-12, "LayerNorm over E with the config's eps"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: cross-layer sharing (3 points)
+#
+# Complete `SharedEncoder(config)`: `layers`, an `nn.ModuleList` of `config.layers`
+# `nn.TransformerEncoderLayer(H, heads, I, dropout, activation="gelu", layer_norm_eps=eps, batch_first=True)`,
+# sharing according to `config.share`:
+#
+# | share | what all layers have in common |
+# |---|---|
+# | `"none"` | nothing (BERT) |
+# | `"attention"` | one `self_attn` module |
+# | `"ffn"` | one `linear1` and one `linear2` |
+# | `"all"` | the whole layer: the list holds the **same** module `layers` times |
+#
+# Share by assigning the same module object (PyTorch then counts its parameters once and sums
+# their gradients). Any other value of `share` raises `ValueError`. `forward(x, attention_mask=None)`
+# runs the layers in order (`attention_mask` True = real token).
+
+# %% solution id=shared_encoder
+class SharedEncoder(nn.Module):
+    """A stack of Transformer encoder layers with ALBERT's cross-layer parameter sharing."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION
+        make = lambda: nn.TransformerEncoderLayer(config.hidden, config.heads, config.intermediate, config.dropout,
+                                                  activation="gelu", layer_norm_eps=config.eps, batch_first=True)
+        if config.share not in ("none", "attention", "ffn", "all"):
+            raise ValueError(f"share must be none, attention, ffn or all, got {config.share!r}")
+        if config.share == "all":
+            layer = make()
+            self.layers = nn.ModuleList([layer] * config.layers)
+            return
+        layers = [make() for _ in range(config.layers)]
+        for layer in layers[1:]:
+            if config.share == "attention":
+                layer.self_attn = layers[0].self_attn
+            elif config.share == "ffn":
+                layer.linear1, layer.linear2 = layers[0].linear1, layers[0].linear2
+        self.layers = nn.ModuleList(layers)
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (batch, seq, hidden) -> (batch, seq, hidden)."""
+        ### BEGIN SOLUTION
+        padding = None if attention_mask is None else ~attention_mask
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=padding)
+        return x
+        ### END SOLUTION
+
+# %% test id=test_shared_encoder points=3
+"""SharedEncoder shares exactly what `share` says; "all" applies one layer L times."""
+torch.manual_seed(0)
+counts = {share: count_parameters(SharedEncoder(replace(TINY, share=share))) for share in ("none", "attention", "ffn", "all")}
+one_layer = count_parameters(nn.TransformerEncoderLayer(16, 4, 32, batch_first=True))
+attention = 4 * (16 * 16 + 16)
+ffn = 2 * 16 * 32 + 32 + 16
+assert counts["none"] == 3 * one_layer, f"none: expected {3 * one_layer}, got {counts['none']}"
+assert counts["all"] == one_layer, f"all: expected {one_layer}, got {counts['all']}"
+assert counts["attention"] == 3 * one_layer - 2 * attention, f"attention: expected {3 * one_layer - 2 * attention}, got {counts['attention']}"
+assert counts["ffn"] == 3 * one_layer - 2 * ffn, f"ffn: expected {3 * one_layer - 2 * ffn}, got {counts['ffn']}"
+encoder = SharedEncoder(TINY).eval()
+x = torch.randn(2, 5, 16)
+layer = encoder.layers[0]
+assert_close(encoder(x), layer(layer(layer(x))), "share='all' is one layer applied three times", atol=1e-5)
+### BEGIN HIDDEN TESTS
+att = SharedEncoder(replace(TINY, share="attention"))
+assert att.layers[0].self_attn is att.layers[2].self_attn and att.layers[0].linear1 is not att.layers[2].linear1
+ff = SharedEncoder(replace(TINY, share="ffn"))
+assert ff.layers[0].linear2 is ff.layers[1].linear2 and ff.layers[0].self_attn is not ff.layers[1].self_attn
+assert len(SharedEncoder(TINY).layers) == 3, "the list has config.layers entries, shared or not"
+try:
+    SharedEncoder(replace(TINY, share="everything"))
+    raise AssertionError("an unknown share mode must raise ValueError")
+except ValueError:
+    pass
+mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+out = encoder(x, mask)
+changed = x.clone()
+changed[1, 3:] = 5.0
+assert_close(encoder(changed, mask)[1, :3], out[1, :3], "padding must not change real positions", atol=1e-5)
+l0 = SharedEncoder(replace(TINY, share="none")).layers[0]
+assert not l0.norm_first and l0.norm1.eps == 1e-12, "post-LN, eps from the config"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: reproduce the paper's table (3 points)
+#
+# `AlbertModel` (given) is your embeddings, your encoder and a tanh pooler `Linear(H, H)` on `[CLS]`.
+# Complete `albert_parameter_count(config)` in closed form (do not build the model): embeddings
+# (tables, LayerNorm, projection if any), the encoder according to `share`, the pooler.
+# The check instantiates each model on PyTorch's **meta** device, where tensors have shapes but
+# no memory, so even the 235M-parameter model costs nothing to build.
+
+# %% locked id=albert_model
+class AlbertModel(nn.Module):
+    """Embeddings (factorised or not), a shared or unshared encoder, and the [CLS] pooler."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = FactorisedEmbeddings(config)
+        self.encoder = SharedEncoder(config)
+        self.pooler = nn.Linear(config.hidden, config.hidden)
+
+    def forward(self, input_ids, segment_ids=None, attention_mask=None):
+        hidden = self.encoder(self.embeddings(input_ids, segment_ids), attention_mask)
+        return hidden, torch.tanh(self.pooler(hidden[:, 0]))
+
+
+PAPER = {  # Lan et al. (2019), Table 1: parameters as printed
+    "BERT base": (AlbertConfig(embedding_size=None, share="none"), 108e6),
+    "BERT large": (AlbertConfig(embedding_size=None, hidden=1024, layers=24, heads=16, intermediate=4096, share="none"), 334e6),
+    "ALBERT base": (AlbertConfig(), 12e6),
+    "ALBERT large": (AlbertConfig(hidden=1024, layers=24, heads=16, intermediate=4096), 18e6),
+    "ALBERT xlarge": (AlbertConfig(hidden=2048, layers=24, heads=16, intermediate=8192), 60e6),
+    "ALBERT xxlarge": (AlbertConfig(hidden=4096, layers=12, heads=64, intermediate=16384), 235e6),
+}
+
+# %% solution id=parameter_count
+def albert_parameter_count(config: AlbertConfig) -> int:
+    """Closed-form parameter count of AlbertModel(config)."""
+    ### BEGIN SOLUTION
+    h, i = config.hidden, config.intermediate
+    e = config.embedding_size or h
+    embeddings = (config.vocab_size + config.segments + config.max_positions) * e + 2 * e
+    if config.embedding_size is not None:
+        embeddings += e * h + h
+    attention, ffn, norms = 4 * (h * h + h), 2 * h * i + i + h, 4 * h
+    encoder = {"none": config.layers * (attention + ffn + norms),
+               "attention": attention + config.layers * (ffn + norms),
+               "ffn": ffn + config.layers * (attention + norms),
+               "all": attention + ffn + norms}[config.share]
+    return embeddings + encoder + h * h + h
+    ### END SOLUTION
+
+# %% fragment
+def meta_count(config: AlbertConfig) -> int:
+    with torch.device("meta"):
+        return count_parameters(AlbertModel(config))
+
+
+print(f"{'model':>15} {'paper':>7} {'yours':>8} {'built on meta':>14}  E     H   L  share")
+for name, (config, paper) in PAPER.items():
+    print(f"{name:>15} {format_count(paper):>7} {format_count(albert_parameter_count(config)):>8} "
+          f"{format_count(meta_count(config)):>14}  {str(config.embedding_size):>4} {config.hidden:>5} {config.layers:>3}  {config.share}")
+
+# %% [markdown] subslide
+# The counts land within about 1% of the paper for BERT and for ALBERT base, large and xlarge
+# (with the paper's 30,000-piece vocabulary and the pooler). **xxlarge** comes out at 223M against
+# the printed 235M: the released ALBERT-xxlarge checkpoints have 223M parameters too, so the
+# paper's figure, not the configuration, is the odd one out.
+
+# %% test id=test_parameter_count points=3
+"""albert_parameter_count equals models built on the meta device, and the paper's table within 6%."""
+for name, (config, paper) in PAPER.items():
+    ours = albert_parameter_count(config)
+    assert ours == meta_count(config), f"{name}: formula {ours:,} vs model {meta_count(config):,}"
+    assert abs(ours - paper) / paper < 0.06, f"{name}: {ours:,} is not within 6% of the paper's {paper:,.0f}"
+### BEGIN HIDDEN TESTS
+for share in ("none", "attention", "ffn", "all"):
+    for e in (None, 8):
+        cfg = replace(TINY, share=share, embedding_size=e, segments=3)
+        with mock.patch.object(AlbertModel, "__init__", side_effect=AssertionError("closed form, please")):
+            got = albert_parameter_count(cfg)
+        assert got == meta_count(cfg), f"share={share}, E={e}: {got} vs {meta_count(cfg)}"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 4: sentence-order prediction (2 points)
+#
+# NSP turned out to be too easy: a random sentence from another document usually has another
+# *topic*. ALBERT's **sentence-order prediction** uses two consecutive sentences of the same
+# document, in order (label 1) or swapped (label 0), so only coherence tells them apart.
+# Complete `sop_pairs(documents, n, rng)`: `n` triples `(a, b, in_order)`, each from one document
+# with a sentence and its successor, swapped with probability 1/2. Use only `rng`.
+
+# %% solution id=sop_pairs
+def sop_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
+    """Return n (a, b, in_order) triples of consecutive sentences, half of them swapped."""
+    ### BEGIN SOLUTION
+    pairs = []
+    for _ in range(n):
+        d = rng.randrange(len(documents))
+        i = rng.randrange(len(documents[d]) - 1)
+        first, second = documents[d][i], documents[d][i + 1]
+        pairs.append((first, second, 1) if rng.random() < 0.5 else (second, first, 0))
+    return pairs
+    ### END SOLUTION
+
+# %% test id=test_sop_pairs points=2
+"""sop_pairs: consecutive sentences of one document, about half swapped, labels say which."""
+toy_docs = [[f"d{d} s{i}" for i in range(5)] for d in range(6)]
+pairs = sop_pairs(toy_docs, 2_000, random.Random(0))
+assert len(pairs) == 2_000
+share = sum(p[2] for p in pairs) / len(pairs)
+assert 0.46 < share < 0.54, f"expected about 50% in order, got {share:.1%}"
+for a, b, in_order in pairs:
+    (da, ia), (db, ib) = [tuple(int(t[1:]) for t in s.split()) for s in (a, b)]
+    assert da == db, f"both sentences come from one document: {a!r}, {b!r}"
+    expected = ib == ia + 1 if in_order else ia == ib + 1
+    assert expected, f"in_order={in_order} but got {a!r}, {b!r}"
+### BEGIN HIDDEN TESTS
+assert pairs == sop_pairs(toy_docs, 2_000, random.Random(0)), "use only rng"
+assert len({(a, b) for a, b, _ in pairs}) == 48, "every consecutive pair, both ways"
+with mock.patch("random.random", side_effect=AssertionError("use rng, not the random module")):
+    sop_pairs(toy_docs, 10, random.Random(1))
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 5: a SentencePiece unigram tokenizer (2 points)
+#
+# ALBERT tokenizes with **SentencePiece** (Kudo and Richardson, 2018): it treats the text as a raw
+# stream, marks word starts with `▁` (so decoding is exact, spaces included), and its **unigram**
+# model (Kudo, 2018) starts from a large vocabulary and prunes the pieces that least reduce the
+# corpus likelihood. Complete `train_sentencepiece(lines, vocab_size)`: train a unigram model from
+# the iterator of lines into memory (`model_writer=io.BytesIO()`, no files) with ids
+# `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4 (`pad_id, unk_id, pad_piece, unk_piece`,
+# `user_defined_symbols`, no BOS/EOS), and return a `spm.SentencePieceProcessor`. Pass
+# `minloglevel=2` to keep it quiet.
+
+# %% locked id=specials
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PAD, UNK, CLS, SEP, MASK = range(5)
+
+# %% solution id=sentencepiece
+def train_sentencepiece(lines: list[str], vocab_size: int) -> spm.SentencePieceProcessor:
+    """Train a unigram SentencePiece model in memory; SPECIALS get ids 0-4."""
+    ### BEGIN SOLUTION
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
+                                   model_type="unigram", pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+                                   pad_piece="[PAD]", unk_piece="[UNK]", user_defined_symbols=SPECIALS[2:],
+                                   minloglevel=2)
+    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+    ### END SOLUTION
+
+# %% fragment
+lines = [line for article in wikipedia_articles() for line in article.split("\n")]
+start = time.perf_counter()
+sp = train_sentencepiece(lines[:3_000], vocab_size=4_000)
+print(f"trained a {sp.get_piece_size():,}-piece unigram model in {time.perf_counter() - start:.1f} s")
+print(sp.encode("Unaffable anarchists hypothesised.", out_type=str))
+
+# %% test id=test_sentencepiece points=2
+"""The unigram model has the requested size, the specials at ids 0-4, ▁ word starts, and decodes exactly."""
+assert sp.get_piece_size() == 4_000, f"expected 4,000 pieces, got {sp.get_piece_size()}"
+assert [sp.id_to_piece(i) for i in range(5)] == SPECIALS, f"ids 0-4 must be {SPECIALS}"
+pieces = sp.encode("The history of music", out_type=str)
+assert pieces[0].startswith("▁"), f"word starts are marked with ▁: {pieces}"
+text = "Anarchism is a political philosophy."
+assert sp.decode(sp.encode(text)) == text, "decoding must give back the text exactly"
+### BEGIN HIDDEN TESTS
+assert sp.encode("[MASK]") [-1] == MASK or MASK in sp.encode("a [MASK] b"), "[MASK] must be one symbol"
+assert sp.bos_id() == -1 and sp.eos_id() == -1, "no BOS/EOS"
+probe = train_sentencepiece(lines[:400], vocab_size=500)
+assert probe.get_piece_size() == 500, "vocab_size must be used"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Experiment: a small BERT against a small ALBERT
+#
+# Same width ($H = 128$), depth ($L = 2$), heads and feed-forward size, same data (windows of 48
+# SentencePiece pieces of Wikipedia, 15% corrupted 80/10/10), same optimiser and number of steps.
+# BERT: a $V \times H$ table and two separate layers. ALBERT: $E = 32$ and one shared layer.
+# The masked-LM head maps $H \to E$ and decodes with the (tied) token table.
+
+# %% locked id=masked_lm
+def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
+                 generator: torch.Generator, rate: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's 80/10/10 masked-LM corruption (notebook 04); returns (inputs, labels with -100 where not chosen)."""
+    draw = lambda: torch.rand(tokens.shape, generator=generator)
+    chosen = (draw() < rate) & ~special
+    labels = tokens.masked_fill(~chosen, -100)
+    action = draw()
+    to_mask = chosen & (action < 0.8)
+    to_random = chosen & (action >= 0.8) & (action < 0.9)
+    random_tokens = torch.randint(0, vocab_size, tokens.shape, generator=generator)
+    return torch.where(to_random, random_tokens, tokens.masked_fill(to_mask, mask_id)), labels
+
+
+class MaskedLM(nn.Module):
+    """AlbertModel with a masked-LM head: H -> E, GELU, LayerNorm, tied decoder."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        e = config.embedding_size or config.hidden
+        self.model = AlbertModel(config)
+        self.dense, self.norm = nn.Linear(config.hidden, e), nn.LayerNorm(e, eps=config.eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        for module in self.modules():                         # BERT's initialisation
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.model(input_ids)
+        h = self.norm(F.gelu(self.dense(hidden[positions])))  # (n_chosen, E)
+        return h @ self.model.embeddings.token.weight.T + self.bias
+
+# %% fragment
+stream = torch.tensor([i for line in lines for i in sp.encode(line)])
+split = int(len(stream) * 0.95)
+train_stream, held_out_stream = stream[:split], stream[split:]
+SEQ, BATCH, STEPS = 48, 64, 600
+print(f"{len(stream):,} pieces; {len(held_out_stream):,} held out")
+
+
+def mlm_batches(source: torch.Tensor, n_batches: int, batch: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        starts = torch.randint(0, len(source) - SEQ, (batch,), generator=generator).tolist()
+        tokens = torch.stack([source[s:s + SEQ] for s in starts])
+        out.append(bert_corrupt(tokens, tokens < 5, sp.get_piece_size(), MASK, generator))
+    return out
+
+
+held_out = mlm_batches(held_out_stream, 4, 256, seed=99)
+held_out_labels = torch.cat([labels[labels != -100] for _, labels in held_out])
+baseline = Counter(held_out_labels.tolist()).most_common(1)[0][1] / len(held_out_labels)
+train_batches = mlm_batches(train_stream, STEPS, BATCH, seed=1)
+
+
+def mlm_loss(model: MaskedLM, batch) -> torch.Tensor:
+    inputs, labels = batch
+    chosen = labels != -100
+    return F.cross_entropy(model(inputs, chosen), labels[chosen])
+
+
+def mlm_accuracy(model: MaskedLM) -> dict[str, float]:
+    hits = 0
+    for inputs, labels in held_out:
+        inputs, labels = inputs.to(device), labels.to(device)
+        chosen = labels != -100
+        hits += (model(inputs, chosen).argmax(-1) == labels[chosen]).sum().item()
+    return {"masked-token accuracy": hits / len(held_out_labels)}
+
+
+shape = dict(vocab_size=sp.get_piece_size(), hidden=128, layers=2, heads=4, intermediate=512, max_positions=SEQ)
+contenders = {"BERT (E = H, no sharing)": AlbertConfig(embedding_size=None, share="none", **shape),
+              "ALBERT (E = 32, all shared)": AlbertConfig(embedding_size=32, share="all", **shape)}
+results = {}
+for name, config in contenders.items():
+    seed_everything(0)
+    model = MaskedLM(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.0, 1 - s / STEPS))
+    history = fit(model, mlm_loss, train_batches, optimizer, STEPS, device=device, scheduler=scheduler,
+                  eval_fn=mlm_accuracy, eval_every=200, description=name)
+    results[name] = {"parameters": count_parameters(model.model), "accuracy": history.last("masked-token accuracy"),
+                     "seconds": history.seconds, "curve": [m["masked-token accuracy"] for _, m in history.evals]}
+
+print(f"{'model':>28} {'parameters':>11} {'accuracy':>9} {'seconds':>8}")
+for name, r in results.items():
+    print(f"{name:>28} {r['parameters']:>11,} {r['accuracy']:>9.1%} {r['seconds']:>8.0f}")
+print(f"{'most frequent piece':>28} {'':>11} {baseline:>9.1%}")
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for name, r in results.items():
+    axes[0].scatter(r["parameters"], r["accuracy"], s=80, label=name)
+    axes[1].plot([200 * (i + 1) for i in range(len(r["curve"]))], r["curve"], "o-", label=name)
+axes[0].axhline(baseline, color="gray", ls="--", label="most frequent piece")
+axes[0].set_xscale("log")
+axes[0].set_xlabel("encoder parameters")
+axes[0].set_ylabel("held-out masked-token accuracy")
+axes[1].set_xlabel("step")
+axes[1].legend(fontsize=8)
+plt.show()
+
+# %% test id=test_albert_experiment points=2
+"""ALBERT has at most half of BERT's parameters and both learn: accuracy at least 1.25x the most-frequent-piece baseline."""
+bert, albert = results["BERT (E = H, no sharing)"], results["ALBERT (E = 32, all shared)"]
+assert albert["parameters"] * 2 <= bert["parameters"], f"ALBERT {albert['parameters']:,} vs BERT {bert['parameters']:,}"
+for name, r in results.items():
+    assert r["accuracy"] >= 1.25 * baseline, f"{name}: {r['accuracy']:.1%} is below 1.25 x the baseline {baseline:.1%}"
+### BEGIN HIDDEN TESTS
+assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32, all shared)"]), "the experiment uses your model"
+### END HIDDEN TESTS
+
+# %% [markdown] subslide
+# ### Reading the result
+#
+# ALBERT stores far fewer parameters but runs the same computation: two layer applications
+# at $H = 128$ either way, so the two take about the same time per step. Sharing is a
+# **memory** saving, not a speed-up, and at equal width it costs accuracy: here ALBERT learns
+# more slowly than BERT in the same steps, as ALBERT-base trails BERT-base in the paper. The
+# paper spends the saved memory on width (xxlarge, $H = 4096$) to come out ahead.
+
+# %% [markdown] slide
+# ## Summary
+#
+# * **Factorised embeddings** replace $V \times H$ with $V \times E + E \times H$; the token table is
+#   where BERT keeps a fifth of its parameters.
+# * **Cross-layer sharing** (attention, feed-forward or all) cuts the encoder to one layer's worth
+#   of parameters; with PyTorch it is a matter of reusing module objects.
+# * A closed-form count reproduces the paper's table (xxlarge's printed 235M is 223M in fact), checked
+#   on the **meta** device without allocating memory.
+# * **Sentence-order prediction** asks for coherence rather than topic; **SentencePiece** unigram
+#   tokenizes raw text reversibly.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Lan et al. (2019). *ALBERT: A Lite BERT for Self-supervised Learning of Language Representations.* arXiv:1909.11942
+# * Kudo and Richardson (2018). *SentencePiece.* arXiv:1808.06226
+# * Kudo (2018). *Subword Regularization* (the unigram model). arXiv:1804.10959
+# * Dehghani et al. (2018). *Universal Transformers* (weight sharing across depth, notebook 12). arXiv:1807.03819
