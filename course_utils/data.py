@@ -164,6 +164,15 @@ def newsgroups() -> tuple[list[str], list[int], list[str]]:
     return texts, labels, names
 
 
+def post_body(post: str) -> str:
+    """The body of a newsgroup post on one line: no headers (they name the group), quoted lines,
+    attributions ("... writes:") or lines with e-mail addresses."""
+    body = post.split("\n\n", 1)[1] if "\n\n" in post else post
+    lines = [line for line in body.split("\n")
+             if not line.lstrip().startswith((">", "|")) and not re.search(r"writes:|wrote:|^In article|@", line)]
+    return " ".join(" ".join(lines).split())
+
+
 def available_datasets() -> dict[str, bool]:
     """Return which bundled data files are present (for ``course doctor``)."""
     files = {

@@ -141,3 +141,13 @@ def test_seq2seq_loader_batches():
     assert (tgt[:, 0] == vocab.bos_id).all()
     assert tgt_len.tolist() == [len(t) + 2 for _, t in pairs[:4]]
     assert "".join(vocab.decode(src[0].tolist())) == pairs[0][0]
+
+
+def test_post_body_drops_headers_quotes_and_addresses():
+    post = ("Newsgroups: sci.space\nFrom: someone@nasa.gov\nSubject: orbits\n\n"
+            "In article <1@x.org> bob@x.org writes:\n> quoted text\nThe shuttle reached\n  orbit today.\n-- me@home.com")
+    assert data.post_body(post) == "The shuttle reached orbit today."
+    texts, labels, names = data.newsgroups()
+    bodies = [data.post_body(t) for t in texts]
+    assert not any(b.startswith(("Newsgroups:", "From:", "Path:")) for b in bodies)
+    assert sum(len(b.split()) for b in bodies) > 20_000

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
-from course_utils.data import newsgroups, pad_batch, wikipedia_articles
+from course_utils.data import newsgroups, pad_batch, post_body, wikipedia_articles
 from course_utils.plot import plot_curves, plot_history
 from course_utils.train import count_parameters, fit, format_count
 
@@ -851,14 +851,6 @@ assert again["masked-token accuracy"] >= 2 * fresh_baseline, f"on other held-out
 # with three seeds each.
 
 # %% fragment
-def clean_post(post: str) -> str:
-    """The body of a newsgroup post without headers, quoted lines, attributions and addresses."""
-    body = post.split("\n\n", 1)[1] if "\n\n" in post else post
-    lines = [line for line in body.split("\n")
-             if not line.lstrip().startswith((">", "|")) and not re.search(r"writes:|wrote:|^In article|@", line)]
-    return " ".join(" ".join(lines).split())
-
-
 posts, post_labels, group_names = newsgroups()
 order = list(range(len(posts)))
 random.Random(0).shuffle(order)
@@ -868,7 +860,7 @@ train_posts, test_posts = order[:120], order[120:]
 def chunk_posts(indices: list[int], piece_len: int = MAX_LEN - 2, max_chunks: int = 5):
     """Return (chunk ids (n_chunks, seq), the post each chunk belongs to, post labels)."""
     rows, owners = [], []
-    for j, encoding in enumerate(tokenizer.encode_batch([clean_post(posts[i]) for i in indices], add_special_tokens=False)):
+    for j, encoding in enumerate(tokenizer.encode_batch([post_body(posts[i]) for i in indices], add_special_tokens=False)):
         for c in range(max_chunks):
             piece = encoding.ids[c * piece_len:(c + 1) * piece_len]
             if c > 0 and len(piece) < 8:
@@ -883,7 +875,7 @@ train_chunks, train_owner, train_y = chunk_posts(train_posts)
 test_chunks, test_owner, test_y = chunk_posts(test_posts)
 print(f"{group_names}: {len(train_posts)} training posts -> {len(train_chunks)} chunks; "
       f"{len(test_posts)} test posts -> {len(test_chunks)} chunks")
-print(clean_post(posts[train_posts[0]])[:300])
+print(post_body(posts[train_posts[0]])[:300])
 
 # %% fragment
 FINE_TUNE_STEPS = 100
@@ -1040,8 +1032,8 @@ if MINILM_DIR is not None:
 # %% fragment
 if MINILM_DIR is not None:
     start = time.perf_counter()
-    train_x = sentence_vectors(minilm, [clean_post(posts[i]) for i in train_posts])
-    test_x = sentence_vectors(minilm, [clean_post(posts[i]) for i in test_posts])
+    train_x = sentence_vectors(minilm, [post_body(posts[i]) for i in train_posts])
+    test_x = sentence_vectors(minilm, [post_body(posts[i]) for i in test_posts])
     seed_everything(0)
     probe = nn.Linear(train_x.shape[1], 2)
     probe_optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
