@@ -1,0 +1,661 @@
+# %% [markdown] slide
+# # 10 · GPT-2
+#
+# **Learning objectives.** After this notebook you can
+# 1. **implement** byte-level BPE (training, encoding, decoding) that round-trips any Unicode text;
+# 2. **build** GPT-2 (pre-LN blocks, scaled initialisation, tied embeddings) and **prove** it equals the reference;
+# 3. **sample** with temperature, top-k and nucleus (top-p) filtering;
+# 4. **cache** keys and values for fast generation, and **measure** perplexity and the speed-up.
+#
+# **Prerequisites.** Notebooks 04 (causal masks) and 06 (the Transformer).
+#
+# **Estimated time.** 2.5 hours. The notebook runs in about two and a half minutes on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: GPT-2 is notebook 06's decoder without cross-attention, with LayerNorm moved
+# before each sub-layer, trained on raw bytes merged into tokens. The interesting parts are at
+# the edges: how text becomes ids, and how ids become text again, one sample at a time.
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import math
+import os
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from unittest import mock
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.data import wikipedia_articles
+from course_utils.plot import plot_history
+from course_utils.train import count_parameters, fit
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Byte-level BPE
+#
+# Any text is a sequence of UTF-8 **bytes**, so a vocabulary that starts with the 256 byte values
+# can encode anything: no `[UNK]`, ever. Byte-pair encoding (Sennrich et al., 2016) then
+# repeatedly **merges** the most frequent adjacent pair of symbols into a new symbol, 256, 257, ...
+# GPT-2 first splits text into word-like chunks (a leading space belongs to the word) so merges
+# never cross a word boundary; that pre-tokenizer is given below.
+#
+# | symbol | meaning | code name |
+# |---|---|---|
+# | merges | ordered list of pairs; pair `r` becomes id `256 + r` | `merges` |
+# | word | one pre-tokenized chunk, as a tuple of ids | `word` |
+
+# %% locked id=pretokenize
+CHUNK = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+")
+
+
+def pretokenize(text: str) -> list[str]:
+    """Split text into GPT-2-style chunks (' word', ' 123', ' ?!', whitespace); they join back to the text."""
+    return CHUNK.findall(text)
+
+
+print(pretokenize("Hello world, it's 2024!  Ça va? 你好 🙂"))
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: BPE from scratch (4 points)
+#
+# * `train_bpe(text, vocab_size)`: count the chunks of `pretokenize(text)`, represent each as a
+#   tuple of its UTF-8 bytes, then `vocab_size - 256` times: find the most frequent adjacent pair
+#   over all chunks (weighted by chunk counts; ties go to the pair seen first... any fixed rule is
+#   fine), append it to `merges`, and replace it by the new id in every chunk. Return `merges`.
+# * `bpe_encode(text, merges)`: for each chunk, start from its bytes and repeatedly apply the
+#   **lowest-ranked** merge present, until none applies; concatenate the ids.
+# * `bpe_decode(ids, merges)`: expand ids back to bytes and decode UTF-8.
+#
+# `bpe_decode(bpe_encode(s, merges), merges) == s` must hold for **every** string.
+
+# %% solution id=bpe
+def merge_pair(word: tuple[int, ...], pair: tuple[int, int], new_id: int) -> tuple[int, ...]:
+    """Replace every occurrence of pair in word by new_id (left to right)."""
+    ### BEGIN SOLUTION
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+    ### END SOLUTION
+
+
+def train_bpe(text: str, vocab_size: int) -> list[tuple[int, int]]:
+    """Learn vocab_size - 256 merges from text."""
+    ### BEGIN SOLUTION
+    words = Counter(tuple(chunk.encode("utf-8")) for chunk in pretokenize(text))
+    merges = []
+    for new_id in range(256, vocab_size):
+        pairs = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = max(pairs, key=pairs.get)
+        merges.append(best)
+        words = Counter({merge_pair(word, best, new_id): count for word, count in words.items()})
+    return merges
+    ### END SOLUTION
+
+
+def bpe_encode(text: str, merges: list[tuple[int, int]]) -> list[int]:
+    """Encode text with the learned merges (lowest rank first within each chunk)."""
+    ### BEGIN SOLUTION
+    rank = {pair: r for r, pair in enumerate(merges)}
+    ids = []
+    for chunk in pretokenize(text):
+        word = tuple(chunk.encode("utf-8"))
+        while len(word) > 1:
+            pair = min(zip(word, word[1:]), key=lambda p: rank.get(p, math.inf))
+            if pair not in rank:
+                break
+            word = merge_pair(word, pair, 256 + rank[pair])
+        ids.extend(word)
+    return ids
+    ### END SOLUTION
+
+
+def bpe_decode(ids: list[int], merges: list[tuple[int, int]]) -> str:
+    """Turn ids back into text."""
+    ### BEGIN SOLUTION
+    pieces = {i: bytes([i]) for i in range(256)}
+    for r, (a, b) in enumerate(merges):
+        pieces[256 + r] = pieces[a] + pieces[b]
+    return b"".join(pieces[i] for i in ids).decode("utf-8")
+    ### END SOLUTION
+
+# %% fragment
+articles = wikipedia_articles()
+bpe_text = "\n".join(articles)[:100_000]
+start = time.perf_counter()
+merges = train_bpe(bpe_text, vocab_size=512)
+print(f"256 merges learned from {len(bpe_text):,} characters in {time.perf_counter() - start:.1f} s")
+print("first merges:", [bpe_decode([256 + r], merges) for r in range(12)])
+sample = "The anarchists hypothesised."
+print([bpe_decode([i], merges) for i in bpe_encode(sample, merges)])
+
+# %% test id=test_bpe points=4
+"""BPE: merges are learned in frequency order, encoding applies them, and decode(encode(s)) == s for any Unicode string."""
+toy = train_bpe("aaab aaab aaab", 258)
+assert toy[0] == (97, 97), f"the most frequent pair in 'aaab aaab aaab' is (a, a), got {toy[0]}"
+assert bpe_encode("aaab", toy) != list(b"aaab"), "encoding must apply the merges"
+assert merge_pair((1, 2, 1, 2, 3), (1, 2), 9) == (9, 9, 3)
+rng = random.Random(0)
+ranges = [(32, 126), (160, 400), (0x300, 0x36F), (0x4E00, 0x4FFF), (0x1F600, 0x1F64F), (0x600, 0x6FF), (9, 13)]
+for _ in range(300):
+    s = "".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randint(0, 25)))
+    assert bpe_decode(bpe_encode(s, merges), merges) == s, f"round trip failed for {s!r}"
+### BEGIN HIDDEN TESTS
+assert len(merges) == 256 and all(isinstance(a, int) and isinstance(b, int) for a, b in merges)
+assert merge_pair((5, 5, 5), (5, 5), 7) == (7, 5), "merge left to right without overlap"
+ids = bpe_encode(bpe_text[:5_000], merges)
+assert len(ids) < 0.6 * len(bpe_text[:5_000].encode()), f"512 symbols should compress training text well, got {len(ids)} ids"
+assert max(ids) >= 400, "late merges must be used too"
+assert bpe_encode("", merges) == [] and bpe_decode([], merges) == ""
+for _ in range(200):
+    s = "".join(chr(rng.randint(0x20, 0x2FFF)) for _ in range(rng.randint(1, 12)))
+    assert bpe_decode(bpe_encode(s, merges), merges) == s, f"round trip failed for {s!r}"
+two = train_bpe("ab ab ab cd", 258)
+assert two[0] == (97, 98) and two[1] in ((32, 256), (99, 100)), f"the second merge may use the first: {two}"
+### END HIDDEN TESTS
+
+# %% [markdown] subslide
+# ### Yours against `tokenizers`
+#
+# Hugging Face's `tokenizers` trains the same algorithm in Rust. Same text, same vocabulary size,
+# compression measured on text neither saw (bytes per token: higher is better).
+
+# %% fragment
+reference = Tokenizer(models.BPE())
+reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+reference.decoder = decoders.ByteLevel()
+reference.train_from_iterator([bpe_text], trainers.BpeTrainer(vocab_size=512, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                               show_progress=False))
+unseen = "\n".join(articles)[200_000:230_000]
+n_bytes = len(unseen.encode())
+mine_tokens, their_tokens = len(bpe_encode(unseen, merges)), len(reference.encode(unseen).ids)
+print(f"{n_bytes:,} unseen bytes -> yours {mine_tokens:,} tokens ({n_bytes / mine_tokens:.2f} bytes/token), "
+      f"tokenizers {their_tokens:,} ({n_bytes / their_tokens:.2f} bytes/token), vocabulary {reference.get_vocab_size()}")
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: the GPT-2 model (4 points)
+#
+# Pre-LN blocks: $x \leftarrow x + \text{Attn}(\text{LN}_1(x))$, $x \leftarrow x + \text{MLP}(\text{LN}_2(x))$, a final
+# $\text{LN}_f$, and the output projection tied to the token embedding `wte`. Names follow the
+# GPT-2 checkpoints so weights can be copied: `wte`, `wpe`, `blocks[i].ln_1`, `.attn.c_attn`
+# (`Linear(d, 3d)`, q, k, v in that order), `.attn.c_proj`, `.ln_2`, `.mlp.c_fc` (`d -> 4d`), `.mlp.c_proj`,
+# then `ln_f`. The MLP uses GPT-2's tanh-approximated GELU (`F.gelu(x, approximate="tanh")`).
+#
+# **Initialisation** (Radford et al., 2019): every `Linear` and `Embedding` weight from
+# $\mathcal{N}(0, 0.02^2)$, biases zero, LayerNorms at (1, 0), except the two projections that write
+# into the residual stream (`attn.c_proj`, `mlp.c_proj`), drawn with std $0.02/\sqrt{2 n_{layer}}$ so the
+# residual's variance does not grow with depth.
+#
+# The attention takes an optional `past = (k, v)` of earlier positions (exercise 5; ignore it at
+# first) and returns `(output, present)` with `present = (k, v)` including the new positions.
+# `GPT2.forward(ids, past=None)` returns `(logits (batch, seq, vocab), presents)` where `presents` is a
+# list with one `(k, v)` per block; positions continue after the past.
+
+# %% locked id=config
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 50_257
+    n_positions: int = 1_024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    dropout: float = 0.0
+    eps: float = 1e-5
+
+
+TINY = GPTConfig(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=4)
+
+# %% solution id=gpt2_model
+class CausalSelfAttention(nn.Module):
+    """Masked multi-head self-attention with an optional key/value cache."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (batch, t, d); past k, v (batch, heads, t_past, d_head). Return (output, (k, v))."""
+        ### BEGIN SOLUTION
+        batch, t, d = x.shape
+        split = lambda y: y.view(batch, t, self.n_head, d // self.n_head).transpose(1, 2)  # (batch, heads, t, d_head)
+        q, k, v = (split(y) for y in self.c_attn(x).split(d, dim=-1))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)     # (batch, heads, T, d_head)
+        total = k.shape[2]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.n_head)                # (batch, heads, t, T)
+        allowed = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
+        weights = torch.softmax(scores.masked_fill(~allowed, torch.finfo(scores.dtype).min), dim=-1)
+        out = (self.dropout(weights) @ v).transpose(1, 2).reshape(batch, t, d)
+        return self.dropout(self.c_proj(out)), (k, v)
+        ### END SOLUTION
+
+
+class Block(nn.Module):
+    """Pre-LN: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.eps)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.eps)
+        self.mlp = nn.ModuleDict({"c_fc": nn.Linear(config.n_embd, 4 * config.n_embd),
+                                  "c_proj": nn.Linear(4 * config.n_embd, config.n_embd)})
+        self.dropout = nn.Dropout(config.dropout)
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor, past=None):
+        ### BEGIN SOLUTION
+        attended, present = self.attn(self.ln_1(x), past)
+        x = x + attended
+        h = self.mlp["c_proj"](F.gelu(self.mlp["c_fc"](self.ln_2(x)), approximate="tanh"))
+        return x + self.dropout(h), present
+        ### END SOLUTION
+
+
+class GPT2(nn.Module):
+    """GPT-2: token and position embeddings, pre-LN blocks, final LayerNorm, tied output."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        ### BEGIN SOLUTION
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.eps)
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif "ln_" in name:
+                nn.init.ones_(p)
+            else:
+                std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else 0.02
+                nn.init.normal_(p, std=std)
+        ### END SOLUTION
+
+    def forward(self, ids: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
+        """ids (batch, t) -> (logits (batch, t, vocab), presents: one (k, v) per block)."""
+        ### BEGIN SOLUTION
+        offset = 0 if past is None else past[0][0].shape[2]
+        positions = torch.arange(offset, offset + ids.shape[1], device=ids.device)
+        x = self.drop(self.wte(ids) + self.wpe(positions))                         # (batch, t, d)
+        presents = []
+        for block, block_past in zip(self.blocks, past or [None] * len(self.blocks)):
+            x, present = block(x, block_past)
+            presents.append(present)
+        return self.ln_f(x) @ self.wte.weight.T, presents
+        ### END SOLUTION
+
+# %% test id=test_gpt2_model points=4
+"""GPT2: shapes, causality, tied output, GPT-2's scaled initialisation of the residual projections."""
+torch.manual_seed(0)
+model = GPT2(TINY).eval()
+ids = torch.randint(0, 50, (2, 9))
+logits, presents = model(ids)
+check_shape(logits, (2, 9, 50), "logits")
+assert len(presents) == 2 and presents[0][0].shape == (2, 4, 9, 4), "one (k, v) per block, (batch, heads, t, d_head)"
+changed = ids.clone()
+changed[:, 5] = (ids[:, 5] + 1) % 50
+assert_close(model(changed)[0][:, :5], logits[:, :5], "positions before 5 must not see token 5", atol=1e-5)
+assert [n for n, p in model.named_parameters() if p.shape == (50, 16)] == ["wte.weight"], "the output projection is wte"
+big = GPT2(GPTConfig(vocab_size=100, n_positions=32, n_embd=256, n_layer=8, n_head=4))
+std = lambda p: p.detach().std().item()
+assert abs(std(big.blocks[0].attn.c_attn.weight) - 0.02) < 0.002, "weights drawn with std 0.02"
+assert abs(std(big.blocks[3].attn.c_proj.weight) - 0.02 / 4) < 0.001, "residual projections: std 0.02 / sqrt(2 n_layer)"
+### BEGIN HIDDEN TESTS
+assert abs(std(big.blocks[5].mlp["c_proj"].weight if isinstance(big.blocks[5].mlp, nn.ModuleDict) else big.blocks[5].mlp.c_proj.weight) - 0.005) < 0.001
+assert big.blocks[0].attn.c_attn.bias.abs().sum() == 0 and (big.ln_f.weight == 1).all()
+assert abs(std(big.wte.weight) - 0.02) < 0.002 and abs(std(big.wpe.weight) - 0.02) < 0.003
+block = model.blocks[0]
+x = torch.randn(1, 4, 16)
+attended, _ = block.attn(block.ln_1(x))
+mlp = block.mlp
+c_fc = mlp["c_fc"] if isinstance(mlp, nn.ModuleDict) else mlp.c_fc
+c_proj = mlp["c_proj"] if isinstance(mlp, nn.ModuleDict) else mlp.c_proj
+mid = x + attended
+assert_close(block(x)[0], mid + c_proj(F.gelu(c_fc(block.ln_2(mid)), approximate="tanh")), "pre-LN block with tanh GELU", atol=1e-5)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: the same logits as the reference (3 points)
+#
+# Hugging Face's GPT-2 stores its projections as `Conv1D` modules whose weight is `(in, out)`, the
+# **transpose** of `nn.Linear`'s `(out, in)`. Complete `load_hf_gpt2(model, state)`: copy a
+# `GPT2LMHeadModel` state dict into your model (drop the `transformer.` prefix, `h.{i}` -> `blocks.{i}`,
+# transpose the `c_attn`, `c_proj` and `c_fc` weights, skip `lm_head.weight`, which is tied to `wte`,
+# and any attention-mask buffers). Load with `strict=True`.
+
+# %% solution id=load_hf
+def load_hf_gpt2(model: GPT2, state: dict[str, torch.Tensor]) -> None:
+    """Copy a transformers GPT2LMHeadModel state dict into our GPT2."""
+    ### BEGIN SOLUTION
+    ours = {}
+    for name, tensor in state.items():
+        if not name.startswith("transformer.") or name.endswith(".attn.bias") or name.endswith(".attn.masked_bias"):
+            continue
+        key = name.removeprefix("transformer.")
+        key = re.sub(r"^h\.(\d+)\.", r"blocks.\1.", key)
+        if re.search(r"(c_attn|c_proj|c_fc)\.weight$", key):
+            tensor = tensor.t()
+        ours[key] = tensor
+    model.load_state_dict(ours, strict=True)
+    ### END SOLUTION
+
+# %% locked id=reference_gpt2
+def reference_gpt2(config: GPTConfig, seed: int = 0):
+    """A randomly initialised transformers.GPT2LMHeadModel with our config, built offline (eval mode)."""
+    import transformers
+    torch.manual_seed(seed)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=config.vocab_size, n_positions=config.n_positions, n_embd=config.n_embd, n_layer=config.n_layer,
+        n_head=config.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=config.eps,
+        bos_token_id=0, eos_token_id=0)).eval()
+
+# %% test id=test_load_hf points=3
+"""With the reference's weights, your GPT2 gives the same logits within 1e-5."""
+theirs = reference_gpt2(TINY)
+mine = GPT2(TINY).eval()
+load_hf_gpt2(mine, theirs.state_dict())
+ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    assert_close(mine(ids)[0], theirs(ids).logits, "logits vs transformers.GPT2LMHeadModel", atol=1e-5)
+### BEGIN HIDDEN TESTS
+cfg = replace(TINY, n_layer=3, n_head=2, n_embd=24, vocab_size=61)
+theirs = reference_gpt2(cfg, seed=5)
+mine = GPT2(cfg).eval()
+load_hf_gpt2(mine, theirs.state_dict())
+ids = torch.randint(0, 61, (3, 16), generator=torch.Generator().manual_seed(1))
+with torch.no_grad():
+    assert_close(mine(ids)[0], theirs(ids).logits, "three layers, two heads, full context", atol=1e-5)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 4: temperature, top-k and nucleus sampling (3 points)
+#
+# * `filter_logits(logits, top_k=None, top_p=None)`: return a copy in which the tokens that are
+#   **not kept** are set to `-inf`. `top_k` keeps the `k` largest logits (ties at the boundary may
+#   all stay); `top_p` keeps the **smallest** set of most probable tokens whose probabilities sum to
+#   at least `p` (the token that crosses `p` is kept; the most probable token always is). Both may be given.
+# * `sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)`: `(batch, vocab)`
+#   -> `(batch,)` ids: divide by the temperature, filter, sample from the softmax; `temperature=0`
+#   means arg-max.
+
+# %% solution id=sampling
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Set logits outside the top-k and/or the nucleus to -inf."""
+    ### BEGIN SOLUTION
+    logits = logits.clone()
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probabilities = sorted_logits.softmax(-1)
+        before = probabilities.cumsum(-1) - probabilities                      # mass of the better tokens
+        drop_sorted = before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, -math.inf)
+    return logits
+    ### END SOLUTION
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample one id per row from filtered, temperature-scaled logits."""
+    ### BEGIN SOLUTION
+    if temperature == 0:
+        return logits.argmax(-1)
+    probabilities = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+    ### END SOLUTION
+
+# %% test id=test_sampling points=3
+"""top-k keeps k tokens, top-p keeps the smallest nucleus reaching p, temperature sharpens, 0 is arg-max."""
+logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
+kept = lambda f: (~f.isinf()).squeeze(0).tolist()
+assert kept(filter_logits(logits, top_k=2)) == [True, True, False, False, False], "top_k=2"
+assert kept(filter_logits(logits, top_p=0.6)) == [True, True, False, False, False], "0.5 < 0.6 <= 0.7: keep two"
+assert kept(filter_logits(logits, top_p=0.5)) == [True, False, False, False, False], "0.5 reaches p=0.5: keep one"
+assert kept(filter_logits(logits, top_p=0.86)) == [True, True, True, True, False], "0.85 < 0.86: keep four"
+assert (sample_next(logits.repeat(5, 1), temperature=0) == 0).all(), "temperature 0 is arg-max"
+g = torch.Generator().manual_seed(0)
+draws = sample_next(logits.repeat(4000, 1), top_k=3, generator=g)
+share = torch.bincount(draws, minlength=5).double() / 4000
+assert share[3:].sum() == 0 and abs(share[0] - 0.5 / 0.85) < 0.03, f"top-3 renormalised, got {share.tolist()}"
+### BEGIN HIDDEN TESTS
+shuffled = torch.log(torch.tensor([[0.1, 0.5, 0.05, 0.2, 0.15]]))
+assert kept(filter_logits(shuffled, top_p=0.6)) == [False, True, False, True, False], "top-p on unsorted logits"
+assert kept(filter_logits(shuffled, top_k=1, top_p=0.99)) == [False, True, False, False, False], "both filters"
+assert kept(filter_logits(shuffled, top_p=0.01)) == [False, True, False, False, False], "the best token always stays"
+original = shuffled.clone()
+filter_logits(shuffled, top_k=2)
+assert torch.equal(shuffled, original), "do not modify the logits in place"
+cold = sample_next(logits.repeat(4000, 1), temperature=0.25, generator=g)
+assert (cold == 0).double().mean() > 0.9, "low temperature concentrates on the best token"
+hot = sample_next(logits.repeat(4000, 1), temperature=4.0, generator=g)
+assert (hot == 4).double().mean() > 0.12, "high temperature flattens the distribution"
+two_rows = torch.stack([logits[0], logits[0].flip(0)])
+assert sample_next(two_rows, temperature=0).tolist() == [0, 4], "row-wise"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 5: the key/value cache (3 points)
+#
+# Generating token $t+1$ needs attention from the new position to all earlier keys and values,
+# which do not change. Keep them: feed only the new token with `past` = the previous call's
+# `presents`. Make your attention concatenate `past` keys and values in front of the new ones
+# (and the causal mask offset by the past length), and `GPT2.forward` continue positions after it.
+# If you wrote exercise 2 with `past` already, this test passes at once.
+# Complete `generate(model, prompt, n_new, use_cache, temperature, top_k, top_p, generator)` too:
+# returns the prompt followed by `n_new` sampled ids, `(batch, t + n_new)`.
+
+# %% solution id=generate
+@torch.no_grad()
+def generate(model: GPT2, prompt: torch.Tensor, n_new: int, use_cache: bool = True, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample n_new tokens after prompt (batch, t), with or without the key/value cache."""
+    ### BEGIN SOLUTION
+    ids, past = prompt, None
+    logits, past = model(prompt)
+    for _ in range(n_new):
+        next_id = sample_next(logits[:, -1], temperature, top_k, top_p, generator)        # (batch,)
+        ids = torch.cat([ids, next_id[:, None]], dim=1)
+        if use_cache:
+            logits, past = model(next_id[:, None], past)
+        else:
+            logits, _ = model(ids)
+    return ids
+    ### END SOLUTION
+
+# %% test id=test_kv_cache points=3
+"""Incremental decoding with the cache gives the full forward pass's logits; cached and uncached generation agree."""
+torch.manual_seed(0)
+model = GPT2(TINY).eval()
+ids = torch.randint(0, 50, (2, 10))
+with torch.no_grad():
+    full, _ = model(ids)
+    logits, past = model(ids[:, :4])
+    steps = [logits]
+    for t in range(4, 10):
+        logits, past = model(ids[:, t:t + 1], past)
+        steps.append(logits)
+assert_close(torch.cat(steps, dim=1), full, "cached step-by-step logits vs one full pass", atol=1e-5)
+assert past[0][0].shape == (2, 4, 10, 4), "the cache holds all 10 positions"
+a = generate(model, ids[:, :3], 8, use_cache=True, generator=torch.Generator().manual_seed(1))
+b = generate(model, ids[:, :3], 8, use_cache=False, generator=torch.Generator().manual_seed(1))
+check_shape(a, (2, 11), "prompt + 8 new tokens")
+assert torch.equal(a, b), "with the same random numbers, the cache must not change what is generated"
+### BEGIN HIDDEN TESTS
+assert torch.equal(a[:, :3], ids[:, :3]), "the output starts with the prompt"
+with torch.no_grad():
+    logits, past = model(ids[:, :7])
+    two, _ = model(ids[:, 7:9], past)
+assert_close(two, full[:, 7:9], "two new tokens at once after a cache", atol=1e-5)
+calls = []
+original_forward = GPT2.forward
+def spy(self, x, past=None):
+    calls.append(x.shape[1])
+    return original_forward(self, x, past)
+with mock.patch.object(GPT2, "forward", spy):
+    generate(model, ids[:, :3], 5, use_cache=True)
+assert calls[0] == 3 and all(c == 1 for c in calls[1:]), f"with the cache, feed one token per step, got lengths {calls}"
+greedy = generate(model, ids[:, :3], 4, temperature=0)
+with torch.no_grad():
+    assert greedy[0, 3] == model(ids[:1, :3])[0][0, -1].argmax(), "temperature 0 is greedy"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Training a small GPT-2 on Wikipedia
+#
+# A 2,000-token byte-level BPE (trained with `tokenizers`, which is fast; yours gives the same kind
+# of vocabulary), windows of 64 tokens, four layers of width 128, AdamW with warm-up and cosine
+# decay. Perplexity is $\exp$ of the mean held-out cross-entropy per token; a unigram model (token
+# frequencies only) is the baseline.
+
+# %% fragment
+bpe = Tokenizer(models.BPE())
+bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+bpe.decoder = decoders.ByteLevel()
+bpe.train_from_iterator(articles, trainers.BpeTrainer(vocab_size=2_000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                      show_progress=False))
+stream = torch.tensor([i for e in bpe.encode_batch(articles) for i in e.ids])
+split = int(len(stream) * 0.95)
+train_stream, held_out_stream = stream[:split], stream[split:]
+CONTEXT, BATCH, STEPS = 64, 32, 700
+config = GPTConfig(vocab_size=bpe.get_vocab_size(), n_positions=CONTEXT, n_embd=128, n_layer=4, n_head=4)
+counts = torch.bincount(train_stream, minlength=config.vocab_size).double() + 1
+unigram_perplexity = math.exp(-(counts / counts.sum()).log()[held_out_stream].mean().item())
+print(f"{len(stream):,} tokens ({len(stream) / sum(map(len, articles)):.2f} per character); "
+      f"unigram perplexity on held-out text {unigram_perplexity:.0f}")
+
+generator = torch.Generator().manual_seed(0)
+starts = torch.randint(0, len(train_stream) - CONTEXT - 1, (STEPS, BATCH), generator=generator)
+batches = [torch.stack([train_stream[s:s + CONTEXT + 1] for s in row.tolist()]) for row in starts]
+held_out = torch.stack([held_out_stream[s:s + CONTEXT + 1] for s in range(0, len(held_out_stream) - CONTEXT - 1, CONTEXT)])
+
+
+def lm_loss(model: GPT2, batch: torch.Tensor) -> torch.Tensor:
+    logits, _ = model(batch[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+
+
+def held_out_perplexity(model: GPT2) -> dict[str, float]:
+    losses = [lm_loss(model, chunk.to(device)).item() * len(chunk) for chunk in held_out.split(64)]
+    return {"perplexity": math.exp(sum(losses) / len(held_out))}
+
+
+seed_everything(0)
+gpt = GPT2(config).to(device)
+optimizer = torch.optim.AdamW(gpt.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1)
+warmup = 50
+scheduler = torch.optim.lr_scheduler.LambdaLR(
+    optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / STEPS))))
+history = fit(gpt, lm_loss, batches, optimizer, STEPS, device=device, scheduler=scheduler,
+              eval_fn=held_out_perplexity, eval_every=175, description="GPT-2")
+gpt.eval()
+perplexity = history.last("perplexity")
+print(f"{count_parameters(gpt):,} parameters, {STEPS} steps in {history.seconds:.0f} s: "
+      f"held-out perplexity {perplexity:.1f} (unigram {unigram_perplexity:.0f})")
+plot_history(history, log_y=True)
+plt.show()
+
+# %% [markdown] subslide
+# Samples from the same prompt at three temperatures (top-p 0.95): low is safe and repetitive,
+# high is varied and soon nonsense.
+
+# %% fragment
+prompt = torch.tensor([bpe.encode("The history of the").ids], device=device)
+for temperature in (0.5, 0.9, 1.3):
+    out = generate(gpt, prompt, 40, temperature=temperature, top_p=0.95, generator=torch.Generator(device=device).manual_seed(0))
+    print(f"T={temperature}: {bpe.decode(out[0].tolist())!r}\n")
+
+# %% test id=test_trained_gpt2 points=3
+"""The trained model's held-out perplexity is below half the unigram model's."""
+assert perplexity < 0.5 * unigram_perplexity, f"expected perplexity below {0.5 * unigram_perplexity:.0f}, got {perplexity:.1f}"
+### BEGIN HIDDEN TESTS
+with torch.no_grad():
+    again = held_out_perplexity(gpt)["perplexity"]
+assert abs(again - perplexity) < 1e-3 * perplexity, "the reported perplexity is the model's"
+with torch.no_grad():
+    shuffled = held_out[:64, torch.randperm(CONTEXT + 1)]
+    assert lm_loss(gpt, shuffled.to(device)).item() > lm_loss(gpt, held_out[:64].to(device)).item() + 0.3, \
+        "the model must use word order"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · What the cache buys
+#
+# Generating 256 tokens one at a time from a 16-token prompt, with and without the cache, with a
+# model of the same shape (positions up to 272; its weights do not matter for speed). Without the
+# cache each step re-runs the whole prefix: the work grows with the square of the length.
+
+# %% fragment
+bench = GPT2(replace(config, n_positions=272)).to(device).eval()
+prompt = torch.randint(0, config.vocab_size, (1, 16), device=device)
+timings = {}
+for use_cache in (True, False):
+    generate(bench, prompt, 8, use_cache=use_cache)                                   # warm up
+    start = time.perf_counter()
+    generate(bench, prompt, 256, use_cache=use_cache, generator=torch.Generator(device=device).manual_seed(0))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    timings[use_cache] = time.perf_counter() - start
+speed_up = timings[False] / timings[True]
+print(f"256 tokens: {timings[True]:.2f} s with the cache, {timings[False]:.2f} s without: {speed_up:.1f}x faster")
+fig, ax = plt.subplots(figsize=(5, 2.5))
+ax.barh(["with cache", "without cache"], [timings[True], timings[False]], color=["tab:green", "tab:red"])
+ax.set_xlabel("seconds to generate 256 tokens")
+plt.show()
+
+# %% [markdown] slide
+# ## Summary
+#
+# * **Byte-level BPE** starts from 256 bytes and merges frequent pairs; it never needs `[UNK]` and
+#   decodes any string exactly.
+# * GPT-2 is a stack of **pre-LN** decoder blocks with a final LayerNorm, **tied** embeddings and
+#   residual projections initialised with std $0.02/\sqrt{2 n_{layer}}$; copying the reference's weights
+#   (transposing `Conv1D`) gives identical logits.
+# * **Temperature** reshapes, **top-k** and **top-p** truncate the distribution before sampling.
+# * The **key/value cache** makes each new token cost one position instead of the whole prefix.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Radford et al. (2019). *Language Models are Unsupervised Multitask Learners* (GPT-2). OpenAI report.
+# * Sennrich, Haddow, Birch (2016). *Neural Machine Translation of Rare Words with Subword Units.* arXiv:1508.07909
+# * Holtzman et al. (2019). *The Curious Case of Neural Text Degeneration* (nucleus sampling). arXiv:1904.09751
+# * Fan, Lewis, Dauphin (2018). *Hierarchical Neural Story Generation* (top-k sampling). arXiv:1805.04833
+# * Xiong et al. (2020). *On Layer Normalization in the Transformer Architecture.* arXiv:2002.04745
