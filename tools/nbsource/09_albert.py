@@ -384,6 +384,8 @@ assert sp.decode(sp.encode(text)) == text, "decoding must give back the text exa
 ### BEGIN HIDDEN TESTS
 assert sp.encode("[MASK]") [-1] == MASK or MASK in sp.encode("a [MASK] b"), "[MASK] must be one symbol"
 assert sp.bos_id() == -1 and sp.eos_id() == -1, "no BOS/EOS"
+scores = [sp.get_score(i) for i in range(5, 200)]
+assert any(abs(x - round(x)) > 1e-3 for x in scores), "a unigram model scores pieces by log-probability (BPE scores are ranks)"
 probe = train_sentencepiece(lines[:400], vocab_size=500)
 assert probe.get_piece_size() == 500, "vocab_size must be used"
 ### END HIDDEN TESTS

@@ -160,6 +160,8 @@ assert from_discriminator.abs().sum() > 0 and model.embeddings.token.weight.grad
 ### BEGIN HIDDEN TESTS
 assert model.generator[0].self_attn.embed_dim == 8 and model.discriminator[0].self_attn.embed_dim == 16
 assert model.embeddings.token.weight.grad[20:].abs().sum() > 0, "the tied decoder reaches every token row"
+with torch.no_grad():
+    model.generator_bias.normal_()
 h = model.generator_head(run_layers(model.generator, model.generator_in(model.embeddings(ids))))
 assert_close(model.generator_logits(ids), h @ model.embeddings.token.weight.T + model.generator_bias, "tied decoder + bias", atol=1e-5)
 mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
