@@ -1,0 +1,531 @@
+# %% [markdown] slide
+# # 13 · The Reformer and efficient attention
+#
+# **Learning objectives.** After this notebook you can
+# 1. **hash** vectors with angular LSH and **implement** LSH attention (sort, chunk, attend within and one chunk back);
+# 2. **build** reversible residual blocks and a custom autograd function that recomputes activations;
+# 3. **chunk** the feed-forward layer and **build** a sliding-window attention mask;
+# 4. **measure** memory and time of full, fused and LSH attention, and of reversible against ordinary stacks.
+#
+# **Prerequisites.** Notebooks 03 (scaled dot-product attention), 04 (masks) and 06 (the Transformer).
+#
+# **Estimated time.** 2 hours. The notebook runs in about a minute and a half on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: full attention stores an n x n matrix per head; a stack of L layers stores L sets
+# of activations for the backward pass. The Reformer attacks both: attend only to *similar*
+# positions (found by hashing), and store no activations at all (recompute them from the output).
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import math
+import time
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.memory import peak_memory
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Angular locality-sensitive hashing
+#
+# Attention weights are dominated by the keys closest to the query. To find them without
+# comparing all pairs, project onto random directions: with a random matrix
+# $R \in \mathbb{R}^{d \times b/2}$,
+#
+# $$h(x) = \arg\max\,[\,xR\,;\,-xR\,] \in \{0, \dots, b-1\}$$
+#
+# Vectors at a small angle tend to land in the same bucket; opposite ones never do (Andoni et al., 2015).
+#
+# | symbol | shape | meaning | code name |
+# |---|---|---|---|
+# | $R$ | `(d, n_buckets // 2)` per round | random rotation | `rotations[r]` |
+# | $b$ | | buckets | `n_buckets` |
+# | $c$ | | chunk length | `chunk_size` |
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: the hash (3 points)
+#
+# Complete `lsh_hash(x, rotations)`: `x (..., d)`, `rotations (d, n_buckets // 2)`; return the
+# bucket ids `(...)` as `argmax` over the concatenation `[xR, -xR]`.
+
+# %% solution id=lsh_hash
+def lsh_hash(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Angular LSH: argmax over [xR, -xR]."""
+    ### BEGIN SOLUTION
+    projected = x @ rotations                                               # (..., n_buckets // 2)
+    return torch.cat([projected, -projected], dim=-1).argmax(dim=-1)
+    ### END SOLUTION
+
+# %% test id=test_lsh_hash points=3
+"""lsh_hash gives argmax over [xR, -xR]; near vectors collide much more often than far ones."""
+rotations = torch.tensor([[1.0, 0.0], [0.0, 1.0]])              # d = 2, 4 buckets
+points = torch.tensor([[2.0, 0.1], [0.1, 3.0], [-2.0, 0.2], [0.3, -1.0]])
+assert lsh_hash(points, rotations).tolist() == [0, 1, 2, 3], f"expected buckets [0, 1, 2, 3], got {lsh_hash(points, rotations).tolist()}"
+g = torch.Generator().manual_seed(0)
+x = F.normalize(torch.randn(2000, 32, generator=g), dim=-1)
+near = F.normalize(x + 0.2 * torch.randn(2000, 32, generator=g) / math.sqrt(32), dim=-1)
+far = F.normalize(torch.randn(2000, 32, generator=g), dim=-1)
+r = torch.randn(32, 8, generator=g)
+same_near = (lsh_hash(x, r) == lsh_hash(near, r)).double().mean().item()
+same_far = (lsh_hash(x, r) == lsh_hash(far, r)).double().mean().item()
+print(f"collisions: near {same_near:.0%}, far {same_far:.0%}")
+assert same_near > 3 * same_far, f"near vectors should collide far more often: {same_near:.0%} vs {same_far:.0%}"
+### BEGIN HIDDEN TESTS
+assert (lsh_hash(x, r) != lsh_hash(-x, r)).all(), "opposite vectors never share a bucket"
+buckets = lsh_hash(torch.randn(5, 7, 32, generator=g), r)
+check_shape(buckets, (5, 7), "bucket ids keep the leading shape")
+assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, "16 buckets are used"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: LSH attention (4 points)
+#
+# Shared query-keys: keys are the **normalised** queries, so a query's best match is itself; a
+# position may attend to itself only when nothing else is allowed (its score gets $-10^5$
+# instead of the score). One round:
+#
+# 1. hash the queries; **sort** positions by bucket, then by position (stable);
+# 2. cut the sorted sequence into chunks of `chunk_size`; each chunk attends to **itself and the
+#    chunk before** (the first chunk's "before" wraps around to the last one; with a single chunk,
+#    only itself);
+# 3. mask: self ($-10^5$), and with `causal=True` any key later than the query (`finfo.min`);
+# 4. softmax, weighted values, and **un-sort** back to the original order; also return the
+#    log-sum-exp of each query's scores.
+#
+# With several rounds (`rotations (rounds, d, n_buckets // 2)`), combine the rounds' outputs with
+# weights $\operatorname{softmax}_r(\text{lse}_r)$: each round's share of the total attention mass.
+# Complete `lsh_attention(qk, v, rotations, chunk_size, causal=False)` for `qk, v (batch, n, d)`
+# with `n` divisible by `chunk_size`.
+
+# %% solution id=lsh_attention
+def lsh_attention_round(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, chunk_size: int,
+                        causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One hashing round: (output (batch, n, d), log-sum-exp (batch, n))."""
+    ### BEGIN SOLUTION
+    batch, n, d = qk.shape
+    positions = torch.arange(n, device=qk.device)
+    buckets = lsh_hash(qk, rotations)                                          # (batch, n)
+    order = (buckets * n + positions).argsort(dim=-1)                          # by bucket, then position
+    undo = order.argsort(dim=-1)
+    take = lambda t: t.gather(1, order.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+    chunks = n // chunk_size
+    q = take(qk).view(batch, chunks, chunk_size, d)                            # (batch, chunks, c, d)
+    k = F.normalize(take(qk), dim=-1).view(batch, chunks, chunk_size, d)
+    values = take(v).view(batch, chunks, chunk_size, -1)
+    q_pos = order.view(batch, chunks, chunk_size)
+    look_back = lambda t: t if chunks == 1 else torch.cat([t, t.roll(1, dims=1)], dim=2)
+    k, values, k_pos = look_back(k), look_back(values), look_back(q_pos)       # (batch, chunks, 2c, ...)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)                            # (batch, chunks, c, 2c)
+    if causal:
+        scores = scores.masked_fill(k_pos.unsqueeze(-2) > q_pos.unsqueeze(-1), torch.finfo(scores.dtype).min)
+    scores = scores.masked_fill(k_pos.unsqueeze(-2) == q_pos.unsqueeze(-1), -1e5)
+    lse = scores.logsumexp(dim=-1, keepdim=True)
+    out = (scores - lse).exp() @ values                                        # (batch, chunks, c, d_v)
+    out = out.reshape(batch, n, -1).gather(1, undo.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
+    return out, lse.reshape(batch, n).gather(1, undo)
+    ### END SOLUTION
+
+
+def lsh_attention(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, chunk_size: int,
+                  causal: bool = False) -> torch.Tensor:
+    """Multi-round LSH attention with shared query-keys; rotations (rounds, d, n_buckets // 2)."""
+    ### BEGIN SOLUTION
+    outs, lses = zip(*(lsh_attention_round(qk, v, r, chunk_size, causal) for r in rotations))
+    weights = torch.stack(lses).softmax(dim=0).unsqueeze(-1)                   # (rounds, batch, n, 1)
+    return (weights * torch.stack(outs)).sum(0)
+    ### END SOLUTION
+
+# %% locked id=reference
+def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """Full attention with shared query-keys and the same self rule: the reference for one chunk."""
+    n, d = qk.shape[1], qk.shape[2]
+    scores = qk @ F.normalize(qk, dim=-1).transpose(-2, -1) / math.sqrt(d)
+    if causal:
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=qk.device).triu(1), torch.finfo(scores.dtype).min)
+    scores = scores.masked_fill(torch.eye(n, dtype=torch.bool, device=qk.device), -1e5)
+    return scores.softmax(-1) @ v
+
+# %% test id=test_lsh_attention points=4
+"""With one chunk LSH attention equals full shared-QK attention (any buckets, causal or not); shapes and rounds."""
+torch.manual_seed(0)
+qk, v = torch.randn(2, 16, 8, dtype=torch.float64), torch.randn(2, 16, 8, dtype=torch.float64)
+rotations = torch.randn(3, 8, 2, dtype=torch.float64)
+for causal in (False, True):
+    got = lsh_attention(qk, v, rotations, chunk_size=16, causal=causal)
+    assert_close(got, shared_qk_attention(qk, v, causal), f"one chunk, causal={causal}", atol=1e-10)
+out = lsh_attention(qk, v, rotations, chunk_size=4)
+check_shape(out, (2, 16, 8), "output")
+### BEGIN HIDDEN TESTS
+one, lse = lsh_attention_round(qk, v, rotations[0], chunk_size=4)
+check_shape(lse, (2, 16), "log-sum-exp per query")
+first = lsh_attention(qk, v, rotations[:1], chunk_size=4)
+assert_close(first, one, "one round = lsh_attention_round", atol=1e-10)
+o2, l2 = lsh_attention_round(qk, v, rotations[1], chunk_size=4)
+w = torch.softmax(torch.stack([lse, l2]), 0).unsqueeze(-1)
+assert_close(lsh_attention(qk, v, rotations[:2], chunk_size=4), w[0] * one + w[1] * o2, "rounds weighted by softmax of lse", atol=1e-10)
+causal_out = lsh_attention(qk, v, rotations, chunk_size=4, causal=True)
+later = v.clone()
+later[:, 10:] = 100.0
+assert_close(lsh_attention(qk, later, rotations, chunk_size=4, causal=True)[:, :10], causal_out[:, :10],
+             "causal: positions never see later values", atol=1e-8)
+permute = torch.randperm(16)
+shuffled = lsh_attention(qk[:, permute], v[:, permute], rotations, chunk_size=16)
+assert_close(shuffled, shared_qk_attention(qk, v)[:, permute], "un-sorting restores the input order", atol=1e-10)
+clustered = torch.randn(1, 4, 8, dtype=torch.float64).repeat_interleave(8, dim=1) + 0.01 * torch.randn(1, 32, 8, dtype=torch.float64)
+values = torch.randn(1, 32, 8, dtype=torch.float64)
+approx = lsh_attention(clustered, values, torch.randn(4, 8, 4, dtype=torch.float64), chunk_size=8)
+assert (approx - shared_qk_attention(clustered, values)).abs().max() < 0.5, "on clustered inputs LSH finds the mass"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: reversible residual blocks (3 points)
+#
+# A reversible block (Gomez et al., 2017) splits the activations in two halves and computes
+#
+# $$y_1 = x_1 + F(x_2),\qquad y_2 = x_2 + G(y_1)$$
+#
+# which can be **inverted** exactly: $x_2 = y_2 - G(y_1)$, $x_1 = y_1 - F(x_2)$. So the inputs of every
+# layer can be recomputed from its outputs during the backward pass, and need not be stored.
+# Complete `ReversibleBlock(f, g)` with `forward(x1, x2) -> (y1, y2)` and `inverse(y1, y2) -> (x1, x2)`.
+
+# %% solution id=reversible_block
+class ReversibleBlock(nn.Module):
+    """y1 = x1 + f(x2), y2 = x2 + g(y1), and its exact inverse."""
+
+    def __init__(self, f: nn.Module, g: nn.Module) -> None:
+        super().__init__()
+        self.f, self.g = f, g
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ### BEGIN SOLUTION
+        y1 = x1 + self.f(x2)
+        return y1, x2 + self.g(y1)
+        ### END SOLUTION
+
+    def inverse(self, y1: torch.Tensor, y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ### BEGIN SOLUTION
+        x2 = y2 - self.g(y1)
+        return y1 - self.f(x2), x2
+        ### END SOLUTION
+
+# %% locked id=blocks
+def feed_forward(d: int) -> nn.Module:
+    return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+
+def make_blocks(n_layers: int, d: int) -> nn.ModuleList:
+    """Reversible blocks with feed-forward F and G (attention would do as well)."""
+    return nn.ModuleList(ReversibleBlock(feed_forward(d), feed_forward(d)) for _ in range(n_layers))
+
+# %% test id=test_reversible_block points=3
+"""The inverse restores the inputs to 1e-10 in float64, through a stack of blocks too."""
+torch.manual_seed(0)
+blocks = make_blocks(4, 16).double()
+x1, x2 = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
+with torch.no_grad():
+    y1, y2 = blocks[0](x1, x2)
+    assert_close(y1, x1 + blocks[0].f(x2), "y1 = x1 + F(x2)", atol=1e-12)
+    assert_close(y2, x2 + blocks[0].g(y1), "y2 = x2 + G(y1)", atol=1e-12)
+    r1, r2 = blocks[0].inverse(y1, y2)
+    assert_close(r1, x1, "inverse: x1", atol=1e-10)
+    assert_close(r2, x2, "inverse: x2", atol=1e-10)
+### BEGIN HIDDEN TESTS
+with torch.no_grad():
+    a, b = x1, x2
+    for block in blocks:
+        a, b = block(a, b)
+    for block in reversed(blocks):
+        a, b = block.inverse(a, b)
+assert_close(a, x1, "four blocks forward then inverted", atol=1e-10)
+assert_close(b, x2, "four blocks forward then inverted", atol=1e-10)
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 4: recompute instead of store (3 points)
+#
+# Autograd normally **saves** every block's inputs for the backward pass: memory grows with depth.
+# Complete the custom `torch.autograd.Function` `ReversibleStack`: `forward` runs the blocks under
+# `torch.no_grad()` and saves **only the final outputs**; `backward` walks the blocks in reverse,
+# recovers each block's inputs with `inverse` (no gradient), re-runs that block with gradient
+# enabled on detached inputs, and back-propagates the incoming gradients through it
+# (`torch.autograd.backward`), which also fills the parameters' `.grad`; the inputs' gradients
+# become the incoming gradients of the previous block.
+# `reversible_stack(blocks, x1, x2)` is how it is called.
+
+# %% solution id=reversible_stack
+class ReversibleStack(torch.autograd.Function):
+    """Run reversible blocks storing only the outputs; recompute activations in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x1: torch.Tensor, x2: torch.Tensor, blocks: nn.ModuleList, *parameters: torch.Tensor):
+        ### BEGIN SOLUTION
+        with torch.no_grad():
+            for block in blocks:
+                x1, x2 = block(x1, x2)
+        ctx.blocks = blocks
+        ctx.save_for_backward(x1, x2)
+        return x1, x2
+        ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad_y1: torch.Tensor, grad_y2: torch.Tensor):
+        ### BEGIN SOLUTION
+        y1, y2 = ctx.saved_tensors
+        for block in reversed(ctx.blocks):
+            with torch.no_grad():
+                x1, x2 = block.inverse(y1, y2)
+            with torch.enable_grad():
+                x1, x2 = x1.detach().requires_grad_(), x2.detach().requires_grad_()
+                out1, out2 = block(x1, x2)
+                torch.autograd.backward((out1, out2), (grad_y1, grad_y2))
+            grad_y1, grad_y2 = x1.grad, x2.grad
+            y1, y2 = x1.detach(), x2.detach()
+        return (grad_y1, grad_y2, None) + (None,) * len(ctx.needs_input_grad[3:])
+        ### END SOLUTION
+
+
+def reversible_stack(blocks: nn.ModuleList, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return ReversibleStack.apply(x1, x2, blocks, *blocks.parameters())
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd saves for the backward pass while fn() runs."""
+    total = [0]
+
+    def pack(t: torch.Tensor):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total[0]
+
+# %% test id=test_reversible_stack points=3
+"""Gradients equal the ordinary (stored) computation; saved activations do not grow with depth."""
+torch.manual_seed(0)
+blocks = make_blocks(3, 16).double()
+x1, x2 = torch.randn(2, 5, 16, dtype=torch.float64, requires_grad=True), torch.randn(2, 5, 16, dtype=torch.float64, requires_grad=True)
+a, b = x1, x2
+for block in blocks:
+    a, b = block(a, b)
+(a.sum() + (b ** 2).sum()).backward()
+expected = [x1.grad.clone(), x2.grad.clone()] + [p.grad.clone() for p in blocks.parameters()]
+x1.grad = x2.grad = None
+blocks.zero_grad(set_to_none=True)
+a, b = reversible_stack(blocks, x1, x2)
+(a.sum() + (b ** 2).sum()).backward()
+got = [x1.grad, x2.grad] + [p.grad for p in blocks.parameters()]
+for i, (e, g) in enumerate(zip(expected, got)):
+    assert g is not None, f"gradient {i} is missing"
+    assert_close(g, e, f"gradient {i} (0, 1: inputs; then parameters)", atol=1e-9)
+deep, shallow = make_blocks(8, 16).double(), make_blocks(2, 16).double()
+assert saved_bytes(lambda: reversible_stack(deep, x1, x2)) == saved_bytes(lambda: reversible_stack(shallow, x1, x2)), \
+    "only the outputs are saved, whatever the depth"
+### BEGIN HIDDEN TESTS
+def plain(blocks):
+    a, b = x1, x2
+    for block in blocks:
+        a, b = block(a, b)
+    return a, b
+assert saved_bytes(lambda: plain(deep)) > 3 * saved_bytes(lambda: plain(shallow)), "the ordinary stack grows (sanity)"
+assert saved_bytes(lambda: reversible_stack(deep, x1, x2)) <= 2 * x1.numel() * 8 + 64, "save the two outputs, nothing else"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 5: chunked feed-forward and a sliding window (4 points)
+#
+# * `chunked_feed_forward(ffn, x, chunk_size)`: the feed-forward layer acts on each position
+#   independently, so applying it to chunks of `chunk_size` positions at a time gives the same
+#   result with a `(chunk, 4d)` intermediate instead of `(n, 4d)`. Split along the sequence
+#   (dim 1), apply, concatenate. (2 points)
+# * `sliding_window_mask(n, window, causal=False)`: `(n, n)` boolean, True (may attend) where
+#   $|i - j| \le$ `window`, and also $j \le i$ when `causal` (Longformer's local attention,
+#   Beltagy et al., 2020). (2 points)
+
+# %% solution id=chunked_ffn
+def chunked_feed_forward(ffn: nn.Module, x: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Apply a position-wise network chunk by chunk along the sequence (dim 1)."""
+    ### BEGIN SOLUTION
+    return torch.cat([ffn(chunk) for chunk in x.split(chunk_size, dim=1)], dim=1)
+    ### END SOLUTION
+
+# %% test id=test_chunked_ffn points=2
+"""chunked_feed_forward equals the plain feed-forward, for chunk sizes that do and do not divide the length."""
+torch.manual_seed(0)
+ffn = feed_forward(16).double()
+x = torch.randn(2, 13, 16, dtype=torch.float64)
+for size in (1, 4, 13, 50):
+    assert_close(chunked_feed_forward(ffn, x, size), ffn(x), f"chunk size {size}", atol=1e-12)
+### BEGIN HIDDEN TESTS
+calls = []
+counting = nn.Sequential(ffn)
+counting.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[1]))
+chunked_feed_forward(counting, x, 5)
+assert calls == [5, 5, 3], f"one call per chunk of at most 5 positions, got {calls}"
+### END HIDDEN TESTS
+
+# %% solution id=sliding_window
+def sliding_window_mask(n: int, window: int, causal: bool = False) -> torch.Tensor:
+    """True where |i - j| <= window (and j <= i if causal)."""
+    ### BEGIN SOLUTION
+    distance = torch.arange(n)[None, :] - torch.arange(n)[:, None]              # j - i
+    allowed = distance.abs() <= window
+    return allowed & (distance <= 0) if causal else allowed
+    ### END SOLUTION
+
+# %% test id=test_sliding_window points=2
+"""sliding_window_mask: a band of width 2 w + 1, the lower half when causal."""
+m = sliding_window_mask(5, 1)
+assert m.dtype == torch.bool and m.tolist() == [[True, True, False, False, False], [True, True, True, False, False],
+                                              [False, True, True, True, False], [False, False, True, True, True],
+                                              [False, False, False, True, True]], f"band of width 3, got\n{m.int()}"
+assert sliding_window_mask(5, 1, causal=True).tolist()[2] == [False, True, True, False, False], "causal: j in [i - w, i]"
+### BEGIN HIDDEN TESTS
+assert sliding_window_mask(6, 0).equal(torch.eye(6, dtype=torch.bool))
+assert sliding_window_mask(4, 10).all() and sliding_window_mask(4, 10, causal=True).equal(torch.ones(4, 4, dtype=torch.bool).tril())
+assert sliding_window_mask(9, 2).sum() == 9 * 5 - 2 * (2 + 1), "band count"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · Experiment: memory and time against length
+#
+# One head of width 64, batch 1, lengths 512 to 8,192. **Full** attention materialises the
+# $n \times n$ score matrix; PyTorch's fused `F.scaled_dot_product_attention` does not; **LSH**
+# attention (one round, up to 64 buckets, chunks of 64) builds a
+# $c \times 2c$ block per chunk. Peak memory above the inputs is measured by `course_utils.memory.peak_memory`
+# (the CUDA allocator's statistics on a GPU, the sampled resident memory on a CPU).
+
+# %% fragment
+lengths = [512, 1024, 2048, 4096, 8192]
+CHUNK = 64
+
+
+def full_attention(q, k, v):
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)   # (1, n, n)
+    return weights @ v
+
+
+measured = {name: {"memory": [], "seconds": []} for name in ("full", "SDPA (fused)", "LSH")}
+with torch.no_grad():
+    for n in lengths:
+        g = torch.Generator().manual_seed(n)
+        qk, v = torch.randn(1, n, 64, generator=g).to(device), torch.randn(1, n, 64, generator=g).to(device)
+        rotations = torch.randn(1, 64, min(32, n // CHUNK), generator=g).to(device)
+        runs = {"full": lambda: full_attention(qk, qk, v),
+                "SDPA (fused)": lambda: F.scaled_dot_product_attention(qk[:, None], qk[:, None], v[:, None]),
+                "LSH": lambda: lsh_attention(qk, v, rotations, CHUNK)}
+        for name, run in runs.items():
+            start = time.perf_counter()
+            _, peak = peak_memory(run, device)
+            measured[name]["seconds"].append(time.perf_counter() - start)
+            measured[name]["memory"].append(peak / 2**20)
+print(f"{'length':>7} " + " ".join(f"{name:>22}" for name in measured))
+for i, n in enumerate(lengths):
+    print(f"{n:>7} " + " ".join(f"{m['memory'][i]:>11.1f} MiB {m['seconds'][i]:>6.2f} s" for m in measured.values()))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for name, m in measured.items():
+    axes[0].plot(lengths, [max(x, 0.1) for x in m["memory"]], "o-", label=name)
+    axes[1].plot(lengths, m["seconds"], "o-", label=name)
+for ax, label in zip(axes, ("peak memory (MiB)", "seconds")):
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length")
+    ax.set_ylabel(label)
+axes[0].legend()
+plt.show()
+
+# %% test id=test_lsh_memory points=2
+"""At 8,192 tokens LSH attention uses at most 1/8 of full attention's memory."""
+full_mb, lsh_mb = measured["full"]["memory"][-1], measured["LSH"]["memory"][-1]
+assert full_mb > 8 * lsh_mb, f"full {full_mb:.0f} MiB vs LSH {lsh_mb:.0f} MiB: expected at least 8x less"
+### BEGIN HIDDEN TESTS
+assert full_mb > 200, f"full attention at 8,192 tokens holds a 256 MiB score matrix; measured {full_mb:.0f} MiB"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 8 · Experiment: reversible against ordinary stacks
+#
+# Activation memory for the backward pass (bytes autograd saves, via `saved_tensors_hooks`) and
+# peak memory of forward + backward, for stacks of 2 to 12 blocks of width 128 on 4 x 256 positions.
+
+# %% fragment
+depths = [2, 4, 8, 12]
+stacks = {"ordinary": {"saved": [], "peak": []}, "reversible": {"saved": [], "peak": []}}
+x1 = torch.randn(4, 256, 128, device=device, requires_grad=True)
+x2 = torch.randn(4, 256, 128, device=device, requires_grad=True)
+
+
+def ordinary(blocks, a, b):
+    for block in blocks:
+        a, b = block(a, b)
+    return a, b
+
+
+for depth in depths:
+    seed_everything(0)
+    blocks = make_blocks(depth, 128).to(device)
+    for name, run in (("ordinary", ordinary), ("reversible", reversible_stack)):
+        stacks[name]["saved"].append(saved_bytes(lambda: run(blocks, x1, x2)) / 2**20)
+
+        def step():
+            a, b = run(blocks, x1, x2)
+            (a.sum() + b.sum()).backward()
+
+        stacks[name]["peak"].append(peak_memory(step, device)[1] / 2**20)
+print(f"{'depth':>6} " + " ".join(f"{name + ' saved / peak':>28}" for name in stacks))
+for i, depth in enumerate(depths):
+    print(f"{depth:>6} " + " ".join(f"{s['saved'][i]:>12.0f} MiB / {s['peak'][i]:>6.0f} MiB" for s in stacks.values()))
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, s in stacks.items():
+    ax.plot(depths, s["saved"], "o-", label=f"{name}: saved for backward")
+    ax.plot(depths, s["peak"], "s--", label=f"{name}: peak, forward + backward")
+ax.set_xlabel("blocks")
+ax.set_ylabel("MiB")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown] subslide
+# ### Reading the results
+#
+# Full attention's memory grows with $n^2$ (at 8,192 tokens the score matrix and its softmax take
+# 256 MiB each, per head and batch element); LSH attention's grows with $n$, at the price of Python-level sorting and
+# gathering that makes it slower than the fused kernel here. PyTorch's fused SDPA is the practical
+# answer on modern hardware (FlashAttention computes exact attention in tiles without storing the
+# matrix). The reversible stack saves two tensors whatever its depth, and pays with one extra
+# forward pass per block in the backward pass; its peak memory still includes one block's
+# recomputation at a time.
+#
+# Other efficient attentions of the time: **local/sliding windows** (Longformer, BigBird, with a few
+# global tokens), **low-rank** projections of keys (Linformer), **kernel** feature maps (Performer),
+# and **exact tiling** (FlashAttention), which won.
+
+# %% [markdown] slide
+# ## Summary
+#
+# * **Angular LSH** puts vectors at a small angle in the same bucket with high probability.
+# * **LSH attention** sorts by bucket, attends within a chunk and the one before, and combines several
+#   rounds by their attention mass; with one chunk it is full (shared-QK) attention.
+# * **Reversible blocks** let the backward pass recompute activations from outputs; a custom
+#   `autograd.Function` keeps activation memory flat as depth grows, with the same gradients.
+# * **Chunking** the feed-forward layer and **sliding windows** bound the other large intermediates.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Kitaev, Kaiser, Levskaya (2020). *Reformer: The Efficient Transformer.* arXiv:2001.04451
+# * Gomez et al. (2017). *The Reversible Residual Network.* arXiv:1707.04585
+# * Andoni et al. (2015). *Practical and Optimal LSH for Angular Distance.* arXiv:1509.02897
+# * Beltagy, Peters, Cohan (2020). *Longformer.* arXiv:2004.05150
+# * Dao et al. (2022). *FlashAttention.* arXiv:2205.14135
+# * Tay et al. (2020). *Efficient Transformers: A Survey.* arXiv:2009.06732
