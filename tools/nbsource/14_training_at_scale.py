@@ -1,0 +1,560 @@
+# %% [markdown] slide
+# # 14 · Training at scale: where memory goes and how large models fit
+#
+# **Learning objectives.** After this notebook you can
+# 1. **budget** the memory of training: parameters, gradients, optimizer state and activations;
+# 2. **accumulate** gradients so that small batches add up to a large one, padding included;
+# 3. **use** mixed precision (bfloat16 autocast, float16 with loss scaling) and **checkpoint** activations;
+# 4. **train** with data parallelism in `torch.distributed`, by hand and with `DistributedDataParallel`.
+#
+# **Prerequisites.** Notebooks 06 (the Transformer) and 13 (recomputation, memory measurement).
+#
+# **Estimated time.** 2 hours. The notebook runs in about a minute on a laptop CPU.
+
+# %% [markdown] notes
+# Speaker notes: every technique here trades something (time, precision, communication) for
+# memory or throughput. The closing table is the lecture: what each saves and what it costs,
+# measured on this machine.
+
+# %% [markdown] subslide
+# ## Setup
+
+# %% locked id=setup
+import inspect
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
+from course_utils.memory import peak_memory
+
+seed_everything(0)
+device = get_device()
+print(describe_environment(device))
+
+# %% [markdown] slide
+# ## 1 · Where the memory goes
+#
+# Training a model of $P$ parameters with AdamW keeps, besides the activations:
+#
+# | what | bytes | why |
+# |---|---|---|
+# | parameters | $P \cdot b$ | the model |
+# | gradients | $P \cdot b$ | one per parameter |
+# | AdamW state | $2 P \cdot b$ | first and second moments (`exp_avg`, `exp_avg_sq`) |
+#
+# with $b$ bytes per number (4 for float32, 2 for bfloat16). A 7B-parameter model in float32 needs
+# 112 GB before a single activation; the activations grow with batch, length and depth.
+
+# %% locked id=model
+def tiny_transformer(d_model: int = 64, layers: int = 4, vocab: int = 100) -> nn.Module:
+    """A small language-model-shaped network: embedding, encoder layers, output head."""
+    return nn.Sequential(nn.Embedding(vocab, d_model),
+                         *[nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, 0.0, batch_first=True) for _ in range(layers)],
+                         nn.Linear(d_model, vocab))
+
+# %% [markdown] slide
+# ## 2 · Exercise 1: a memory budget (3 points)
+#
+# Complete `training_memory(model, dtype)`: the bytes of parameters, gradients and AdamW state if
+# every parameter of `model` were stored in `dtype` (use `torch.finfo(dtype).bits`), as a dict
+# with keys `parameters`, `gradients`, `optimizer`, `total`. The test checks it against the tensors
+# PyTorch actually holds after one AdamW step.
+
+# %% solution id=memory_budget
+def training_memory(model: nn.Module, dtype: torch.dtype = torch.float32) -> dict[str, int]:
+    """Bytes for parameters, gradients and AdamW's two moments, in the given dtype."""
+    ### BEGIN SOLUTION
+    n = sum(p.numel() for p in model.parameters())
+    size = torch.finfo(dtype).bits // 8
+    budget = {"parameters": n * size, "gradients": n * size, "optimizer": 2 * n * size}
+    budget["total"] = sum(budget.values())
+    return budget
+    ### END SOLUTION
+
+# %% fragment
+class Sized(nn.Module):
+    """A stand-in with `count` parameters on the meta device: shapes, no memory."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(count, device="meta"))
+
+
+for name, count in (("GPT-2 small", 124_000_000), ("7B", 7_000_000_000)):
+    for dtype in (torch.float32, torch.bfloat16):
+        print(f"{name:>12} {str(dtype):>15}: {training_memory(Sized(count), dtype)['total'] / 1e9:7.1f} GB before activations")
+
+# %% test id=test_memory_budget points=3
+"""training_memory matches the parameter, gradient and AdamW tensors PyTorch holds after a step, in float32 and bfloat16."""
+for dtype in (torch.float32, torch.bfloat16):
+    torch.manual_seed(0)
+    model = tiny_transformer().to(dtype)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randint(0, 100, (2, 8))).float().sum().backward()
+    optimizer.step()
+    held = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)
+    actual = {"parameters": held(model.parameters()), "gradients": held(p.grad for p in model.parameters()),
+              "optimizer": held(t for s in optimizer.state.values() for k, t in s.items() if k != "step")}
+    budget = training_memory(model, dtype)
+    for key, value in actual.items():
+        assert budget[key] == value, f"{dtype} {key}: expected {value:,} bytes, got {budget[key]:,}"
+    assert budget["total"] == sum(actual.values()), "total is the sum"
+### BEGIN HIDDEN TESTS
+half = training_memory(tiny_transformer(), torch.float16)
+full = training_memory(tiny_transformer(), torch.float32)
+assert half["total"] * 2 == full["total"], "half precision halves every term"
+assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 3 · Exercise 2: gradient accumulation (3 + 2 points)
+#
+# When a batch does not fit, split it into micro-batches, add their gradients, and step once.
+# The gradient equals the large batch's only if each micro-batch's loss is scaled correctly. For a
+# token-level loss with **padding**, the large batch averages over *all real tokens of the batch*;
+# averaging each micro-batch over its own tokens and then over micro-batches weighs a token in a
+# short micro-batch more (the pitfall).
+#
+# * `token_loss_sum(logits, targets)`: the **sum** of cross-entropies over real tokens
+#   (`targets == -100` are padding) and the number of real tokens.
+# * `accumulation_step(model, micro_batches, optimizer)`: zero the gradients, for each
+#   `(inputs, targets)` back-propagate `loss_sum / total_real_tokens_in_all_micro_batches`, then
+#   one `optimizer.step()`.
+
+# %% solution id=accumulation
+def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(sum of cross-entropy over real tokens, number of real tokens); -100 marks padding."""
+    ### BEGIN SOLUTION
+    loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-100, reduction="sum")
+    return loss, int((targets != -100).sum())
+    ### END SOLUTION
+
+
+def accumulation_step(model: nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]],
+                      optimizer: torch.optim.Optimizer) -> float:
+    """One optimizer step over several micro-batches, equal to one step on their union; returns the mean loss."""
+    ### BEGIN SOLUTION
+    optimizer.zero_grad()
+    total_tokens = sum(int((targets != -100).sum()) for _, targets in micro_batches)
+    total_loss = 0.0
+    for inputs, targets in micro_batches:
+        loss, _ = token_loss_sum(model(inputs), targets)
+        (loss / total_tokens).backward()
+        total_loss += loss.item()
+    optimizer.step()
+    return total_loss / total_tokens
+    ### END SOLUTION
+
+# %% locked id=padded_batch
+def padded_batch(n: int, seed: int, max_len: int = 12):
+    """Random token sequences of random lengths; targets are -100 on padding."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, max_len + 1, (n,), generator=g)
+    inputs = torch.randint(0, 100, (n, max_len), generator=g)
+    targets = torch.randint(0, 100, (n, max_len), generator=g)
+    targets[torch.arange(max_len)[None, :] >= lengths[:, None]] = -100
+    return inputs, targets
+
+# %% test id=test_accumulation points=3
+"""Four micro-batches of uneven padding give the same parameters as one step on the whole batch (1e-6)."""
+inputs, targets = padded_batch(16, seed=0)
+torch.manual_seed(0)
+big = tiny_transformer().double()
+small = tiny_transformer().double()
+small.load_state_dict(big.state_dict())
+opt_big, opt_small = torch.optim.SGD(big.parameters(), lr=0.5), torch.optim.SGD(small.parameters(), lr=0.5)
+opt_big.zero_grad()
+loss, count = token_loss_sum(big(inputs), targets)
+(loss / count).backward()
+opt_big.step()
+order = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+accumulation_step(small, [(inputs[i], targets[i]) for i in order.split([2, 6, 3, 5])], opt_small)
+for (name, a), b in zip(big.named_parameters(), small.parameters()):
+    assert_close(b, a, f"parameter {name} after one step", atol=1e-6)
+### BEGIN HIDDEN TESTS
+loss, count = token_loss_sum(torch.zeros(1, 3, 5, dtype=torch.float64), torch.tensor([[1, -100, 2]]))
+assert count == 2 and abs(loss.item() - 2 * math.log(5)) < 1e-9, "sum over the real tokens only"
+calls = []
+with mock.patch.object(torch.optim.SGD, "step", lambda self, *a, **k: calls.append(1)):
+    accumulation_step(small, [(inputs[:4], targets[:4]), (inputs[4:], targets[4:])], opt_small)
+assert len(calls) == 1, "one optimizer step for all micro-batches"
+### END HIDDEN TESTS
+
+# %% [markdown] subslide
+# ### The pitfall, measured (2 points)
+#
+# Complete `naive_accumulation_gradient(model, micro_batches)`: the gradient (flattened, one
+# vector) that the common mistake produces: each micro-batch's **mean** loss, divided by the number
+# of micro-batches. The test shows it differs from the correct one when padding is uneven, and
+# agrees when every micro-batch has the same number of real tokens.
+
+# %% solution id=pitfall
+def naive_accumulation_gradient(model: nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Flattened gradient of mean-over-micro-batches of per-micro-batch token means."""
+    ### BEGIN SOLUTION
+    model.zero_grad()
+    for inputs, targets in micro_batches:
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-100)
+        (loss / len(micro_batches)).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+    ### END SOLUTION
+
+# %% test id=test_pitfall points=2
+"""The naive gradient is wrong with uneven padding and right when every micro-batch has as many real tokens."""
+torch.manual_seed(1)
+model = tiny_transformer().double()
+def correct_gradient(micro_batches):
+    model.zero_grad()
+    loss, count = token_loss_sum(model(torch.cat([i for i, _ in micro_batches])), torch.cat([t for _, t in micro_batches]))
+    (loss / count).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+uneven = [(inputs[:8], targets[:8]), (inputs[8:], targets[8:])]
+relative = ((naive_accumulation_gradient(model, uneven) - correct_gradient(uneven)).norm() / correct_gradient(uneven).norm()).item()
+print(f"uneven padding: the naive gradient is off by {relative:.1%}")
+assert relative > 1e-3, "with uneven padding the naive gradient must differ"
+full = inputs[:4], torch.randint(0, 100, (4, 12))
+even = [(full[0][:2], full[1][:2]), (full[0][2:], full[1][2:])]
+assert_close(naive_accumulation_gradient(model, even), correct_gradient(even), "no padding: both agree", atol=1e-10)
+### BEGIN HIDDEN TESTS
+g = naive_accumulation_gradient(model, uneven)
+assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "one flat vector"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 4 · Exercise 3: mixed precision (3 points)
+#
+# float16 has 5 exponent bits: numbers below about $6 \times 10^{-8}$ become 0. Gradients of a deep
+# network are often that small, so float16 training multiplies the loss by a **scale** $S$ (say
+# $2^{16}$) before `backward` and divides the gradients by $S$ before the step (`torch.amp.GradScaler`
+# does this and adapts $S$). bfloat16 keeps float32's 8 exponent bits and needs no scaling, at the
+# cost of precision (8 bits of mantissa).
+#
+# * `through_float16(values, scale)`: what survives a trip through float16 with loss scaling:
+#   `(values * scale).half().float() / scale`.
+# * `mixed_precision_step(model, inputs, targets, optimizer, device, scaler=None)`: one training step
+#   under `torch.autocast(device.type, dtype)` with bfloat16 on CPU and float16 on CUDA; on CUDA
+#   use the `GradScaler`: scale the loss before back-propagating, let the scaler make the optimizer
+#   step (it unscales, and skips steps whose gradients overflowed), then let it update its scale.
+#   Return the loss as a float.
+
+# %% solution id=mixed_precision
+def through_float16(values: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Values after scaling, a round trip through float16, and unscaling."""
+    ### BEGIN SOLUTION
+    return (values * scale).half().float() / scale
+    ### END SOLUTION
+
+
+def mixed_precision_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
+                         device: torch.device, scaler: "torch.amp.GradScaler | None" = None) -> float:
+    """One step with autocast (bfloat16 on CPU, float16 + loss scaling on CUDA)."""
+    ### BEGIN SOLUTION
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    optimizer.zero_grad()
+    with torch.autocast(device.type, dtype=dtype):
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=-100)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+    ### END SOLUTION
+
+# %% fragment
+small_gradients = torch.tensor([1e-3, 1e-5, 1e-7, 1e-8, 1e-9])
+print("value        ", [f"{v:.0e}" for v in small_gradients.tolist()])
+print("float16      ", [f"{v:.1e}" for v in through_float16(small_gradients).tolist()])
+print("float16 x2^16", [f"{v:.1e}" for v in through_float16(small_gradients, 2.0 ** 16).tolist()])
+
+# %% test id=test_mixed_precision points=3
+"""Small gradients vanish in float16 and survive with scaling; a mixed-precision step runs and lowers the loss."""
+tiny = torch.tensor([1e-8, 3e-9])
+assert (through_float16(tiny) == 0).all(), "below float16's smallest subnormal, values become 0"
+assert_close(through_float16(tiny, 2.0 ** 16), tiny, "scaled by 2^16 they survive", rtol=2e-3, atol=0)
+torch.manual_seed(0)
+model = tiny_transformer().to(device)
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+x, y = padded_batch(32, seed=3)
+x, y = x.to(device), y.to(device)
+losses = [mixed_precision_step(model, x, y, optimizer, device, scaler) for _ in range(15)]
+assert losses[-1] < losses[0] - 0.5, f"the loss should fall on one repeated batch: {losses[0]:.2f} -> {losses[-1]:.2f}"
+### BEGIN HIDDEN TESTS
+seen = []
+original = torch.autocast.__init__
+def spy(self, device_type, *args, **kwargs):
+    seen.append((device_type, kwargs.get("dtype", args[0] if args else None)))
+    return original(self, device_type, *args, **kwargs)
+with mock.patch.object(torch.autocast, "__init__", spy):
+    last_loss = mixed_precision_step(model, x, y, optimizer, device, scaler=scaler)
+expected = torch.float16 if device.type == "cuda" else torch.bfloat16
+assert seen and seen[0][1] == expected, f"autocast with {expected} on {device.type}, saw {seen}"
+assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters stay float32 (autocast casts per operation)"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 5 · Exercise 4: activation checkpointing (3 points)
+#
+# Instead of keeping every layer's activations for the backward pass, keep only each layer's
+# **input** and recompute the layer during `backward` (Chen et al., 2016): one extra forward pass
+# buys activation memory. Complete `CheckpointedStack(layers, use_checkpoint=True)`: `forward(x)`
+# applies the layers in order, each through `torch.utils.checkpoint.checkpoint(layer, x,
+# use_reentrant=False)` when `use_checkpoint`, plainly otherwise.
+
+# %% solution id=checkpointing
+class CheckpointedStack(nn.Module):
+    """Layers applied in order, optionally recomputing each one's activations in the backward pass."""
+
+    def __init__(self, layers: nn.ModuleList, use_checkpoint: bool = True) -> None:
+        super().__init__()
+        self.layers, self.use_checkpoint = layers, use_checkpoint
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        for layer in self.layers:
+            x = checkpoint(layer, x, use_reentrant=False) if self.use_checkpoint else layer(x)
+        return x
+        ### END SOLUTION
+
+# %% locked id=measure_checkpointing
+def encoder_layers(n: int, d: int = 128) -> nn.ModuleList:
+    return nn.ModuleList(nn.TransformerEncoderLayer(d, 4, 4 * d, 0.0, batch_first=True) for _ in range(n))
+
+
+def train_step_memory(stack: CheckpointedStack, x: torch.Tensor) -> tuple[float, float]:
+    """(peak MiB of forward + backward above the inputs, seconds)."""
+    def step():
+        stack(x).square().mean().backward()
+    start = time.perf_counter()
+    _, peak = peak_memory(step, x.device)
+    return peak / 2**20, time.perf_counter() - start
+
+# %% test id=test_checkpointing points=3
+"""Checkpointed gradients equal plain ones; the checkpointed stack uses at least 40% less memory for forward + backward."""
+torch.manual_seed(0)
+layers = encoder_layers(6).to(device)
+x = torch.randn(16, 256, 128, device=device, requires_grad=True)
+plain, ckpt = CheckpointedStack(layers, use_checkpoint=False), CheckpointedStack(layers, use_checkpoint=True)
+plain(x).square().mean().backward()
+expected = [x.grad.clone()] + [p.grad.clone() for p in layers.parameters()]
+x.grad = None
+layers.zero_grad(set_to_none=True)
+ckpt(x).square().mean().backward()
+for e, g in zip(expected, [x.grad] + [p.grad for p in layers.parameters()]):
+    assert_close(g, e, "gradients with and without checkpointing", atol=1e-5)
+x.grad = None
+layers.zero_grad(set_to_none=True)
+plain_mb, plain_s = train_step_memory(plain, x)
+layers.zero_grad(set_to_none=True)
+ckpt_mb, ckpt_s = train_step_memory(ckpt, x)
+print(f"forward + backward: plain {plain_mb:.0f} MiB in {plain_s:.2f} s, checkpointed {ckpt_mb:.0f} MiB in {ckpt_s:.2f} s")
+assert ckpt_mb <= 0.6 * plain_mb, f"expected at least 40% less memory: plain {plain_mb:.0f} MiB, checkpointed {ckpt_mb:.0f} MiB"
+### BEGIN HIDDEN TESTS
+calls = []
+with mock.patch(f"{__name__}.checkpoint", side_effect=lambda f, *a, **k: calls.append(k) or f(*a)):
+    CheckpointedStack(layers)(x[:1])
+assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), "one non-reentrant checkpoint per layer"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 6 · Exercise 5: data parallelism (3 + 2 points)
+#
+# Each of $W$ processes holds a full copy of the model and a $1/W$ share of the global batch. After
+# `backward`, the gradients are **averaged** across processes (an all-reduce), so every copy takes
+# the same step: the same result as one process on the global batch. `torchrun` starts the
+# processes; `torch.distributed` connects them (gloo on CPU, NCCL on GPUs).
+#
+# * `average_gradients(model)`: for every parameter, `dist.all_reduce` its gradient (sum) and
+#   divide by `dist.get_world_size()`.
+# * `wrap_ddp(model)`: return `DistributedDataParallel(model)` (it does the same all-reduce,
+#   bucketed and overlapped with the backward pass).
+#
+# Both functions are copied into a script that `torchrun` runs on 2 processes; the test compares
+# the parameters after 5 steps with single-process training on the global batch.
+
+# %% solution id=data_parallel
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+def average_gradients(model: nn.Module) -> None:
+    """All-reduce (sum) every gradient and divide by the number of processes."""
+    ### BEGIN SOLUTION
+    world = dist.get_world_size()
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
+    ### END SOLUTION
+
+
+def wrap_ddp(model: nn.Module) -> nn.Module:
+    """Wrap the model in DistributedDataParallel."""
+    ### BEGIN SOLUTION
+    return DistributedDataParallel(model)
+    ### END SOLUTION
+
+# %% locked id=launch
+SCRIPT = '''
+import os, sys, torch, torch.nn as nn, torch.nn.functional as F
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+torch.set_num_threads(1)
+{functions}
+def main(mode, out):
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4)).double()
+    if mode == "ddp":
+        model = wrap_ddp(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(1)
+    for step in range(5):
+        x, y = torch.randn(8, 16, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g)
+        share = slice(rank * 8 // world, (rank + 1) * 8 // world)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x[share]), y[share]).backward()
+        if mode == "manual":
+            average_gradients(model)
+        optimizer.step()
+    if rank == 0:
+        module = model.module if mode == "ddp" else model
+        torch.save(module.state_dict(), out)
+    dist.destroy_process_group()
+main(sys.argv[1], sys.argv[2])
+'''
+
+
+def single_process_reference() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4)).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(1)
+    for step in range(5):
+        x, y = torch.randn(8, 16, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
+    """Write the script with your functions, launch it with torchrun, return rank 0's final parameters."""
+    folder = Path(tempfile.mkdtemp(prefix="ddp-"))
+    functions = inspect.getsource(average_gradients) + "\n" + inspect.getsource(wrap_ddp)
+    (folder / "train.py").write_text(SCRIPT.format(functions=functions))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(folder / "train.py"), mode, str(folder / "params.pt")]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if result.returncode != 0:
+        raise RuntimeError(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    print(f"torchrun with {processes} processes ({mode}) took {time.perf_counter() - start:.1f} s")
+    return torch.load(folder / "params.pt")
+
+# %% test id=test_average_gradients points=3
+"""Two processes averaging their gradients by hand end with the parameters of one process on the global batch."""
+reference = single_process_reference()
+manual = run_data_parallel("manual")
+for name, value in reference.items():
+    assert_close(manual[name], value, f"{name} after 5 steps (manual all-reduce)", atol=1e-10)
+### BEGIN HIDDEN TESTS
+fake_calls = []
+class FakeParam:
+    def __init__(self):
+        self.grad = torch.ones(3)
+fake = [FakeParam(), FakeParam()]
+with mock.patch.object(dist, "get_world_size", return_value=4), \
+        mock.patch.object(dist, "all_reduce", side_effect=lambda t, op=None: fake_calls.append(op) or t.mul_(4)):
+    average_gradients(type("M", (), {"parameters": lambda self: iter(fake)})())
+assert len(fake_calls) == 2 and all(torch.equal(p.grad, torch.ones(3)) for p in fake), "sum across processes, then divide by the world size"
+### END HIDDEN TESTS
+
+# %% test id=test_ddp points=2
+"""DistributedDataParallel on two processes gives the same parameters too."""
+ddp = run_data_parallel("ddp")
+for name, value in reference.items():
+    assert_close(ddp[name], value, f"{name} after 5 steps (DDP)", atol=1e-10)
+### BEGIN HIDDEN TESTS
+assert "DistributedDataParallel" in inspect.getsource(wrap_ddp), "use DistributedDataParallel"
+### END HIDDEN TESTS
+
+# %% [markdown] slide
+# ## 7 · What each technique saves and costs, measured here
+
+# %% fragment
+torch.manual_seed(0)
+layers = encoder_layers(6).to(device)
+x = torch.randn(16, 256, 128, device=device, requires_grad=True)
+rows = []
+plain_mb, plain_s = train_step_memory(CheckpointedStack(layers, False), x)
+ckpt_mb, ckpt_s = train_step_memory(CheckpointedStack(layers, True), x)
+rows.append(("activation checkpointing", f"{1 - ckpt_mb / plain_mb:.0%} of forward + backward memory",
+             f"{ckpt_s / plain_s - 1:+.0%} time (one extra forward)"))
+model = tiny_transformer(d_model=256, layers=4)
+f32, bf16 = training_memory(model, torch.float32)["total"], training_memory(model, torch.bfloat16)["total"]
+rows.append(("bfloat16 weights and states", f"{1 - bf16 / f32:.0%} of parameter + gradient + AdamW memory",
+             "precision: 8 mantissa bits (real recipes keep float32 master weights)"))
+xb, yb = padded_batch(32, seed=5)
+stepper = tiny_transformer(d_model=128, layers=4).to(device)
+opt = torch.optim.AdamW(stepper.parameters())
+start = time.perf_counter()
+accumulation_step(stepper, [(xb.to(device), yb.to(device))], opt)
+one = time.perf_counter() - start
+start = time.perf_counter()
+accumulation_step(stepper, [(xb[i::4].to(device), yb[i::4].to(device)) for i in range(4)], opt)
+four = time.perf_counter() - start
+rows.append(("gradient accumulation (4 micro-batches)", "activations of 1/4 of the batch", f"{four / one - 1:+.0%} time per step here"))
+rows.append(("data parallel (2 processes)", "nothing per process (each holds everything)", "an all-reduce of all gradients per step; W x throughput"))
+rows.append(("ZeRO / FSDP (not run here)", "shards states, gradients, parameters: up to 1/W each", "more communication: gather parameters per layer"))
+width = max(len(r[0]) for r in rows)
+for technique, saves, costs in rows:
+    print(f"{technique:<{width}}  saves: {saves:<55}  costs: {costs}")
+
+# %% [markdown] subslide
+# ### Where this goes next
+#
+# Data parallelism copies everything to every process. **ZeRO** (Rajbhandari et al., 2019) shards
+# the optimizer state (stage 1), the gradients (2) and the parameters (3) across the $W$ processes,
+# gathering each layer's parameters only while it runs; PyTorch's **FSDP** implements it. Together
+# with mixed precision and checkpointing, that is how models far larger than one device's memory
+# are trained; tensor and pipeline parallelism split single layers and the depth when even that is
+# not enough.
+
+# %% [markdown] slide
+# ## Summary
+#
+# * Training memory = parameters + gradients + 2 x AdamW state (+ activations); bfloat16 halves the first three.
+# * **Accumulation** equals the large batch when each micro-batch's summed loss is divided by the
+#   **global** token count; per-micro-batch means are wrong under uneven padding.
+# * **Mixed precision**: bfloat16 autocast on CPU; float16 needs **loss scaling** or small gradients vanish.
+# * **Checkpointing** trades one extra forward pass for most activation memory.
+# * **Data parallelism** averages gradients with an all-reduce; DDP does it for you, and ZeRO/FSDP
+#   shard what DDP replicates.
+
+# %% [markdown] subslide
+# ## Further reading
+#
+# * Micikevicius et al. (2017). *Mixed Precision Training.* arXiv:1710.03740
+# * Chen et al. (2016). *Training Deep Nets with Sublinear Memory Cost.* arXiv:1604.06174
+# * Li et al. (2020). *PyTorch Distributed: Experiences on Accelerating Data Parallel Training.* arXiv:2006.15704
+# * Rajbhandari et al. (2019). *ZeRO: Memory Optimizations Toward Training Trillion Parameter Models.* arXiv:1910.02054
+# * Zhao et al. (2023). *PyTorch FSDP.* arXiv:2304.11277
