@@ -438,7 +438,9 @@ def main(mode, out):
     if rank == 0:
         module = model.module if mode == "ddp" else model
         torch.save(module.state_dict(), out)
-    dist.destroy_process_group()
+    dist.barrier()                     # everyone is done
+    sys.stdout.flush()
+    os._exit(0)                        # skip gloo's teardown at interpreter exit, which can abort (a known race)
 main(sys.argv[1], sys.argv[2])
 '''
 
@@ -464,9 +466,13 @@ def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                str(folder / "train.py"), mode, str(folder / "params.pt")]
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    for attempt in range(2):                      # one retry: process start-up can race on a busy machine
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        if result.returncode == 0:
+            break
     if result.returncode != 0:
-        raise RuntimeError(f"torchrun failed ({result.returncode}):\n{result.stderr[-2000:]}")
+        errors = [line for line in result.stderr.splitlines() if "Error" in line or "error" in line]
+        raise RuntimeError(f"torchrun failed ({result.returncode}); the processes said:\n" + "\n".join(errors[-15:]))
     print(f"torchrun with {processes} processes ({mode}) took {time.perf_counter() - start:.1f} s")
     return torch.load(folder / "params.pt")
 
