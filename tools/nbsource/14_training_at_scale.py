@@ -399,7 +399,10 @@ assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), 
 #   bucketed and overlapped with the backward pass).
 #
 # Both functions are copied into a script that `torchrun` runs on 2 processes; the test compares
-# the parameters after 5 steps with single-process training on the global batch.
+# the parameters after 5 steps with single-process training on the global batch. The script uses
+# the gloo backend on the CPU everywhere: NCCL wants one GPU per process, and two processes on one
+# GPU are refused; on a multi-GPU machine you would pass `"nccl"` and move each rank's model to
+# `cuda:{rank}`.
 
 # %% solution id=data_parallel
 import torch.distributed as dist
