@@ -1,4 +1,4 @@
-"""The ``course`` command: build, validate, grade, doctor."""
+"""The ``course`` command: build, validate, grade, slides, site, doctor."""
 
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ def _grade(args: argparse.Namespace) -> int:
     return 1 if any(r.needs_review for r in rows) else 0
 
 
+def _slides(args: argparse.Namespace) -> int:
+    from course_utils.build import list_assignments, repo_root
+    from course_utils.slides import build_deck, write_index
+
+    root = repo_root()
+    if args.all == bool(args.assignment):
+        print("course slides: name one ASSIGNMENT or pass --all", file=sys.stderr)
+        return 2
+    assignments = list_assignments(root) if args.all else [args.assignment]
+    out = Path(args.out) if args.out else root / "build" / "slides"
+    for number, assignment in enumerate(assignments, 1):
+        print(f"[{number}/{len(assignments)}] {assignment}: "
+              f"{'running the notebook, then ' if not args.no_execute else ''}writing slides ...", flush=True)
+        deck = build_deck(root, assignment, out, execute_cells=not args.no_execute, timeout=args.timeout)
+        print(f"  {deck.path}  ({deck.slides} slides, {deck.figures} figures, {deck.notes} speaker notes, "
+              f"{deck.seconds:.0f} s)", flush=True)
+    index = write_index(out)
+    print(f"open {index} in a browser (works offline; copy the whole folder to present elsewhere)")
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     import importlib.metadata as metadata
 
@@ -105,6 +126,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--memory-gb", type=float, default=4.0, help="address-space cap per kernel (default 4)")
     g.add_argument("--force", action="store_true", help="regrade students already graded")
     g.set_defaults(run=_grade)
+
+    s = sub.add_parser("slides", help="reveal.js slides (offline) from a solution notebook, with its figures",
+                       description="Runs the solution notebook (hidden tests removed) and writes "
+                                   "OUT/<assignment>.slides.html with reveal.js and MathJax beside it.")
+    s.add_argument("assignment", nargs="?", help="assignment id, e.g. 06_transformer")
+    s.add_argument("--all", action="store_true", help="every assignment, in course order")
+    s.add_argument("--out", help="output folder (default build/slides)")
+    s.add_argument("--no-execute", action="store_true", help="do not run the notebook (no figures)")
+    s.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    s.set_defaults(run=_slides)
 
     d = sub.add_parser("doctor", help="versions, device, threads, data sets found")
     d.set_defaults(run=_doctor)
