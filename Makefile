@@ -1,10 +1,11 @@
 # Two commands: `make lab` opens the course, `make test` runs every test.
+# Also: `make lab-instructor` (formgrader), `make slides` (every lecture), `make site` (the course web site).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-gpu install build clean
+.PHONY: lab lab-instructor slides site system-deps test test-gpu install build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +16,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# LAB_ARGS go to `jupyter lab`, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/course lab $(LAB_ARGS)
 
-test: $(STAMP)
+lab-instructor: $(STAMP)
+	$(BIN)/course lab --instructor $(LAB_ARGS)
+
+slides: $(STAMP)
+	$(BIN)/course slides --all
+
+site: $(STAMP)
+	$(BIN)/course site
+
+# chromium, chromium-driver (browser tests) and bubblewrap (grading sandbox) from Debian
+system-deps:
+	@bash tools/system-deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 test-gpu: $(STAMP)
@@ -29,4 +44,4 @@ build: $(STAMP)
 	$(BIN)/course build
 
 clean:
-	rm -rf $(VENV) grading .pytest_cache
+	rm -rf $(VENV) grading build exchange .pytest_cache

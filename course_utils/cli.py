@@ -1,4 +1,4 @@
-"""The ``course`` command: build, validate, grade, slides, site, doctor."""
+"""The ``course`` command: build, validate, grade, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -75,6 +75,26 @@ def _slides(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site(args: argparse.Namespace) -> int:
+    from course_utils.build import repo_root
+    from course_utils.site import build_site
+
+    root = repo_root()
+    out = Path(args.out) if args.out else root / "build" / "site"
+    print(f"building the course site from notebooks/ and README.md into {out} ...", flush=True)
+    index = build_site(root, out)
+    print(f"open {index} in a browser (static files: copy {index.parent} to any web server)")
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from course_utils.build import repo_root
+    from course_utils.lab import run_lab
+
+    run_lab(repo_root(), args.instructor, args.jupyter_args)
+    return 0  # not reached: run_lab replaces this process
+
+
 def _doctor(args: argparse.Namespace) -> int:
     import importlib.metadata as metadata
 
@@ -137,6 +157,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     s.set_defaults(run=_slides)
 
+    w = sub.add_parser("site", help="the course as a static web site (Jupyter Book), from notebooks/ and README.md")
+    w.add_argument("--out", help="output folder (default build/site); the HTML is in OUT/_build/html")
+    w.set_defaults(run=_site)
+
+    j = sub.add_parser("lab", help="JupyterLab for students (default) or instructors, nbgrader set up",
+                       description="Students: serves notebooks/ with nbgrader's instructor extensions "
+                                   "disabled. --instructor: serves the repository with the formgrader "
+                                   "on solutions/. Other arguments go to `jupyter lab`.")
+    j.add_argument("--instructor", action="store_true", help="formgrader and create-assignment enabled")
+    j.set_defaults(run=_lab)
+
     d = sub.add_parser("doctor", help="versions, device, threads, data sets found")
     d.set_defaults(run=_doctor)
     return p
@@ -144,7 +175,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``course`` console script."""
-    args = parser().parse_args(argv)
+    args, rest = parser().parse_known_args(argv)
+    if args.command == "lab":
+        args.jupyter_args = rest
+    elif rest:
+        parser().error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.run(args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:

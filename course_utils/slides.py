@@ -26,6 +26,8 @@ REVEAL_DIR = "_reveal"
 MATHJAX_DIR = "_mathjax"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 TEMPLATE = "course_reveal"
+# reveal.js themes that import fonts from Google (simple, night, ...) would need the network.
+THEME = "white"
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -177,7 +179,7 @@ def export(nb: nbformat.NotebookNode, title: str) -> str:
     config.SlidesExporter.template_name = TEMPLATE
     config.SlidesExporter.extra_template_basedirs = [str(Path(__file__).parent / "templates")]
     config.SlidesExporter.reveal_url_prefix = REVEAL_DIR
-    config.SlidesExporter.reveal_theme = "simple"
+    config.SlidesExporter.reveal_theme = THEME
     config.SlidesExporter.reveal_transition = "none"
     config.SlidesExporter.reveal_number = "c/t"
     config.SlidesExporter.reveal_width = "1100"

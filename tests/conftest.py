@@ -26,3 +26,31 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# Screenshots that browser tests take, listed at the end of the run (tests/test_browser.py).
+SCREENSHOTS: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def screenshot(root, request):
+    """Save a browser screenshot to build/screenshots/<test>-<name>.png and list it in the summary."""
+
+    def save(driver, name: str) -> Path:
+        folder = root / "build" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{request.node.name}-{name}.png"
+        assert driver.save_screenshot(str(path)), f"chromium could not write {path}"
+        assert path.stat().st_size > 5_000, f"{path} is suspiciously small ({path.stat().st_size} bytes)"
+        SCREENSHOTS.append((request.node.nodeid, str(path)))
+        print(f"screenshot: {path}")
+        return path
+
+    return save
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCREENSHOTS:
+        terminalreporter.section("browser screenshots")
+        for test, path in SCREENSHOTS:
+            terminalreporter.write_line(f"{path}  ({test})")

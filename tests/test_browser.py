@@ -1,0 +1,299 @@
+"""The lecture slides, the course site and JupyterLab, opened in a real browser.
+
+Headless Chromium from Debian (packages chromium and chromium-driver, which `make test`
+installs as root through tools/system-deps.sh), driven by Selenium. Every test saves
+screenshots under build/screenshots/; the paths are listed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+TOKEN = "course-browser-test"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium that may load local files and localhost only."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
+    if missing:
+        pytest.fail(f"browser tests need Debian's chromium and chromium-driver ({missing} not found): "
+                    "run `make test` as root, or `sudo apt-get install chromium chromium-driver`")
+    # Selenium must not look for drivers on the internet.
+    os.environ["SE_OFFLINE"] = "true"
+    os.environ["SE_AVOID_STATS"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1400,900", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, script: str, what: str, timeout: float = 90.0):
+    """Poll a JavaScript expression until it is truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = driver.execute_script(f"return ({script});")
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last value {value!r})")
+
+
+def _requested_urls(driver) -> list[str]:
+    """Every URL the page asked for since the last call (Chrome's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _assert_offline(urls: list[str], allowed: tuple[str, ...]) -> None:
+    remote = [u for u in urls if not u.startswith(allowed + ("data:", "blob:", "about:"))]
+    assert not remote, f"the page requested remote resources: {remote[:5]}"
+
+
+# --------------------------------------------------------------------------- slides
+
+
+def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screenshot, root, tmp_path):
+    from course_utils.slides import build_deck, expected_slides
+
+    deck = build_deck(root, "04_masking", tmp_path / "slides", execute_cells=True, progress=False)
+    nb = nbformat.read(root / "solutions" / "04_masking" / "04_masking.ipynb", as_version=4)
+    assert deck.slides == expected_slides(nb) >= 8 and deck.figures >= 2 and deck.notes >= 1
+
+    _requested_urls(browser)  # drop earlier entries
+    browser.get(deck.path.as_uri())
+    _wait(browser, "document.body.getAttribute('data-course-slides') === 'ready'", "reveal.js to start")
+    assert browser.execute_script("return Reveal.getTotalSlides()") == deck.slides
+    assert browser.execute_script("return document.querySelectorAll('.reveal aside.notes').length") == deck.notes
+    title = browser.execute_script("return document.querySelector('.reveal .slides section h1').textContent")
+    assert "04 · Masking" in title
+    screenshot(browser, "title")
+
+    # every figure the notebook drew is on a slide and decoded by the browser
+    sizes = browser.execute_script(
+        "return [...document.querySelectorAll('.reveal .slides img')].map(i => [i.complete, i.naturalWidth])")
+    assert len(sizes) == deck.figures, f"{len(sizes)} images on the slides, {deck.figures} figures in the notebook"
+    assert all(done and width > 100 for done, width in sizes), f"figures not rendered: {sizes}"
+    browser.execute_script("""
+        const img = document.querySelectorAll('.reveal .slides img')[0];
+        const section = img.closest('section');
+        const where = Reveal.getIndices(section);
+        // the figure may sit in a fragment ("try it" cells): show every fragment of its slide
+        Reveal.slide(where.h, where.v, section.querySelectorAll('.fragment').length - 1);""")
+    _wait(browser, "Reveal.getCurrentSlide().querySelector('img') && "
+                   "Reveal.getCurrentSlide().querySelector('img').getBoundingClientRect().width > 200",
+          "the figure's slide to show")
+    # long slides scroll (the template sets overflow): bring the figure into view, then check it is on screen
+    browser.execute_script("Reveal.getCurrentSlide().querySelector('img').scrollIntoView({block: 'center'})")
+    _wait(browser, "(() => { const img = Reveal.getCurrentSlide().querySelector('img');"
+                   " const r = img.getBoundingClientRect();"
+                   " const hidden = [...document.querySelectorAll('.reveal .slides *')].some(e => e.contains(img) &&"
+                   " getComputedStyle(e).opacity !== '1');"
+                   " return r.top >= 0 && r.bottom <= window.innerHeight + 1 && r.height > 100 && !hidden; })()",
+          "the figure to be on screen")
+    screenshot(browser, "figure")
+
+    # equations are typeset by the local MathJax
+    _wait(browser, "window.MathJax && MathJax.Hub && document.querySelectorAll('.MathJax, .MathJax_Display').length > 0",
+          "MathJax to typeset the equations")
+    errors = browser.execute_script("return document.querySelectorAll('.MathJax_Error, [data-mjx-error]').length")
+    assert errors == 0, "MathJax reported errors"
+    message = browser.execute_script(
+        "const m = document.getElementById('MathJax_Message'); return m ? m.textContent : ''")
+    assert "failed" not in message.lower(), message
+    _assert_offline(_requested_urls(browser), ("file://",))
+    page = browser.page_source
+    assert "HIDDEN TESTS" not in page and "BEGIN SOLUTION" not in page
+
+
+# --------------------------------------------------------------------------- site
+
+
+def test_course_site_in_the_browser(browser, screenshot, root, tmp_path):
+    from course_utils.build import list_assignments
+    from course_utils.site import build_site, overview
+
+    index = build_site(root, tmp_path / "site", progress=False)
+    html = index.parent
+    _requested_urls(browser)
+    browser.get(index.as_uri())
+    _wait(browser, "document.readyState === 'complete'", "the home page")
+    assert "graded PyTorch course" in browser.title
+    links = browser.execute_script("return [...document.querySelectorAll('nav a')].map(a => a.textContent.trim())")
+    for page in ("The sequence", "Students", "Instructors", "Lecturers"):
+        assert page in links, f"no '{page}' in the site's navigation: {links}"
+    screenshot(browser, "home")
+
+    browser.get((html / "sequence.html").as_uri())
+    _wait(browser, "document.readyState === 'complete'", "the sequence page")
+    assignments = [a for a in list_assignments(root) if (root / "notebooks" / a).is_dir()]
+    rows = browser.execute_script("return document.querySelectorAll('main table tbody tr').length")
+    assert rows == len(assignments), f"{rows} rows for {len(assignments)} notebooks"
+    figure = _wait(browser, "[...document.querySelectorAll('main img')].filter(i => i.complete && i.naturalWidth > 300)"
+                            ".map(i => i.getAttribute('src'))", "the sequence figure to render")
+    assert any("sequence" in src for src in figure), figure
+    text = browser.execute_script("return document.querySelector('main').innerText").replace("\u2019", "'")
+    for assignment in assignments:
+        item = overview(root / "notebooks" / assignment / f"{assignment}.ipynb")
+        assert item.title in text and item.short_time in text
+        # the first objective, without its markdown emphasis
+        assert item.objectives[0].replace("**", "").replace("`", "")[:40] in text, assignment
+    screenshot(browser, "sequence")
+
+    browser.get((html / "instructors.html").as_uri())
+    _wait(browser, "document.readyState === 'complete'", "the instructors page")
+    assert "course grade" in browser.execute_script("return document.querySelector('main').innerText")
+
+    browser.get((html / "notebooks" / "05_positional_encoding.html").as_uri())
+    _wait(browser, "document.querySelectorAll('.MathJax, .MathJax_Display').length > 5", "MathJax on a notebook page")
+    text = browser.execute_script("return document.querySelector('main').innerText")
+    assert "raise NotImplementedError()" in text, "the site should show the student version"
+    assert "BEGIN SOLUTION" not in text and "Speaker notes" not in text
+    screenshot(browser, "notebook")
+    _assert_offline(_requested_urls(browser), ("file://",))
+
+
+# --------------------------------------------------------------------------- JupyterLab
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """`make lab` (or `make lab-instructor`) running in the background on a free port."""
+
+    def __init__(self, root: Path, target: str, log: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = f"--no-browser --port {self.port} --ServerApp.ip=127.0.0.1 --IdentityProvider.token={TOKEN}"
+        # -o: do not (re)install the environment the tests already run in
+        command = ["make", "-s", "-o", ".venv/.installed", target,
+                   f"BIN={Path(sys.executable).parent}", f"LAB_ARGS={args}"]
+        self.log = log
+        self.process = subprocess.Popen(command, cwd=root, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                self.get("/api/status")
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"`make {target}` did not serve JupyterLab:\n{log.read_text()[-3000:]}")
+                time.sleep(0.3)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        sep = "&" if "?" in path else "?"
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}{sep}token={TOKEN}", timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, b""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _menu(browser, name: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    bar = [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item") if e.text.strip() == name]
+    assert bar, f"no {name} menu in JupyterLab"
+    bar[0].click()
+    items = _wait(browser, "[...document.querySelectorAll('.lm-Menu-itemLabel')].map(e => e.textContent)"
+                           ".filter(t => t)", f"the {name} menu to open")
+    browser.execute_script("document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
+    return items
+
+
+def _open_notebook(browser, url: str, title: str) -> None:
+    browser.get(url)
+    _wait(browser, "document.querySelectorAll('.jp-Notebook .jp-Cell').length > 10", "the notebook's cells", 120)
+    _wait(browser, f"[...document.querySelectorAll('.jp-RenderedMarkdown h1')].some(h => h.textContent.includes({title!r}))",
+          "the notebook's title to render")
+
+
+def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, screenshot, root, tmp_path):
+    lab = Lab(root, "lab", tmp_path / "lab.log")
+    try:
+        _open_notebook(browser, f"{lab.url}/lab/tree/04_masking/04_masking.ipynb?token={TOKEN}", "04 · Masking")
+        _wait(browser, "[...document.querySelectorAll('.jp-Notebook .jp-InputArea-editor')]"
+                       ".some(e => e.textContent.includes('raise NotImplementedError()'))",
+              "the student's exercise cells")
+        config = browser.execute_script("return JSON.parse(document.getElementById('jupyter-config-data').textContent)")
+        assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= set(config["disabledExtensions"])
+        items = _menu(browser, "Nbgrader")
+        assert "Assignment List" in items and "Formgrader" not in items and "Create assignment" not in items, items
+        toolbar = browser.execute_script("return document.querySelector('.jp-NotebookPanel-toolbar').innerText")
+        assert "Validate" in toolbar, "nbgrader's Validate button is missing for students"
+        screenshot(browser, "student-notebook")
+        # the server side: no formgrader, and only notebooks/ is served (no solutions)
+        assert lab.get("/formgrader")[0] == 404
+        assert lab.get("/api/contents/04_masking/04_masking.ipynb")[0] == 200
+        assert lab.get("/api/contents/solutions")[0] == 404
+        log = lab.log.read_text()
+        assert "Unwritable directory" not in log and "formgrader nbgrader serverextension" not in log
+    finally:
+        lab.stop()
+
+
+def test_make_lab_instructor_has_the_formgrader_on_solutions(browser, screenshot, root, tmp_path):
+    from course_utils.build import list_assignments
+
+    lab = Lab(root, "lab-instructor", tmp_path / "lab.log")
+    try:
+        status, body = lab.get("/formgrader/api/assignments")
+        assert status == 200, lab.log.read_text()[-2000:]
+        names = sorted(a["name"] for a in json.loads(body))
+        assert names == list_assignments(root), f"the formgrader sees {names}"
+        _open_notebook(browser, f"{lab.url}/lab/tree/solutions/04_masking/04_masking.ipynb?token={TOKEN}",
+                       "04 · Masking")
+        items = _menu(browser, "Nbgrader")
+        assert "Formgrader" in items and "Create assignment" in items, items
+        browser.get(f"{lab.url}/formgrader?token={TOKEN}")
+        _wait(browser, "document.querySelectorAll('table tbody tr').length >= " + str(len(names)),
+              "the formgrader's assignment table")
+        text = browser.execute_script("return document.body.innerText")
+        assert "Manage Assignments" in text and all(n in text for n in names)
+        screenshot(browser, "formgrader")
+        assert "Unwritable directory" not in lab.log.read_text()
+    finally:
+        lab.stop()
