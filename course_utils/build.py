@@ -77,8 +77,13 @@ def generate_release(root: Path, assignment: str, dest: Path) -> Path:
     return target
 
 
+# JupyterLab's and Python's own state, ignored by git and by nbgrader: not part of a release.
+IGNORED_PARTS = {".ipynb_checkpoints", "__pycache__"}
+
+
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not IGNORED_PARTS & set(p.relative_to(folder).parts)}
 
 
 def build(root: Path, assignments: list[str] | None = None, check: bool = False) -> list[str]:

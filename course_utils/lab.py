@@ -45,7 +45,10 @@ def lab_command(root: Path, instructor: bool, extra: list[str] | None = None) ->
 
 def run_lab(root: Path, instructor: bool, extra: list[str] | None = None) -> None:
     """Replace this process with JupyterLab (Ctrl-C stops it as usual)."""
-    (root / "exchange").mkdir(exist_ok=True)
+    exchange = root / "exchange"
+    if not exchange.is_dir():
+        exchange.mkdir()
+        exchange.chmod(0o777)  # nbgrader's exchange is shared: it wants it writable by everyone
     if instructor:
         (root / "grading").mkdir(exist_ok=True)  # the formgrader's gradebook (nbgrader_config.py)
     command = lab_command(root, instructor, extra)

@@ -185,6 +185,27 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path):
 # --------------------------------------------------------------------------- JupyterLab
 
 
+@pytest.fixture(scope="module")
+def course_copy(root, tmp_path_factory) -> Path:
+    """A copy of the course whose instructor released 04_masking to its exchange (with nbgrader's CLI)."""
+    from course_utils.lab import lab_environment
+
+    copy = tmp_path_factory.mktemp("course")
+    for name in ("Makefile", "nbgrader_config.py", "README.md"):
+        shutil.copy2(root / name, copy / name)
+    for folder in ("solutions", "notebooks"):
+        shutil.copytree(root / folder, copy / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (copy / "exchange").mkdir(mode=0o777)
+    (copy / "grading").mkdir()
+    env = lab_environment(copy, instructor=True)
+    for args in (["generate_assignment", "04_masking", "--force"], ["release_assignment", "04_masking", "--force"]):
+        done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=copy, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"nbgrader {args[0]} failed:\n{done.stdout}\n{done.stderr}"
+    assert (copy / "exchange" / "pytorch-nlp-course" / "outbound" / "04_masking" / "04_masking.ipynb").is_file()
+    return copy
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,7 +253,8 @@ class Lab:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def _menu(browser, name: str) -> list[str]:
+def _menu(browser, name: str, click: str | None = None) -> list[str]:
+    """Open a JupyterLab menu; return its item labels, clicking ``click`` or closing it."""
     from selenium.webdriver.common.by import By
 
     bar = [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item") if e.text.strip() == name]
@@ -240,7 +262,16 @@ def _menu(browser, name: str) -> list[str]:
     bar[0].click()
     items = _wait(browser, "[...document.querySelectorAll('.lm-Menu-itemLabel')].map(e => e.textContent)"
                            ".filter(t => t)", f"the {name} menu to open")
-    browser.execute_script("document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
+    if click is None:
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+        _wait(browser, "document.querySelectorAll('.lm-Menu').length === 0", f"the {name} menu to close")
+    else:
+        entry = [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-Menu-item") if e.text.strip() == click]
+        assert entry, f"no {click} in the {name} menu: {items}"
+        entry[0].click()
     return items
 
 
@@ -251,8 +282,8 @@ def _open_notebook(browser, url: str, title: str) -> None:
           "the notebook's title to render")
 
 
-def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, screenshot, root, tmp_path):
-    lab = Lab(root, "lab", tmp_path / "lab.log")
+def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, screenshot, course_copy, tmp_path):
+    lab = Lab(course_copy, "lab", tmp_path / "lab.log")
     try:
         _open_notebook(browser, f"{lab.url}/lab/tree/04_masking/04_masking.ipynb?token={TOKEN}", "04 · Masking")
         _wait(browser, "[...document.querySelectorAll('.jp-Notebook .jp-InputArea-editor')]"
@@ -269,21 +300,36 @@ def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, scr
         assert lab.get("/formgrader")[0] == 404
         assert lab.get("/api/contents/04_masking/04_masking.ipynb")[0] == 200
         assert lab.get("/api/contents/solutions")[0] == 404
+        # the assignment the instructor released reaches the student through the exchange
+        status, body = lab.get("/assignments?course_id=pytorch-nlp-course")
+        listed = json.loads(body)
+        assert status == 200 and listed["success"], listed
+        assert [(a["assignment_id"], a["status"]) for a in listed["value"]] == [("04_masking", "released")]
+        from selenium.webdriver.common.by import By
+
+        _menu(browser, "Nbgrader", click="Assignment List")
+        _wait(browser, "[...document.querySelectorAll('#released_assignments_list .list_item, "
+                       "#released_assignments_list li, #released_assignments_list div')]"
+                       ".some(e => e.textContent.includes('04_masking'))",
+              "04_masking in the student's Assignment List")
+        screenshot(browser, "assignment-list")
         log = lab.log.read_text()
         assert "Unwritable directory" not in log and "formgrader nbgrader serverextension" not in log
     finally:
         lab.stop()
 
 
-def test_make_lab_instructor_has_the_formgrader_on_solutions(browser, screenshot, root, tmp_path):
+def test_make_lab_instructor_has_the_formgrader_on_solutions(browser, screenshot, root, course_copy, tmp_path):
     from course_utils.build import list_assignments
 
-    lab = Lab(root, "lab-instructor", tmp_path / "lab.log")
+    lab = Lab(course_copy, "lab-instructor", tmp_path / "lab.log")
     try:
         status, body = lab.get("/formgrader/api/assignments")
         assert status == 200, lab.log.read_text()[-2000:]
-        names = sorted(a["name"] for a in json.loads(body))
+        assignments = {a["name"]: a for a in json.loads(body)}
+        names = sorted(assignments)
         assert names == list_assignments(root), f"the formgrader sees {names}"
+        assert assignments["04_masking"]["status"] == "released", assignments["04_masking"]
         _open_notebook(browser, f"{lab.url}/lab/tree/solutions/04_masking/04_masking.ipynb?token={TOKEN}",
                        "04 · Masking")
         items = _menu(browser, "Nbgrader")

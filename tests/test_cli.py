@@ -67,3 +67,15 @@ def test_bad_arguments_exit_nonzero(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+def test_build_ignores_jupyter_checkpoints(tmp_path):
+    """Opening a notebook in JupyterLab writes .ipynb_checkpoints/: not a stale release."""
+    from course_utils.build import _files
+
+    (tmp_path / "a.ipynb").write_text("{}")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "a-checkpoint.ipynb").write_text("{}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x")
+    assert sorted(_files(tmp_path)) == ["a.ipynb", "data/x.txt"]
