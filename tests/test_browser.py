@@ -94,6 +94,7 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
     _wait(browser, "document.body.getAttribute('data-course-slides') === 'ready'", "reveal.js to start")
     assert browser.execute_script("return Reveal.getTotalSlides()") == deck.slides
     assert browser.execute_script("return document.querySelectorAll('.reveal aside.notes').length") == deck.notes
+    assert browser.execute_script("return Reveal.hasPlugin('notes')"), "the speaker-notes plugin (key s) is not loaded"
     title = browser.execute_script("return document.querySelector('.reveal .slides section h1').textContent")
     assert "04 · Masking" in title
     screenshot(browser, "title")

@@ -92,9 +92,27 @@ class Sized(nn.Module):
         self.weight = nn.Parameter(torch.empty(count, device="meta"))
 
 
-for name, count in (("GPT-2 small", 124_000_000), ("7B", 7_000_000_000)):
-    for dtype in (torch.float32, torch.bfloat16):
-        print(f"{name:>12} {str(dtype):>15}: {training_memory(Sized(count), dtype)['total'] / 1e9:7.1f} GB before activations")
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+for ax, (name, count) in zip(axes, (("GPT-2 small", 124_000_000), ("7B", 7_000_000_000))):
+    for column, dtype in enumerate((torch.float32, torch.bfloat16)):
+        budget = training_memory(Sized(count), dtype)
+        print(f"{name:>12} {str(dtype):>15}: {budget['total'] / 1e9:7.1f} GB before activations")
+        bottom = 0.0
+        for part, colour in (("parameters", "C0"), ("gradients", "C1"), ("optimizer", "C2")):
+            ax.bar(column, budget[part] / 1e9, bottom=bottom, color=colour, width=0.6,
+                   label=part if column == 0 else None)
+            bottom += budget[part] / 1e9
+        ax.text(column, bottom, f"{bottom:.1f} GB", ha="center", va="bottom")
+    ax.set_xticks([0, 1], ["float32", "bfloat16"])
+    ax.set_title(f"{name}: {count / 1e6:,.0f}M parameters")
+    ax.set_ylabel("GB before activations")
+    ax.margins(y=0.15)
+axes[1].axhline(80, color="k", linestyle="--", linewidth=1)
+axes[1].text(1.45, 80, "one 80 GB GPU", ha="right", va="bottom")
+axes[0].legend()
+fig.suptitle("Training memory from your training_memory(): AdamW keeps two numbers per parameter")
+fig.tight_layout()
+plt.show()
 
 # %% test id=test_memory_budget points=3
 """training_memory matches the parameter, gradient and AdamW tensors PyTorch holds after a step, in float32 and bfloat16."""
