@@ -102,11 +102,16 @@ def _doctor(args: argparse.Namespace) -> int:
     from course_utils.runtime import describe_environment, get_device
 
     print(describe_environment(get_device()))
-    for package in ("nbgrader", "nbval", "jupyterlab", "gensim", "matplotlib", "tqdm"):
+    for package in ("nbgrader", "nbval", "jupyterlab", "gensim", "matplotlib", "tqdm",
+                    "jupyter-book", "sphinx-revealjs", "selenium"):
         try:
-            print(f"{package:<11} {metadata.version(package)}")
+            print(f"{package:<15} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
-            print(f"{package:<11} MISSING")
+            print(f"{package:<15} MISSING")
+    import shutil
+
+    for program in ("chromium", "chromedriver"):  # the browser tests only (tools/system-deps.sh)
+        print(f"{program:<15} {shutil.which(program) or 'not found (needed by the browser tests only)'}")
     print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}  "
           f"COURSE_DEVICE={os.environ.get('COURSE_DEVICE', '(unset)')}")
     datasets = available_datasets()

@@ -236,7 +236,8 @@ def build_site(root: Path, out: Path, progress: bool = True) -> Path:
     write_source(root, source)
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(source),
-               "--path-output", str(out), "--builder", "html", "--all"]
+               "--path-output", str(out), "--builder", "html", "--all",
+               "-W", "--keep-going"]  # a warning (broken link, bad markdown) fails the build
     if progress:
         print("running", " ".join(command), flush=True)
     done = subprocess.run(command, capture_output=True, text=True)

@@ -151,3 +151,33 @@ def test_slides_and_site_commands(tmp_path, capsys, root, monkeypatch):
     assert all(f'href="{d}"' in index for d in decks)
     for command in (["slides", "--all"], ["site"], ["lab", "--instructor"]):
         assert parser().parse_known_args(command)[0].command == command[0]
+
+
+def _tiny_course(tmp_path: Path, markdown: str) -> Path:
+    """A one-notebook course with the README sections the site needs."""
+    root = tmp_path / "course"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(markdown)])
+    for folder in ("solutions", "notebooks"):
+        (root / folder / "01_tiny").mkdir(parents=True)
+        nbformat.write(nb, root / folder / "01_tiny" / "01_tiny.ipynb")
+    (root / "nbgrader_config.py").write_text("c = get_config()\n")
+    (root / "README.md").write_text("# Tiny course\n\nIntro.\n\n## Two commands\n\nmake lab\n\n## Students\n\nS.\n\n"
+                                    "## Instructors\n\nI.\n\n## Lecturers\n\nL.\n")
+    return root
+
+
+def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
+    from course_utils.site import build_site
+
+    title = ("# 01 · Tiny\n\n**Learning objectives.** After this notebook you can\n1. **add** numbers;\n\n"
+             "**Prerequisites.** None.\n\n**Estimated time.** 2 hours. Fast.\n")
+    root = _tiny_course(tmp_path, title)
+    index = build_site(root, tmp_path / "site", progress=False)
+    sequence = (index.parent / "sequence.html").read_text()
+    assert "01 · Tiny" in sequence and "2 hours" in sequence and "add</strong> numbers" in sequence
+    assert (index.parent / "notebooks" / "01_tiny.html").is_file()
+    assert (index.parent / "mathjax" / "MathJax.js").is_file()
+
+    broken = _tiny_course(tmp_path / "b", title + "\nSee {doc}`a page that does not exist <nowhere>`.\n")
+    with pytest.raises(RuntimeError, match="nowhere"):
+        build_site(broken, tmp_path / "b" / "site", progress=False)
