@@ -2,6 +2,7 @@
 # Debian packages the tests use, installed when missing and we may (root, apt-get):
 #   chromium + chromium-driver  the browser tests (slides, course site, JupyterLab)
 #   bubblewrap                  the sandbox of `course grade` (optional: grading runs unsandboxed without it)
+# Recommended packages come too (fonts-liberation among them), as on the machine this was tried on.
 # Without root, it prints the command to run and leaves the rest to the tests' own messages.
 set -uo pipefail
 missing=()
@@ -12,9 +13,9 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing ${missing[*]} (apt-get) ..."
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/course-apt.log 2>&1; then
+  if ! apt-get install -y -q "${missing[@]}" >/tmp/course-apt.log 2>&1; then
     apt-get update -q >>/tmp/course-apt.log 2>&1
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/course-apt.log 2>&1 \
+    apt-get install -y -q "${missing[@]}" >>/tmp/course-apt.log 2>&1 \
       || { echo "apt-get failed (log: /tmp/course-apt.log)"; tail -5 /tmp/course-apt.log; }
   fi
 else
