@@ -215,6 +215,7 @@ def write_source(root: Path, dest: Path) -> list[Overview]:
                                             # MyST marks the page body as ignored and math spans as processed.
                                             "ignoreClass": "tex2jax_ignore|mathjax_ignore",
                                             "processClass": "tex2jax_process|mathjax_process|math|output_area"},
+                                 "messageStyle": "none",  # no "Loading [MathJax]..." box
                                  # The MathJax wheel carries only the STIX-Web fonts.
                                  "HTML-CSS": {"availableFonts": [], "preferredFont": None,
                                               "webFont": "STIX-Web", "imageFont": None},
