@@ -26,8 +26,9 @@ lab-instructor: $(STAMP)
 slides: $(STAMP)
 	$(BIN)/course slides --all
 
+# publishes build/slides with the site when `make slides` has made them
 site: $(STAMP)
-	$(BIN)/course site
+	$(BIN)/course site $(if $(wildcard build/slides/*.slides.html),--slides build/slides)
 
 # chromium, chromium-driver (browser tests) and bubblewrap (grading sandbox) from Debian
 system-deps:

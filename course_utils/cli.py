@@ -82,7 +82,7 @@ def _site(args: argparse.Namespace) -> int:
     root = repo_root()
     out = Path(args.out) if args.out else root / "build" / "site"
     print(f"building the course site from notebooks/ and README.md into {out} ...", flush=True)
-    index = build_site(root, out)
+    index = build_site(root, out, slides=Path(args.slides) if args.slides else None)
     print(f"open {index} in a browser (static files: copy {index.parent} to any web server)")
     return 0
 
@@ -164,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("site", help="the course as a static web site (Jupyter Book), from notebooks/ and README.md")
     w.add_argument("--out", help="output folder (default build/site); the HTML is in OUT/_build/html")
+    w.add_argument("--slides", help="publish these slides (a `course slides` folder, e.g. build/slides) "
+                                    "with the site, linked from the Lecturers page")
     w.set_defaults(run=_site)
 
     j = sub.add_parser("lab", help="JupyterLab for students (default) or instructors, nbgrader set up",

@@ -146,8 +146,24 @@ def sequence_page(items: list[Overview]) -> str:
     return "\n".join(parts)
 
 
-def write_source(root: Path, dest: Path) -> list[Overview]:
-    """Write the Jupyter Book source of the course site into ``dest``; return the notebooks' overviews."""
+def _slides_section(slides: Path, dest: Path) -> str:
+    """Copy the decks of ``slides`` (``course slides`` output) into the site; return markdown linking them."""
+    decks = sorted(slides.glob("*.slides.html"))
+    if not decks:
+        raise FileNotFoundError(f"no *.slides.html in {slides}: run `course slides --all` first")
+    shutil.copytree(slides, dest / "_extra" / "slides",
+                    ignore=shutil.ignore_patterns("index.html"), dirs_exist_ok=True)
+    links = "\n".join(f'<li><a href="slides/{d.name}">{d.name.removesuffix(".slides.html")}</a></li>' for d in decks)
+    return ("\n## The lectures\n\nThe slides, built with `course slides` (they open in the browser; press `s` "
+            f"for speaker notes):\n\n<ul>\n{links}\n</ul>\n")
+
+
+def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Overview]:
+    """Write the Jupyter Book source of the course site into ``dest``; return the notebooks' overviews.
+
+    With ``slides`` (a ``course slides`` output folder), the decks are published with the site
+    and linked from the Lecturers page.
+    """
     from course_utils.slides import mathjax_source
 
     if dest.exists():
@@ -182,7 +198,8 @@ def write_source(root: Path, dest: Path) -> list[Overview]:
         body = sections.get(heading)
         if body is None:
             raise ValueError(f"README.md has no '## {heading}' section for the site's {page} page")
-        (dest / f"{page}.md").write_text(f"# {heading}\n\n{body}\n", encoding="utf-8")
+        extra = _slides_section(slides, dest) if page == "lecturers" and slides is not None else ""
+        (dest / f"{page}.md").write_text(f"# {heading}\n\n{body}\n{extra}", encoding="utf-8")
     (dest / "sequence.md").write_text(sequence_page(items), encoding="utf-8")
     _figure(items, dest / FIGURE)
     shutil.copytree(mathjax_source(), dest / "_extra" / "mathjax")
@@ -230,11 +247,11 @@ def write_source(root: Path, dest: Path) -> list[Overview]:
     return items
 
 
-def build_site(root: Path, out: Path, progress: bool = True) -> Path:
+def build_site(root: Path, out: Path, progress: bool = True, slides: Path | None = None) -> Path:
     """Build the site into ``out`` (source in ``out/source``); return the path of its index.html."""
     out = out.resolve()
     source = out / "source"
-    write_source(root, source)
+    write_source(root, source, slides)
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(source),
                "--path-output", str(out), "--builder", "html", "--all",

@@ -82,10 +82,17 @@ def _assert_offline(urls: list[str], allowed: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------- slides
 
 
-def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screenshot, root, tmp_path):
-    from course_utils.slides import build_deck, expected_slides
+@pytest.fixture(scope="module")
+def deck(root, tmp_path_factory):
+    """`course slides 04_masking`: the notebook executed, its slides written."""
+    from course_utils.slides import build_deck
 
-    deck = build_deck(root, "04_masking", tmp_path / "slides", execute_cells=True, progress=False)
+    return build_deck(root, "04_masking", tmp_path_factory.mktemp("slides"), execute_cells=True, progress=False)
+
+
+def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screenshot, root, deck):
+    from course_utils.slides import expected_slides
+
     nb = nbformat.read(root / "solutions" / "04_masking" / "04_masking.ipynb", as_version=4)
     assert deck.slides == expected_slides(nb) >= 8 and deck.figures >= 2 and deck.notes >= 1
 
@@ -139,11 +146,11 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
 # --------------------------------------------------------------------------- site
 
 
-def test_course_site_in_the_browser(browser, screenshot, root, tmp_path):
+def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
     from course_utils.build import list_assignments
     from course_utils.site import build_site, overview
 
-    index = build_site(root, tmp_path / "site", progress=False)
+    index = build_site(root, tmp_path / "site", progress=False, slides=deck.path.parent)
     html = index.parent
     _requested_urls(browser)
     browser.get(index.as_uri())
@@ -173,6 +180,15 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path):
     browser.get((html / "instructors.html").as_uri())
     _wait(browser, "document.readyState === 'complete'", "the instructors page")
     assert "course grade" in browser.execute_script("return document.querySelector('main').innerText")
+
+    # the lectures published with the site open from the Lecturers page
+    from selenium.webdriver.common.by import By
+
+    browser.get((html / "lecturers.html").as_uri())
+    _wait(browser, "document.readyState === 'complete'", "the lecturers page")
+    browser.find_element(By.CSS_SELECTOR, "main a[href='slides/04_masking.slides.html']").click()
+    _wait(browser, "document.body.getAttribute('data-course-slides') === 'ready'", "the published slides to start")
+    assert browser.execute_script("return Reveal.getTotalSlides()") == deck.slides
 
     browser.get((html / "notebooks" / "05_positional_encoding.html").as_uri())
     _wait(browser, "document.querySelectorAll('.MathJax, .MathJax_Display').length > 5", "MathJax on a notebook page")

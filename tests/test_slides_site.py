@@ -178,6 +178,18 @@ def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
     assert (index.parent / "notebooks" / "01_tiny.html").is_file()
     assert (index.parent / "mathjax" / "MathJax.js").is_file()
 
+    # published slides: copied with their assets, linked from the lecturers page
+    decks = tmp_path / "decks"
+    (decks / "_reveal" / "dist").mkdir(parents=True)
+    (decks / "_reveal" / "dist" / "reveal.js").write_text("//")
+    (decks / "01_tiny.slides.html").write_text("<html><title>01 · Tiny</title></html>")
+    index = build_site(root, tmp_path / "site2", progress=False, slides=decks)
+    assert 'href="slides/01_tiny.slides.html"' in (index.parent / "lecturers.html").read_text()
+    assert (index.parent / "slides" / "01_tiny.slides.html").is_file()
+    assert (index.parent / "slides" / "_reveal" / "dist" / "reveal.js").is_file()
+    with pytest.raises(FileNotFoundError, match="course slides --all"):
+        build_site(root, tmp_path / "site3", progress=False, slides=tmp_path)
+
     broken = _tiny_course(tmp_path / "b", title + "\nSee {doc}`a page that does not exist <nowhere>`.\n")
     with pytest.raises(RuntimeError, match="nowhere"):
         build_site(broken, tmp_path / "b" / "site", progress=False)
