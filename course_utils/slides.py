@@ -159,7 +159,13 @@ def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 900, progres
             try:
                 client.execute()
             except CellExecutionError as error:
-                raise RuntimeError(f"{label or folder.name}: a cell failed while making the slides:\n{error}") from None
+                import re
+
+                trace = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
+                raise RuntimeError(
+                    f"{label or folder.name}: a cell failed while making the slides: "
+                    f"{error.ename}: {error.evalue}\n" + "\n".join(trace[-12:])
+                ) from None
     finally:
         if saved is None:
             os.environ.pop("MPLBACKEND", None)

@@ -193,3 +193,23 @@ def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
     broken = _tiny_course(tmp_path / "b", title + "\nSee {doc}`a page that does not exist <nowhere>`.\n")
     with pytest.raises(RuntimeError, match="nowhere"):
         build_site(broken, tmp_path / "b" / "site", progress=False)
+
+
+def test_build_deck_draws_figures_under_agg_and_reports_a_failing_cell(tmp_path, monkeypatch):
+    from course_utils.slides import build_deck
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as in the test suite: the kernel must still draw inline
+    cells = [_cell("md", "# 01 · Tiny", "slide"),
+             _cell("code", "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()", "-"),
+             _cell("md", "## Notes", "notes")]
+    root = _tiny_course(tmp_path, "# 01 · Tiny")
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), root / "solutions" / "01_tiny" / "01_tiny.ipynb")
+    deck = build_deck(root, "01_tiny", tmp_path / "out", progress=False)
+    assert (deck.slides, deck.figures, deck.notes) == (1, 1, 1)
+    assert "data:image/png;base64," in deck.path.read_text()
+    assert os.environ["MPLBACKEND"] == "Agg", "build_deck must restore the environment"
+
+    cells.append(_cell("code", "raise ValueError('boom in the notebook')", "-"))
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), root / "solutions" / "01_tiny" / "01_tiny.ipynb")
+    with pytest.raises(RuntimeError, match="01_tiny: a cell failed.*boom in the notebook"):
+        build_deck(root, "01_tiny", tmp_path / "out", progress=False)
