@@ -32,12 +32,20 @@ def list_assignments(root: Path) -> list[str]:
     )
 
 
+def with_scripts_on_path(env: dict) -> dict:
+    """``env`` with this environment's scripts first on PATH.
+
+    nbgrader runs `alembic` from PATH: make it findable even when the virtual environment is
+    not activated (for `course build`, `course grade` and JupyterLab's nbgrader extensions).
+    """
+    env = dict(env)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 def nbgrader(args: list[str], cwd: Path, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run one nbgrader sub-command in ``cwd`` (where it reads nbgrader_config.py)."""
-    env = dict(env if env is not None else os.environ)
-    # nbgrader runs `alembic` from PATH: make this environment's scripts findable
-    # even when the virtual environment is not activated.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = with_scripts_on_path(env if env is not None else os.environ)
     return subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from course_utils.build import with_scripts_on_path
+
 CONFIG = Path(__file__).parent / "labconfig"
 
 
@@ -27,9 +29,7 @@ def lab_environment(root: Path, instructor: bool, base: dict | None = None) -> d
         paths.append(env["JUPYTER_CONFIG_PATH"])
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
     env["COURSE_EXCHANGE"] = str(root / "exchange")
-    # nbgrader runs helper scripts (alembic) from PATH: this environment's bin first.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
+    return with_scripts_on_path(env)
 
 
 def lab_command(root: Path, instructor: bool, extra: list[str] | None = None) -> list[str]:

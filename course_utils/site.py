@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 
 from course_utils.build import list_assignments
+from course_utils.slides import mathjax_source, notebook_title
 
 README_PAGES = {"students": "Students", "instructors": "Instructors", "lecturers": "Lecturers"}
 # Relative to _static/; MathJax itself goes to the site root through html_extra_path, because
@@ -61,7 +62,7 @@ def overview(path: Path) -> Overview:
     """Read one notebook's title, objectives, prerequisites, estimated time and points."""
     nb = nbformat.read(path, as_version=4)
     head = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
-    title = next((line[2:].strip() for line in head.splitlines() if line.startswith("# ")), path.stem)
+    title = notebook_title(nb, path.stem)
     objectives, current = [], None
     block = re.search(r"\*\*Learning objectives\.\*\*.*?\n(.*?)(?:\n\s*\n|\n\*\*|\Z)", head, re.S)
     for line in (block.group(1).splitlines() if block else []):
@@ -164,7 +165,6 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
     With ``slides`` (a ``course slides`` output folder), the decks are published with the site
     and linked from the Lecturers page.
     """
-    from course_utils.slides import mathjax_source
 
     if dest.exists():
         shutil.rmtree(dest)

@@ -205,6 +205,7 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
 @pytest.fixture(scope="module")
 def course_copy(root, tmp_path_factory) -> Path:
     """A copy of the course whose instructor released 04_masking to its exchange (with nbgrader's CLI)."""
+    from course_utils.build import nbgrader
     from course_utils.lab import lab_environment
 
     copy = tmp_path_factory.mktemp("course")
@@ -216,8 +217,7 @@ def course_copy(root, tmp_path_factory) -> Path:
     (copy / "grading").mkdir()
     env = lab_environment(copy, instructor=True)
     for args in (["generate_assignment", "04_masking", "--force"], ["release_assignment", "04_masking", "--force"]):
-        done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=copy, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = nbgrader(args, copy, timeout=300, env=env)
         assert done.returncode == 0, f"nbgrader {args[0]} failed:\n{done.stdout}\n{done.stderr}"
     assert (copy / "exchange" / "pytorch-nlp-course" / "outbound" / "04_masking" / "04_masking.ipynb").is_file()
     return copy
