@@ -2,7 +2,14 @@
 
 Run nbgrader (and `course`) from the repository root: nbgrader reads this file from the
 current directory only. Grading state lives in grading/, which git ignores.
+
+`course grade` reads this file too (its scratch courses load it first, then set their own
+folders, the sandboxed kernel and the execution guards), so a change here, such as a longer
+`Execute.timeout`, reaches it.
 """
+
+import os
+import sys
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
 
@@ -13,6 +20,13 @@ c.CourseDirectory.submitted_directory = "grading/submitted"
 c.CourseDirectory.autograded_directory = "grading/autograded"
 c.CourseDirectory.feedback_directory = "grading/feedback"
 c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
+
+# Plain nbgrader on a fresh clone: the gradebook's folder must exist, and nbgrader runs
+# `alembic` from PATH, so put this environment's scripts (.venv/bin) first.
+os.makedirs(os.path.join(os.path.dirname(os.path.abspath(__file__)), "grading"), exist_ok=True)
+_scripts = os.path.dirname(sys.executable)
+if _scripts not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join([_scripts, os.environ.get("PATH", "")])
 
 # Deterministic releases: no execution timestamps in generated notebooks.
 c.ClearOutput.remove_metadata_fields = {"collapsed", "scrolled", "execution", "ExecuteTime"}

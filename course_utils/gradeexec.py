@@ -1,17 +1,37 @@
-"""nbgrader preprocessors that keep grading alive whatever a submission does.
+"""nbgrader preprocessors that keep grading alive, and honest, whatever a submission does.
 
 ``GuardedExecute`` replaces nbgrader's ``Execute`` in ``Autograde.autograde_preprocessors``:
-it adds a per-notebook time limit (cells after the deadline are marked, not run), caps the
-output a cell may produce while it runs, and survives a dying kernel: the cell that killed it
-is marked, a fresh kernel replays the earlier cells, and grading goes on, so the tests that can
-still run keep their points. ``CapOutput`` caps stored outputs in characters (nbgrader's
-``LimitOutput`` counts lines only).
+
+* a per-notebook time limit: cells after the deadline are marked, not run;
+* a cell that runs past its time limit is interrupted; if it has not stopped ``interrupt_grace``
+  seconds later (it ignores SIGINT, or catches ``KeyboardInterrupt`` and goes on), its kernel is
+  killed, exactly as if it had died;
+* a dying or killed kernel costs one cell: the cell is marked, a fresh kernel replays the earlier
+  cells to rebuild their state, and grading goes on. **A replayed cell keeps the outputs of its
+  first run**, so tests that passed before the cell that was stopped never lose their points, however
+  the replay goes (even when it runs into the notebook's deadline);
+* the output a cell may produce while it runs is capped;
+* **hold for review**: student code must not change how later cells run or are judged. Cells that the
+  static scan found doing so carry ``metadata.course_hold`` (set by the grader, never by the student);
+  a runtime probe (``PROBE_SOURCE``) compares, after every cell, IPython's input and AST transformers,
+  exception handlers and traceback display, event callbacks, the kernel's handlers, trace and profile
+  hooks, builtins, the names that locked cells bound, and the functions of the modules tests use, with
+  what they were after the previous cell. Every graded test cell that runs after the first such
+  change gets a ``ReviewHold`` error (nbgrader scores it 0) naming the change, until a person has
+  looked (``course grade --trust STUDENT`` regrades without holds). Tests that ran before keep their
+  points.
+
+``CapOutput`` caps stored outputs in characters (nbgrader's ``LimitOutput`` counts lines only).
 """
 
 from __future__ import annotations
 
+import ast
+import json
+from queue import Empty
 from time import monotonic
 
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
@@ -20,6 +40,112 @@ from traitlets import Bool, Integer
 
 KERNEL_DIED = "KernelDied"
 NOTEBOOK_TIMEOUT = "NotebookTimeout"
+CELL_STUCK = "CellTimeoutError"
+REVIEW_HOLD = "ReviewHold"
+PROBE_MODULE = "_course_probe"
+
+# Installed in every grading kernel before the first cell. ``check(names, compare)`` returns the
+# list of things that changed since the last call (when ``compare``) and takes a new baseline.
+# Values are compared by identity only: no student object's __eq__ or __getattr__ ever runs.
+PROBE_SOURCE = r'''
+def _install():
+    import builtins, importlib, sys, threading, types
+    for name in ("torch", "torch.nn.functional", "torch.testing", "math"):  # watched from the start
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    ip = get_ipython()
+    shell_type = type(ip)
+    transient = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "dreload"}
+    methods = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "showtraceback", "_showtraceback",
+               "showsyntaxerror", "showindentationerror", "transform_cell", "transform_ast", "should_run_async",
+               "user_expressions", "ex", "ev", "safe_execfile", "run_line_magic", "run_cell_magic")
+
+    def ids(values):
+        return tuple(id(v) for v in values)
+
+    def callables(namespace):
+        return {k: id(v) for k, v in list(namespace.items())
+                if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type))
+                or callable(v) and not isinstance(v, (int, float, str, bytes))}
+
+    def hooks():
+        manager = ip.input_transformer_manager
+        kernel = getattr(ip, "kernel", None)
+        found = {
+            "sys.settrace": id(sys.gettrace()), "sys.setprofile": id(sys.getprofile()),
+            "threading.settrace": id(getattr(threading, "_trace_hook", None)),
+            "threading.setprofile": id(getattr(threading, "_profile_hook", None)),
+            "sys.displayhook": id(sys.displayhook), "sys.excepthook": id(sys.excepthook),
+            "sys.meta_path": ids(sys.meta_path), "sys.path_hooks": ids(sys.path_hooks),
+            "input_transformers_cleanup": ids(ip.input_transformers_cleanup),
+            "input_transformers_post": ids(ip.input_transformers_post),
+            "ast_transformers": ids(ip.ast_transformers),
+            "input_transformer_manager": (id(manager), ids(manager.cleanup_transforms),
+                                          ids(manager.line_transforms), ids(manager.token_transformers)),
+            "custom exception handler": (ids(ip.custom_exceptions), id(ip.CustomTB)),
+            "event callbacks": tuple((name, ids(cbs)) for name, cbs in sorted(ip.events.callbacks.items())),
+            "shell methods": tuple((m, id(getattr(shell_type, m, None)), m in vars(ip)) for m in methods),
+            "shell.displayhook": (id(ip.displayhook), id(ip.display_pub), id(ip.compile)),
+        }
+        if kernel is not None:
+            found["kernel handlers"] = (id(type(kernel).do_execute), "do_execute" in vars(kernel),
+                                        tuple(sorted((k, id(v)) for k, v in kernel.shell_handlers.items())),
+                                        id(kernel.session), id(type(kernel.session).send), "send" in vars(kernel.session))
+        return found
+
+    def data(names):
+        found = {"builtins": {k: id(v) for k, v in vars(builtins).items() if k not in transient}}
+        ns = ip.user_ns
+        missing = object()
+        found["names"] = {n: id(ns.get(n, missing)) if n in ns else None for n in names}
+        watched = [m for m in ("torch", "torch.nn", "torch.nn.functional", "torch.testing", "math", "numpy")
+                   if m in sys.modules]
+        watched += [m for m in list(sys.modules) if m == "course_utils" or m.startswith("course_utils.")]
+        for name in watched:
+            found["module " + name] = callables(vars(sys.modules[name]))
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            for cls in (torch.Tensor, torch.nn.Module, torch.nn.Parameter):
+                found["class " + cls.__name__] = callables(dict(vars(cls)))
+        return found
+
+    state = {}
+
+    def diff(old, new, label):
+        if old == new:
+            return []
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed = [k for k in old if k in new and old[k] != new[k] or k not in new]
+            if label.startswith("class ") or label in ("names",):
+                changed += [k for k in new if k not in old]
+            if label == "names":
+                changed = [k for k in changed if old.get(k) is not None]
+            return [f"{label}: {k}" for k in sorted(changed)[:5]]
+        return [label]
+
+    def check(names, compare=True, hooks_only=False):
+        now_hooks, now_data = hooks(), data(names)
+        changes = []
+        if compare and state:
+            for key, value in now_hooks.items():
+                if value is not None and state["hooks"].get(key) != value:
+                    changes.append(key)
+            if not hooks_only:
+                for key, value in now_data.items():
+                    if key in state["data"]:
+                        changes += diff(state["data"][key], value, key)
+        state["hooks"], state["data"] = now_hooks, now_data
+        return changes
+
+    module = types.ModuleType("''' + PROBE_MODULE + r'''")
+    module.check = check
+    sys.modules[module.__name__] = module
+
+_install()
+del _install
+'''
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -35,12 +161,43 @@ def output_size(output: dict) -> int:
     return size
 
 
+def bound_names(source: str) -> set[str]:
+    """Names a cell binds at module level (what later cells may rely on)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
+        else:
+            names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return names
+
+
+def _is_student(cell: NotebookNode) -> bool:
+    meta = cell.get("metadata", {})
+    return bool(meta.get("course_added") or meta.get("nbgrader", {}).get("solution"))
+
+
 class GuardedExecute(Execute):
-    """nbgrader's Execute with a notebook deadline, an output cap and kernel-death recovery."""
+    """nbgrader's Execute with a deadline, interrupts that cannot be resisted, replay and review holds."""
 
     notebook_timeout = Integer(600, help="seconds for the whole notebook").tag(config=True)
     max_cell_output_chars = Integer(200_000, help="characters kept per cell while it runs").tag(config=True)
     max_restarts = Integer(3, help="kernel deaths survived before the rest is skipped").tag(config=True)
+    interrupt_grace = Integer(10, help="seconds a cell gets to stop after an interrupt before its kernel "
+                                       "is killed").tag(config=True)
+    probe = Bool(True, help="check after every cell that student code left the kernel's machinery "
+                            "alone").tag(config=True)
+    holds = Bool(True, help="score 0 the tests that ran after student code changed how cells run "
+                            "(False: an instructor has reviewed the submission)").tag(config=True)
+    probe_timeout = Integer(20, help="seconds to wait for the probe's answer").tag(config=True)
+
+    # ------------------------------------------------------------------ nbclient hooks
 
     def output(self, outs, msg, display_id, cell_index):  # noqa: D102 - nbclient hook
         if sum(output_size(o) for o in outs) > self.max_cell_output_chars:
@@ -49,6 +206,65 @@ class GuardedExecute(Execute):
                                          text=f"\n[output truncated at {self.max_cell_output_chars:,} characters]\n"))
             return None
         return super().output(outs, msg, display_id, cell_index)
+
+    async def _async_handle_timeout(self, timeout, cell=None):  # noqa: D102 - nbclient hook
+        """Interrupt; wait ``interrupt_grace`` s for the cell to stop; else give up on the kernel."""
+        self.log.warning("a cell ran past %s s: interrupting it", timeout)
+        await ensure_async(self.km.interrupt_kernel())
+        deadline = monotonic() + self.interrupt_grace
+        while (left := deadline - monotonic()) > 0:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=left))
+            except Empty:
+                break
+            if msg.get("msg_type") == "execute_reply":
+                return msg  # it stopped: the reply carries the KeyboardInterrupt
+        raise CellTimeoutError.error_from_timeout_and_cell("the cell ignored the interrupt", timeout, cell)
+
+    # ------------------------------------------------------------------ the probe
+
+    async def _async_ask(self, code: str, expressions: dict | None = None) -> dict | None:
+        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions or {},
+                                 allow_stdin=False)
+        deadline = monotonic() + self.probe_timeout
+        while (left := deadline - monotonic()) > 0:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=left))
+            except Empty:
+                return None
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return msg["content"]
+        return None
+
+    def _ask(self, code: str, expressions: dict | None = None) -> dict | None:
+        """Run ``code`` silently in the kernel; return the reply's content (None: no answer in time)."""
+        return run_sync(self._async_ask)(code, expressions)
+
+    def _install_probe(self) -> None:
+        if self.probe:
+            reply = self._ask(PROBE_SOURCE)
+            if not reply or reply.get("status") != "ok":
+                self.log.warning("could not install the grading probe: %s", reply)
+            self._check([], student=False)  # the baseline, taken as every later check is: between cells
+
+    def _check(self, names: list[str], student: bool) -> list[str]:
+        """What changed in the kernel's machinery since the last check (nothing for an honest cell)."""
+        if not self.probe:
+            return []
+        call = f"__import__({PROBE_MODULE!r}).check({sorted(names)!r}, True, {not student})"
+        reply = self._ask("", {"probe": call})
+        if not reply or reply.get("status") != "ok":
+            return ["the grader's probe got no answer"]
+        result = reply.get("user_expressions", {}).get("probe", {})
+        if result.get("status") != "ok":
+            return [f"the grader's probe failed ({result.get('ename', 'no result')})"]
+        try:
+            changes = ast.literal_eval(result.get("data", {}).get("text/plain", "[]"))
+        except (ValueError, SyntaxError):
+            return ["the grader's probe gave an unreadable answer"]
+        return [str(c) for c in changes] if isinstance(changes, list) else ["the grader's probe was replaced"]
+
+    # ------------------------------------------------------------------ running
 
     def _run(self, cell: NotebookNode, index: int, deadline: float) -> str:
         remaining = deadline - monotonic()
@@ -61,8 +277,10 @@ class GuardedExecute(Execute):
             self.execute_cell(cell, index, store_history=True)
         except DeadKernelError:
             return "died"
-        except CellTimeoutError:  # the interrupt did not stop it: treat the kernel as lost
-            cell.outputs.append(_error("CellTimeoutError", f"the cell ran past {limit} s and did not stop"))
+        except CellTimeoutError:
+            cell.outputs.append(_error(CELL_STUCK, f"the cell ran past its time limit of {limit} s and did not stop "
+                                                   f"when interrupted; its kernel was stopped and the notebook "
+                                                   f"continued in a fresh kernel"))
             return "stuck"
         return "ok"
 
@@ -70,40 +288,74 @@ class GuardedExecute(Execute):
         from nbclient import NotebookClient
 
         NotebookClient.__init__(self, nb, km)
+        self.shutdown_kernel = "immediate"  # a kernel may be stuck in a cell: never wait for it
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         deadline = monotonic() + self.notebook_timeout
         cells = self.nb.cells
+        order = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+        first: dict[int, tuple] = {}  # index -> (outputs, execution_count) of its first run: the verdict
         killers: set[int] = set()
+        hold: dict[int, str] = {i: str(cells[i].metadata["course_hold"]) for i in order
+                                if cells[i].get("metadata", {}).get("course_hold")}
+        protected = set(self.nb.metadata.get("course_protected", []))  # set by the grader
         while True:
-            died_at = None
+            stopped = None
+            names: set[str] = set()  # what the locked cells that ran so far have bound
             with self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
-                order = [i for i in range(len(cells)) if i not in killers and cells[i].cell_type == "code"]
-                # after a restart every cell but the killers runs again from the top (rebuilding state)
+                self._install_probe()
                 for index in order:
-                    status = self._run(cells[index], index, deadline)
+                    if index in killers:
+                        continue
+                    cell = cells[index]
+                    status = self._run(cell, index, deadline)
+                    if index in first:  # replayed to rebuild state: the first run's verdict stands
+                        cell.outputs, cell.execution_count = first[index]
+                    else:
+                        first[index] = (cell.outputs, cell.execution_count)
                     if status in ("died", "stuck"):
-                        died_at = index
+                        stopped = index
                         break
-            if died_at is None:
+                    if status == "skipped":
+                        continue
+                    student = _is_student(cell)
+                    if not student:
+                        names |= bound_names(cell.source) & protected
+                    changes = self._check(names, student)
+                    if changes and index not in hold:
+                        hold[index] = ("cell changed how later cells run: " if student else
+                                       "something changed how cells run during this cell: ") + ", ".join(changes[:4])
+            if stopped is None:
                 break
-            killers.add(died_at)
-            if status == "stuck":
-                self.log.warning("cell %s did not stop after its time limit; restarting the kernel", died_at)
-            else:
-                cells[died_at].outputs = [_error(KERNEL_DIED, "the kernel died while running this cell "
-                                                  "(a crash, os._exit or the memory limit); it was skipped and "
-                                                  "the notebook continued in a fresh kernel")]
-            self.log.warning("kernel died in cell %s of %s", died_at, self.nb.metadata.get("name", "notebook"))
+            killers.add(stopped)
+            if status == "died":
+                cells[stopped].outputs = [_error(KERNEL_DIED, "the kernel died while running this cell "
+                                                 "(a crash, os._exit or the memory limit); it was skipped and "
+                                                 "the notebook continued in a fresh kernel")]
+                first[stopped] = (cells[stopped].outputs, None)
+            self.log.warning("kernel lost in cell %s (%s)", stopped, status)
             if len(killers) > self.max_restarts:
-                for cell in cells[died_at + 1:]:
-                    if cell.cell_type == "code":
-                        cell.outputs = [_error(KERNEL_DIED, "not run: the kernel died too many times")]
+                for index in order:
+                    if index > stopped and index not in first:
+                        cells[index].outputs = [_error(KERNEL_DIED, "not run: the kernel died too many times")]
                 break
+        if hold and self.holds:
+            self._hold_tests(cells, order, hold)
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _hold_tests(self, cells, order: list[int], hold: dict[int, str]) -> None:
+        start = min(hold)
+        origin = cells[start].get("metadata", {}).get("nbgrader", {}).get("grade_id") or cells[start].get("id")
+        self.nb.metadata["course_hold"] = {"cell": origin, "reason": hold[start]}
+        for index in order:
+            meta = cells[index].get("metadata", {}).get("nbgrader", {})
+            if index > start and meta.get("grade") and not meta.get("solution"):
+                cells[index].outputs.append(_error(
+                    REVIEW_HOLD, f"not scored until an instructor reviews this submission: cell {origin} "
+                                 f"({hold[start]}) ran before this test"))
 
 
 class CapOutput(Preprocessor):
@@ -136,3 +388,10 @@ class CapOutput(Preprocessor):
             budget = 0
         cell.outputs = kept
         return cell, resources
+
+
+def held_reason(nb: NotebookNode) -> str:
+    """The review hold recorded in a graded notebook ('' when none)."""
+    hold = nb.get("metadata", {}).get("course_hold")
+    return json.dumps(hold) if hold and not isinstance(hold, dict) else (
+        f"tests after cell {hold['cell']} held for review ({hold['reason']})" if hold else "")

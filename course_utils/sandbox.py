@@ -2,14 +2,19 @@
 
 Used as a Jupyter kernel command (see ``write_kernelspec``):
 
-    python -m course_utils.sandbox --workdir DIR --memory-gb N -f {connection_file}
+    python -m course_utils.sandbox --workdir DIR --home DIR --memory-gb N -f {connection_file}
 
-With bubblewrap (Debian package ``bubblewrap``) the kernel sees a read-only system, this
-Python environment and course_utils, a private /tmp, and one writable folder: the
-submission's scratch folder. It has no network (its own network namespace; the kernel talks
-to the grader over Unix sockets in a runtime folder shared with it), cannot see solutions/,
-the gradebook or other students, and its address space is capped. Without bubblewrap the
-kernel still runs, with the memory cap, and the grade report says it was not sandboxed.
+The kernel always gets a minimal, explicit environment (``kernel_env``: no variable of the
+grader's shell reaches it), a HOME and a TMPDIR of its own, an address-space cap and no core
+dumps. With bubblewrap (Debian package ``bubblewrap``) it also sees a read-only system, this
+Python environment and course_utils, a private /tmp (its HOME lives there), an /etc reduced to
+what programs need to start (``ETC_ALLOWED``: no /etc/shadow, no sudoers, no keys; passwd and
+group list only root and nobody), and one writable working folder, a size-capped tmpfs holding the
+release's extra files (``WORKDIR_BYTES``; /tmp is capped too). It
+has no network (its own network namespace; the kernel talks to the grader over Unix sockets in
+a runtime folder shared with it) and cannot see solutions/, the gradebook, other students,
+/root or /home. Without bubblewrap the kernel still runs with the environment, HOME and memory
+cap, and the grade report says it was not sandboxed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,21 @@ import sys
 from pathlib import Path
 
 KERNEL_NAME = "course-sandbox"
+
+# What of the grader's environment reaches a kernel: these course settings, nothing else.
+PASSED_THROUGH = ("COURSE_CACHE", "COURSE_DEVICE")
+
+# The /etc entries a sandboxed kernel sees (read-only); everything else in /etc is absent.
+ETC_ALLOWED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "fonts", "localtime",
+               "timezone", "hosts", "host.conf", "nsswitch.conf", "gai.conf", "mime.types",
+               "ssl/certs", "ca-certificates", "os-release", "debian_version", "matplotlibrc")
+
+SANDBOX_HOME = "/tmp/home"
+TMP_BYTES = 512 * 2**20  # the sandbox's /tmp (HOME included)
+WORKDIR_BYTES = 1 * 2**30  # its working folder
+FILE_BYTES = 2 * 2**30  # the largest file a kernel may write (RLIMIT_FSIZE), sandboxed or not
+PASSWD = "root:x:0:0:root:/tmp/home:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
 def bwrap_path() -> str | None:
@@ -42,10 +62,33 @@ def isolation() -> str:
     return "bubblewrap sandbox" if bwrap_path() else "not sandboxed (install bubblewrap)"
 
 
+def kernel_env(home: str, tmp: str, source: dict | None = None) -> dict[str, str]:
+    """The whole environment of a grading kernel: fixed values plus ``PASSED_THROUGH`` from ``source``."""
+    source = os.environ if source is None else source
+    bindir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": os.pathsep.join([bindir, "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": home, "TMPDIR": tmp, "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
+        "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+        "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "COURSE_GRADING": "1",
+    }
+    env.update({name: source[name] for name in PASSED_THROUGH if source.get(name)})
+    return env
+
+
 def _system_mounts() -> list[str]:
     """bubblewrap arguments for the read-only system: merged-/usr links stay links."""
     args: list[str] = []
-    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt", "/sys"):
+    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/opt", "/sys"):
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    args += ["--tmpfs", "/etc"]
+    for name in ETC_ALLOWED:
+        path = os.path.join("/etc", name)
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.exists(path):
@@ -71,23 +114,32 @@ def _readable_roots() -> list[str]:
 
 def bwrap_command(bwrap: str, workdir: Path, runtime: Path, kernel_argv: list[str]) -> list[str]:
     """Return the bubblewrap command line that runs ``kernel_argv`` in the sandbox."""
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *_system_mounts()]
+    for name, text in (("passwd", PASSWD), ("group", GROUP)):
+        (runtime / name).write_text(text)
+    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+           "--proc", "/proc", "--dev", "/dev", *_system_mounts(),
+           "--ro-bind", str(runtime / "passwd"), "/etc/passwd", "--ro-bind", str(runtime / "group"), "/etc/group",
+           "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     for root in _readable_roots():
         cmd += ["--ro-bind", root, root]
-    cmd += ["--bind", str(runtime), str(runtime), "--bind", str(workdir), str(workdir),
-            "--chdir", str(workdir), "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp",
-            "--setenv", "COURSE_SANDBOXED", "1",
-            # the grader's PID means nothing in the new PID namespace: ipykernel would exit
-            "--unsetenv", "JPY_PARENT_PID", "--"]
-    return cmd + kernel_argv
+    # the working folder is a size-capped tmpfs holding the release's extra files: a submission that
+    # writes gigabytes fills its own folder, never the grader's disk, and nothing outlives the kernel
+    cmd += ["--bind", str(runtime), str(runtime), "--size", str(WORKDIR_BYTES), "--tmpfs", str(workdir)]
+    for here, _dirs, files in os.walk(workdir):
+        for name in sorted(files):
+            path = os.path.join(here, name)
+            cmd += ["--bind", path, path]
+    cmd += ["--chdir", str(workdir)]
+    for name, value in kernel_env(SANDBOX_HOME, "/tmp").items():
+        cmd += ["--setenv", name, value]
+    return cmd + ["--setenv", "COURSE_SANDBOXED", "1", "--"] + kernel_argv
 
 
-def write_kernelspec(jupyter_dir: Path, workdir: Path, memory_gb: float) -> str:
+def write_kernelspec(jupyter_dir: Path, workdir: Path, home: Path, memory_gb: float) -> str:
     """Write the sandbox kernelspec under ``jupyter_dir/kernels`` and return its name."""
     spec = jupyter_dir / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "course_utils.sandbox", "--workdir", str(workdir),
+    argv = [sys.executable, "-m", "course_utils.sandbox", "--workdir", str(workdir), "--home", str(home),
             "--memory-gb", str(memory_gb), "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps(
         # interrupts travel as messages: a signal to our process group cannot reach a kernel
@@ -98,24 +150,31 @@ def write_kernelspec(jupyter_dir: Path, workdir: Path, memory_gb: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Cap memory, then replace this process with the (sandboxed) kernel."""
+    """Cap memory, then replace this process with the (sandboxed) kernel, in a clean environment."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", required=True)
+    parser.add_argument("--home", required=True, help="HOME and TMPDIR when not sandboxed")
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("-f", dest="connection_file", required=True)
     args = parser.parse_args(argv)
     limit = int(args.memory_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
     workdir = Path(args.workdir).resolve()
     connection = Path(args.connection_file).resolve()
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
               "--HistoryManager.hist_file=:memory:"]
     bwrap = bwrap_path()
-    command = bwrap_command(bwrap, workdir, connection.parent, kernel) if bwrap else kernel
+    if bwrap:
+        command, env = bwrap_command(bwrap, workdir, connection.parent, kernel), {}
+    else:
+        home = Path(args.home).resolve()
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+        command, env = kernel, kernel_env(str(home), str(home / "tmp"))
+        env["JPY_PARENT_PID"] = str(os.getppid())  # ipykernel exits when the grader's process does
     os.chdir(workdir)
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
-    os.execv(command[0], command)
+    os.execve(command[0], command, env)
 
 
 if __name__ == "__main__":

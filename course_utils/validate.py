@@ -1,7 +1,16 @@
-"""``course validate``: run a notebook and report each graded test cell, pass or fail."""
+"""``course validate``: run a notebook and report each graded test cell, as nbgrader will grade it.
+
+It runs the notebook the way JupyterLab's *Validate* button does (nbgrader's ``Validator``
+pipeline: ``CheckCellMetadata``, ``ClearOutput``, ``Execute``, configured by the course's
+``nbgrader_config.py``) and scores every graded cell with nbgrader's own rule,
+``nbgrader.utils.determine_grade``, which ``course grade`` applies too: an error or anything
+written to stderr scores 0; a cell whose value is a number scores that number (partial credit);
+otherwise full points. So PASS here means full points when graded.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +25,11 @@ class CellResult:
     points: float
     passed: bool
     error: str = ""
+    score: float | None = None  # what nbgrader gives the cell (None: it did not run)
+
+    def __post_init__(self) -> None:
+        if self.score is None and self.passed:
+            self.score = self.points
 
 
 def graded_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -23,47 +37,127 @@ def graded_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [
         c for c in nb.cells
         if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")
+        and not c.get("metadata", {}).get("nbgrader", {}).get("solution")
     ]
 
 
-def _error_line(cell: nbformat.NotebookNode) -> str:
+def _why(cell: nbformat.NotebookNode, score: float, points: float) -> str:
+    """What made nbgrader give less than full points, in one line."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
-            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()[:300]
+            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip().rstrip(":")[:300]
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = output.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            first = next((line for line in text.splitlines() if line.strip()), "")
+            return f"wrote to stderr (nbgrader scores that 0): {first.strip()[:200]}"
+        if output.get("output_type") == "execute_result":
+            return f"the cell's value is {score:g}, which nbgrader takes as partial credit ({score:g}/{points:g})"
     return ""
 
 
-def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 600, kernel_name: str = "python3") -> nbformat.NotebookNode:
-    """Execute every cell, continuing past errors, in ``cwd``; return the executed notebook."""
-    from nbclient import NotebookClient
+def score_cell(cell: nbformat.NotebookNode) -> CellResult:
+    """Score one executed graded cell with nbgrader's rule."""
+    from nbgrader.utils import determine_grade
 
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    client.execute()
-    return nb
+    meta = cell.metadata["nbgrader"]
+    points = float(meta.get("points", 0))
+    if cell.get("execution_count") is None and not cell.get("outputs"):
+        return CellResult(meta.get("grade_id", "?"), points, False, "cell did not run", 0.0)
+    try:
+        score, _ = determine_grade(cell, logging.getLogger("course.validate"))
+    except Exception as error:  # a malformed value: nbgrader would fail on it too
+        return CellResult(meta.get("grade_id", "?"), points, False, f"cannot be scored: {error}", 0.0)
+    score = float(score or 0)
+    return CellResult(meta.get("grade_id", "?"), points, score >= points, "" if score >= points else
+                      _why(cell, score, points), score)
 
 
 def results(nb: nbformat.NotebookNode) -> list[CellResult]:
-    """Return pass/fail and points for every graded cell of an executed notebook."""
-    out = []
-    for cell in graded_cells(nb):
-        meta = cell.metadata["nbgrader"]
-        error = _error_line(cell)
-        ran = cell.get("execution_count") is not None
-        out.append(CellResult(
-            grade_id=meta.get("grade_id", "?"), points=float(meta.get("points", 0)),
-            passed=ran and not error, error=error if ran else "cell did not run",
-        ))
-    return out
+    """Return nbgrader's score for every graded cell of an executed notebook."""
+    return [score_cell(cell) for cell in graded_cells(nb)]
 
 
-def validate(path: Path, timeout: int = 600) -> list[CellResult]:
-    """Run the notebook at ``path`` (not modified on disk) and return its graded results."""
+def _course_config(root: Path | None, timeout: int | None):
+    from traitlets.config import Config
+
+    config = Config()
+    if root is not None and (root / "nbgrader_config.py").is_file():
+        from course_utils.grading import course_config
+
+        config = course_config(root)
+    if timeout is not None:
+        config.Execute.timeout = int(timeout)
+    return config
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int | None = None, root: Path | None = None,
+            kernel_name: str | None = None) -> nbformat.NotebookNode:
+    """Run every cell as nbgrader's Validator does (continuing past errors) in ``cwd``."""
+    from nbgrader import utils
+    from nbgrader.validator import Validator
+
+    config = _course_config(root, timeout)
+    if kernel_name:
+        config.Execute.kernel_name = kernel_name
+    validator = Validator(config=config)
+    with utils.chdir(str(cwd)):
+        return validator._preprocess(nb)
+
+
+def assignment_of(nb: nbformat.NotebookNode, root: Path) -> str | None:
+    """The assignment whose release shares the most graded and answer cells with ``nb``."""
+    from course_utils.build import list_assignments
+
+    def keys(notebook) -> set[str]:
+        return {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in notebook.cells
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+
+    mine = keys(nb)
+    best, overlap = None, 0
+    for assignment in list_assignments(root):
+        release = root / "notebooks" / assignment / f"{assignment}.ipynb"
+        if release.is_file():
+            shared = len(mine & keys(nbformat.read(release, as_version=4)))
+            if shared > overlap:
+                best, overlap = assignment, shared
+    return best
+
+
+def check_assignment(path: Path, nb: nbformat.NotebookNode, root: Path | None) -> None:
+    """Raise ValueError when the notebook is another assignment's than its file or folder says."""
+    if root is None:
+        return
+    from course_utils.build import list_assignments
+
+    known = list_assignments(root)
+    expected = next((name for name in (path.stem, path.parent.name) if name in known), None)
+    if expected is None:
+        return
+    actual = assignment_of(nb, root)
+    if actual != expected:
+        found = f"it holds the {actual} notebook" if actual else "none of its graded cells belong to the course"
+        raise ValueError(f"{path} is named for {expected}, but {found}; open notebooks/{expected}/{expected}.ipynb")
+
+
+def _root_for(path: Path) -> Path | None:
+    from course_utils.build import repo_root
+
+    for start in (path.parent, Path.cwd()):
+        try:
+            return repo_root(start)
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def validate(path: Path, timeout: int | None = None, root: Path | None = None) -> list[CellResult]:
+    """Run the notebook at ``path`` (not modified on disk) and return nbgrader's score of each test."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    return results(execute(nb, cwd=path.parent.resolve(), timeout=timeout))
+    root = root or _root_for(path.resolve())
+    check_assignment(path, nb, root)
+    return results(execute(nb, cwd=path.parent.resolve(), timeout=timeout, root=root))
 
 
 def report(items: list[CellResult]) -> str:
@@ -73,10 +167,10 @@ def report(items: list[CellResult]) -> str:
     width = max(len(r.grade_id) for r in items)
     lines = []
     for r in items:
-        mark = "PASS" if r.passed else "FAIL"
-        line = f"{mark}  {r.grade_id:<{width}}  {r.points if r.passed else 0:g}/{r.points:g}"
+        mark = "PASS" if r.passed else ("PART" if r.score else "FAIL")
+        line = f"{mark}  {r.grade_id:<{width}}  {r.score or 0:g}/{r.points:g}"
         lines.append(line + (f"   {r.error}" if not r.passed else ""))
-    earned = sum(r.points for r in items if r.passed)
+    earned = sum(r.score or 0 for r in items)
     total = sum(r.points for r in items)
     lines.append(f"score {earned:g}/{total:g} ({sum(r.passed for r in items)} of {len(items)} tests pass)")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,9 @@ from course_utils.sandbox import bwrap_path
 ROOT = Path(__file__).resolve().parents[1]
 FIX = "99_fixture"
 SANDBOXED = bwrap_path() is not None
+IN_CI = bool(os.environ.get("CI"))
+SETTINGS = Settings(cell_timeout=8, interrupt_grace=4)
+MARKER, MARKER_VALUE = "COURSE_TEST_GRADER_SECRET", "grader-only-7d1e0c"
 
 ANSWERS = {
     "add": "def add(a, b):\n    return a + b",
@@ -98,7 +102,7 @@ def run(tmp_path_factory):
     out = base / "graded"
     server = Server()
     solutions = course / "solutions" / FIX / f"{FIX}.ipynb"
-    gradebook = out / ".work" / "students" / "attacker" / "gradebook.db"
+    gradebook = out / ".work" / "template" / "gradebook.db"
     sentinel = base / "instructor-notes.txt"
     sentinel.write_text("instructor only")
     # unsandboxed, the attack would succeed: aim it at a decoy so the rest of the module still runs
@@ -135,7 +139,26 @@ for label, action in [
             cell["source"] = "assert True"
     edited["cells"] = [c for c in edited["cells"] if c["id"] != "test_norm"]
     other = ROOT / "notebooks" / "03_attention" / "03_attention.ipynb"
+    snoop = """import os, json
+seen = {"env": dict(os.environ), "home": os.path.expanduser("~"), "home_files": os.listdir(os.path.expanduser("~"))}
+for name, probe in [("shadow", lambda: open("/etc/shadow").read()[:20]), ("root", lambda: os.listdir("/root")),
+                    ("home_dir", lambda: os.listdir("/home")), ("etc", lambda: sorted(os.listdir("/etc")))]:
+    try:
+        seen[name] = probe()
+    except Exception as error:
+        seen[name] = "BLOCKED " + type(error).__name__
+print("SNOOP" + json.dumps(seen) + "SNOOP")
+"""
+    filler = """import os, tempfile
+for folder in (".", tempfile.gettempdir(), os.path.expanduser("~")):
+    with open(os.path.join(folder, "filler.bin"), "wb") as handle:
+        handle.write(b"x" * 20_000_000)
+print("FILLED")
+"""
 
+    wrong_answers = {name: f"def {name}(*args):\n    return -1" for name in ANSWERS}
+    transformer = ("get_ipython().input_transformers_cleanup.append(\n"
+                   "    lambda lines: [line.replace('assert', 'pass  #') for line in lines])\n")
     notebooks = {
         "perfect": answered(course),
         "untouched": release(course),
@@ -155,6 +178,27 @@ for label, action in [
         "format5": json.dumps({**answered(course), "nbformat": 5}),
         "wrong_assignment": other.read_text(),
         "empty": "",
+        # ways around the tests: every answer is wrong, and the trick would make the tests pass
+        "transformer": answered(course, {**wrong_answers, "add": transformer + wrong_answers["add"]}),
+        "custom_exc": answered(course, {**wrong_answers, "add": "get_ipython().set_custom_exc((BaseException,), "
+                                        "lambda *a, **k: None)\n" + wrong_answers["add"]}),
+        "rebind": answered(course, {**ANSWERS, "norm": "def norm(x):\n    return 0.0\n"
+                                    "class _Yes:\n    def allclose(self, *a, **k):\n        return True\n"
+                                    "    def tensor(self, *a, **k):\n        return 0\n"
+                                    "torch = _Yes()"}),
+        "settrace": answered(course, {**wrong_answers, "add": "import sys\nsys.settrace(lambda *a: None)\n"
+                                      + wrong_answers["add"]}),
+        "builtin": answered(course, {**ANSWERS, "mean": "def mean(values):\n    return sum(values) / len(values)\n"
+                                     "abs = lambda x: 0"}),
+        "snoop": answered(course, extra=[snoop]),
+        "filler": answered(course, extra=[filler]),
+        "resist": answered(course, with_answer("norm", "def norm(x):\n    import signal\n"
+                                                        "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                                        "    while True:\n        pass")),
+        "int_source": json.dumps({**answered(course), "cells": [{**c, "source": 7} if c["id"] == "add" else c
+                                                                  for c in answered(course)["cells"]]}),
+        # any folder name is a student
+        "-rf": answered(course), "[a]*": answered(course), "sp ace ünï": answered(course), "x" * 200: answered(course),
     }
     for student, nb in notebooks.items():
         folder = subs / student / FIX
@@ -162,10 +206,19 @@ for label, action in [
         (folder / f"{FIX}.ipynb").write_text(nb if isinstance(nb, str) else json.dumps(nb))
     (subs / "missing" / FIX).mkdir(parents=True)
     (subs / "no_folder").mkdir()
+    (subs / "link_file" / FIX).mkdir(parents=True)
+    (subs / "link_file" / FIX / f"{FIX}.ipynb").symlink_to(os.path.relpath(solutions, subs / "link_file" / FIX))
+    (subs / "link_folder").mkdir()
+    (subs / "link_folder" / FIX).symlink_to(subs / "perfect" / FIX)
+    (subs / "link_student").symlink_to(subs / "perfect")
     originals = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in subs.rglob("*.ipynb")}
     instructor = hashlib.sha256(solutions.read_bytes()).hexdigest()
     start = time.perf_counter()
-    rows = grade(course, subs, FIX, out=out, jobs=2, settings=Settings(cell_timeout=8))
+    os.environ[MARKER] = MARKER_VALUE  # in the grader's environment only: must never reach a kernel
+    try:
+        rows = grade(course, subs, FIX, out=out, jobs=2, settings=SETTINGS, trusted={"resist"})
+    finally:
+        os.environ.pop(MARKER, None)
     seconds = time.perf_counter() - start
     with (out / "grades.csv").open() as handle:
         table = {r["student"]: r for r in csv.DictReader(handle)}
@@ -181,14 +234,19 @@ def score(run, student):
 
 
 def graded_text(run, student) -> str:
-    path = run["out"] / ".work" / "students" / student / "autograded" / student / FIX / f"{FIX}.ipynb"
-    return path.read_text()
+    return (run["out"] / "graded" / student / FIX / f"{FIX}.ipynb").read_text()
+
+
+def feedback_html(run, student) -> str:
+    return (run["out"] / "feedback" / student / FIX / f"{FIX}.html").read_text()
 
 
 def test_every_student_has_a_row(run):
     expected = {"perfect", "untouched", "wrong", "infinite", "crash", "segfault", "syntax", "edited_tests",
                 "v3", "duplicated", "flipped", "huge_output", "monkeypatch", "attacker", "invalid_json",
-                "format5", "wrong_assignment", "empty", "missing", "no_folder"}
+                "format5", "wrong_assignment", "empty", "missing", "no_folder", "transformer", "custom_exc",
+                "rebind", "settrace", "builtin", "snoop", "filler", "resist", "int_source", "-rf", "[a]*",
+                "sp ace ünï", "x" * 200, "link_file", "link_folder", "link_student"}
     assert set(run["table"]) == expected
     assert all(r["reason"] for r in run["table"].values()), "every row has a reason"
     assert all(float(r["max_score"]) == 6 for r in run["table"].values())
@@ -275,6 +333,7 @@ def test_sandbox_blocks_reading_writing_and_network(run):
         html = (run["out"] / "feedback" / "attacker" / FIX / f"{FIX}.html").read_text()
         assert "hidden_norm_check" not in html
     else:
+        assert not IN_CI, "CI installs bubblewrap (tools/system-deps.sh): the sandbox must be tested there"
         assert row["sandboxed"] == "no" and "not sandboxed" in row["reason"]
 
 
@@ -292,14 +351,88 @@ def test_originals_untouched(run):
 
 def test_notebook_limit_defaults_to_a_multiple_of_the_solution(run):
     stored = json.loads((run["out"] / ".work" / "solution.json").read_text())
-    config = (run["out"] / ".work" / "students" / "perfect" / "nbgrader_config.py").read_text()
-    expected = max(120, int(-(-3 * stored["seconds"] // 1)) + 60)
-    assert f"notebook_timeout = {expected}" in config
+    used = json.loads((run["out"] / ".work" / "settings.json").read_text())
+    assert stored["seconds"] > 0 and used["cell_timeout"] == 8
+    # the effect: the limit covers three runs of the solution, and the slowest honest submission fits in it
+    assert used["notebook_timeout"] >= 3 * stored["seconds"] and used["notebook_timeout"] >= 120
+    assert float(run["table"]["perfect"]["seconds"]) < used["notebook_timeout"]
+
+
+@pytest.mark.parametrize("student", ["transformer", "custom_exc", "rebind", "settrace", "builtin"])
+def test_changing_how_cells_run_earns_nothing_until_reviewed(run, student):
+    """Each trick would make wrong answers pass; the tests after it are held, and the row says so."""
+    row = run["table"][student]
+    assert row["status"] == "review" and "changes how cells run" in row["flags"], row
+    assert "held for review" in row["reason"], row
+    earned = {"transformer": 0, "custom_exc": 0, "settrace": 0, "rebind": 2, "builtin": 5}[student]
+    assert score(run, student)[0] == earned, row
+    assert "ReviewHold" in graded_text(run, student)
+
+
+def test_review_holds_keep_the_points_of_earlier_tests(run):
+    assert run["table"]["rebind"]["failed_tests"] == "test_mean test_norm", "test_add ran before the change"
+
+
+@pytest.mark.parametrize("student", ["-rf", "[a]*", "sp ace ünï", "x" * 200])
+def test_any_folder_name_gets_its_own_row(run, student):
+    assert score(run, student) == (6, 6) and run["table"][student]["status"] == "graded", run["table"][student]
+    assert (run["out"] / "feedback" / student / FIX / f"{FIX}.html").is_file()
+
+
+@pytest.mark.parametrize("student", ["link_file", "link_folder", "link_student"])
+def test_symlinks_are_never_followed(run, student):
+    row = run["table"][student]
+    assert row["status"] == "invalid" and score(run, student)[0] == 0 and "symlink" in row["reason"], row
+    assert not (run["out"] / "feedback" / student).exists(), "nothing of the solution reaches feedback"
+
+
+def test_malformed_cell_is_invalid_not_error(run):
+    row = run["table"]["int_source"]
+    assert row["status"] == "invalid" and "source is int" in row["reason"], row
+
+
+def test_a_cell_that_resists_interrupts_costs_only_itself(run):
+    row = run["table"]["resist"]  # trusted: its `import signal` is not held, so this checks the guard alone
+    assert score(run, "resist")[0] == 3, row  # add (2) before, mean (1) after, in a fresh kernel
+    assert row["failed_tests"] == "test_norm" and "did not stop when interrupted" in row["reason"], row
+    assert "holds lifted by the instructor" in row["reason"]
+
+
+def test_nothing_of_the_grader_leaks_into_the_kernel(run):
+    text = graded_text(run, "snoop")
+    seen = json.loads(text.split("SNOOP")[1].encode().decode("unicode_escape"))
+    env = seen["env"]
+    assert MARKER not in env and MARKER_VALUE not in text, "a variable of the grader's shell reached the kernel"
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "MPLCONFIGDIR", "LANG", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+                        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "TOKENIZERS_PARALLELISM", "HF_HUB_OFFLINE",
+                        "TRANSFORMERS_OFFLINE", "COURSE_GRADING", "COURSE_SANDBOXED", "COURSE_CACHE", "COURSE_DEVICE",
+                        "PWD", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "GIT_PAGER", "PAGER", "TERM",
+                        "PYDEVD_USE_FRAME_EVAL", "JPY_PARENT_PID", "JPY_SESSION_NAME"}, sorted(env)
+    assert seen["home"] != os.path.expanduser("~"), "the kernel has a HOME of its own"
+    assert set(seen["home_files"]) <= {".ipython", ".matplotlib", ".cache", "tmp"}, seen["home_files"]
+    for html in (run["out"] / "feedback").rglob("*.html"):
+        assert MARKER_VALUE not in html.read_text()
+    if SANDBOXED:
+        assert seen["shadow"].startswith("BLOCKED"), "the host's /etc/shadow is readable"
+        assert "shadow" not in seen["etc"] and "sudoers" not in seen["etc"], seen["etc"]
+        assert seen["home_dir"].startswith("BLOCKED"), "/home is visible"
+        python_dirs = {Path(p).parts[2] for p in (sys.prefix, sys.base_prefix) if Path(p).parts[1:2] == ("root",)}
+        assert seen["root"].startswith("BLOCKED") or set(seen["root"]) <= python_dirs, seen["root"]
+    elif IN_CI:
+        pytest.fail("CI installs bubblewrap (tools/system-deps.sh): the sandbox must be tested there")
+
+
+def test_scratch_files_are_removed_once_graded(run):
+    assert "FILLED" in graded_text(run, "filler")
+    left = [p for p in (run["out"] / ".work").rglob("*") if p.is_file() and "students" in p.parts]
+    assert not left, f"scratch files left behind: {left[:3]}"
+    big = [p for p in run["out"].rglob("*") if p.is_file() and p.stat().st_size > 5_000_000]
+    assert not big, f"the filler's files were kept: {big}"
 
 
 def test_regrading_gives_the_same_result(run):
     before = (run["out"] / "grades.csv").read_text()
-    rows = grade(run["course"], run["subs"], FIX, out=run["out"], jobs=2, settings=Settings(cell_timeout=8))
+    rows = grade(run["course"], run["subs"], FIX, out=run["out"], jobs=2, settings=SETTINGS, trusted={"resist"})
     assert (run["out"] / "grades.csv").read_text() == before
     assert len(rows) == len(run["rows"])
 
@@ -348,3 +481,59 @@ def test_without_bubblewrap_grading_still_works_and_says_so(tmp_path, monkeypatc
                  settings=Settings(cell_timeout=30, notebook_timeout=120))
     assert len(rows) == 1 and rows[0].score == 6 and not rows[0].sandboxed
     assert "not sandboxed" in rows[0].reason
+
+
+DETERMINISM_SET = ["perfect", "wrong", "infinite", "crash", "transformer", "invalid_json", "link_file", "-rf"]
+
+
+def _rows(table: dict, students) -> dict:
+    return {s: {k: v for k, v in table[s].items() if k != "seconds"} for s in students}
+
+
+def test_the_same_grade_with_one_or_two_workers(run, tmp_path):
+    """The same mixed set graded with --jobs 2 (the module's run), --jobs 1 and --jobs 2 again."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for student in DETERMINISM_SET:
+        shutil.copytree(run["subs"] / student, subs / student, symlinks=True)
+    link = subs / "link_file" / FIX / f"{FIX}.ipynb"
+    link.unlink()
+    link.symlink_to(run["solutions"])
+    expected = _rows(run["table"], DETERMINISM_SET)
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        grade(run["course"], subs, FIX, out=out, jobs=jobs, settings=SETTINGS, force=True)
+        with (out / "grades.csv").open() as handle:
+            table = {r["student"]: r for r in csv.DictReader(handle)}
+        assert _rows(table, DETERMINISM_SET) == expected, f"--jobs {jobs} graded differently"
+    # an `error` row (the grader failed, not the student) is never served from the cache
+    out = tmp_path / "jobs2"
+    stored = next((out / ".work" / "results").glob("*.json"))
+    entry = json.loads(stored.read_text())
+    entry["row"].update(status="error", score=0.0, reason="autograde failed: injected")
+    stored.write_text(json.dumps(entry))
+    rows = {r.student: r for r in grade(run["course"], subs, FIX, out=out, jobs=2, settings=SETTINGS)}
+    assert rows[entry["student"]].status != "error" and "injected" not in rows[entry["student"]].reason
+
+
+@pytest.mark.parametrize("layout, found", [
+    ({}, "the folder is empty"),
+    ({"alice.ipynb": "{}"}, "notebook(s) directly in it (alice.ipynb)"),
+    ({"alice/99_fixture.ipynb": "{}"}, "notebooks without an assignment folder (alice/99_fixture.ipynb)"),
+    ({"alice/other/x.ipynb": "{}"}, "assignment folders named other, none named 99_fixture"),
+])
+def test_a_wrong_layout_fails_at_once_naming_it(tmp_path, capsys, monkeypatch, layout, found):
+    from course_utils.cli import main
+
+    course = make_course(tmp_path / "course")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, text in layout.items():
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        (subs / name).write_text(text)
+    monkeypatch.chdir(course)
+    out = tmp_path / "out"
+    assert main(["grade", str(subs), "--assignment", FIX, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "SUBMISSIONS/<student>/<assignment>/<notebook>.ipynb" in err and found in err, err
+    assert not (out / ".work" / "template").exists(), "nothing was generated or graded"

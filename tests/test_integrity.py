@@ -120,11 +120,103 @@ def test_cap_output_limits_characters():
 
 
 def test_kernelspec_and_bwrap_command(tmp_path):
-    name = write_kernelspec(tmp_path / "jupyter", tmp_path / "run", 2.0)
+    name = write_kernelspec(tmp_path / "jupyter", tmp_path / "run", tmp_path / "home", 2.0)
     spec = json.loads((tmp_path / "jupyter" / "kernels" / name / "kernel.json").read_text())
     assert "{connection_file}" in spec["argv"] and spec["interrupt_mode"] == "message"
+    (tmp_path / "rt").mkdir()
     command = bwrap_command("bwrap", tmp_path / "run", tmp_path / "rt", ["python"])
     joined = " ".join(command)
-    assert "--unshare-all" in command and f"--bind {tmp_path / 'run'} {tmp_path / 'run'}" in joined
+    assert "--unshare-all" in command and "--clearenv" in command
+    assert f"--tmpfs {tmp_path / 'run'}" in joined, "the working folder is a private, size-capped tmpfs"
+    assert "--ro-bind /etc /etc" not in joined and "/etc/shadow" not in joined, "only an allow-list of /etc"
     assert "solutions" not in joined and command[-1] == "python"
-    assert isolation() in ("bubblewrap sandbox", "not sandboxed (install bubblewrap)")
+    from course_utils.sandbox import kernel_env
+
+    env = kernel_env("/h", "/t", {"COURSE_CACHE": "/c", "SECRET": "x", "PATH": "/grader/bin"})
+    assert env["HOME"] == "/h" and env["COURSE_CACHE"] == "/c" and "SECRET" not in env
+    assert "/grader/bin" not in env["PATH"], "the kernel's PATH is the course's, not the grader's"
+
+
+@pytest.mark.parametrize("code, flag", [
+    ("get_ipython().input_transformers_cleanup.append(f)", "changes how cells run: uses get_ipython"),
+    ("ip.ast_transformers.append(t)", "changes how cells run: uses .ast_transformers"),
+    ("shell.set_custom_exc((Exception,), h)", "changes how cells run: uses .set_custom_exc"),
+    ("import sys\nsys.settrace(None)", "changes how cells run: uses .settrace"),
+    ("s = __import__('sys')", "changes how cells run: uses __import__"),
+    ("exec('x = 1')", "changes how cells run: uses exec"),
+    ("f = getattr(torch, name)", "changes how cells run: getattr with a computed name"),
+    ("x = e.__traceback__.tb_frame.f_globals", "changes how cells run: uses .__traceback__"),
+    ("g = f.__globals__", "changes how cells run: uses .__globals__"),
+    ("class A:\n    def __eq__(self, other):\n        return True", "changes how cells run: defines __eq__"),
+    ("class T(torch.Tensor):\n    __torch_function__ = None", "changes how cells run: defines __torch_function__"),
+    ("X = type('X', (), {'__bool__': lambda s: True})", "changes how cells run: names __bool__"),
+    ("import threading", "changes how cells run: imports threading"),
+    ("import signal", "changes how cells run: imports signal"),
+    ("from IPython import get_ipython", "changes how cells run: imports IPython"),
+    ("import pickle", "changes how cells run: imports pickle"),
+    ("np.load('x.npy', allow_pickle=True)", "changes how cells run: loads pickled code"),
+    ("torch._C._set_grad_enabled(True)", "changes how cells run: uses the private torch._C"),
+    ("def f():\n    global len\n    len = None", "changes how cells run: rebinds the built-in len"),
+])
+def test_scan_holds_code_that_changes_how_cells_run(code, flag):
+    flags = scan(code)
+    assert any(flag in f for f in flags), flags
+    from course_utils.integrity import is_hold
+
+    assert all(is_hold(f) for f in flags if f.startswith(("changes", "monkeypatch"))), flags
+
+
+def test_scan_rebinding_what_locked_cells_define_and_tests_use():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in (
+        "import torch\nfrom course_utils.checks import assert_close\nscratch = 1",
+        "assert_close = lambda *a, **k: None\nscratch = 2\nfor torch in [None]: pass\nlen = 3",
+        '"""test"""\nassert_close(torch.ones(1), torch.ones(1))\nassert len([1]) == 1')])
+    nb.cells[0].metadata["nbgrader"] = {"locked": True}
+    nb.cells[1].id = "mine"
+    nb.cells[2].metadata["nbgrader"] = {"grade": True, "locked": True, "points": 1}
+    flags = scan_notebook(nb, ["mine"])
+    assert any("rebinds assert_close" in f for f in flags) and any("rebinds torch" in f for f in flags), flags
+    assert any("rebinds the built-in len" in f for f in flags), flags
+    assert not any("scratch" in f for f in flags), "a name no locked cell reads again is the student's to reuse"
+
+
+@pytest.mark.parametrize("code", [
+    "class Data:\n    def __init__(self):\n        super().__init__()\n    def __len__(self):\n        return 3\n"
+    "    def __getitem__(self, i):\n        return i",
+    "def step(model):\n    for p in model.parameters():\n        p.grad = None",
+    "value = getattr(config, 'd_model')", "setattr(self, 'layer0', nn.Linear(2, 2))",
+    "import math\ninput_ids = [1, 2]\nprint(type(input_ids).__name__)", "torch.save(model.state_dict(), 'm.pt')",
+])
+def test_scan_leaves_exercise_code_alone(code):
+    assert scan(code, protected=set()) == [], scan(code, protected=set())
+
+
+@pytest.mark.parametrize("cells, reason", [
+    ([{"cell_type": "code", "source": 7, "metadata": {}, "outputs": []}], "source is int"),
+    ([{"cell_type": "code", "source": "x", "metadata": [], "outputs": []}], "metadata is not an object"),
+    ([{"cell_type": "code", "source": "x", "metadata": {"nbgrader": 3}, "outputs": []}], "nbgrader metadata"),
+    ([{"cell_type": "weird", "source": "x", "metadata": {}}], "cell_type 'weird'"),
+    ([1, 2], "cell 1 is not an object"),
+    ({"a": 1}, "'cells' is not a list"),
+])
+def test_malformed_notebooks_get_a_one_line_reason(tmp_path, cells, reason):
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}))
+    with pytest.raises(BadSubmission, match=reason):
+        load_submission(path)
+
+
+def test_symlinks_are_found_not_followed(tmp_path):
+    from course_utils.integrity import symlinks_in
+
+    (tmp_path / "alice" / "hw").mkdir(parents=True)
+    (tmp_path / "alice" / "hw" / "nb.ipynb").write_text("{}")
+    assert symlinks_in(tmp_path / "alice") == []
+    (tmp_path / "alice" / "hw" / "data").symlink_to("/etc")
+    assert symlinks_in(tmp_path / "alice") == ["alice/hw/data"]
+    (tmp_path / "bob").symlink_to(tmp_path / "alice")
+    assert symlinks_in(tmp_path / "bob") == ["bob"]
+    (tmp_path / "alice" / "hw" / "data").unlink()
+    (tmp_path / "alice" / "hw" / "nb2.ipynb").symlink_to(tmp_path / "alice" / "hw" / "nb.ipynb")
+    with pytest.raises(BadSubmission, match="symlink"):
+        load_submission(tmp_path / "alice" / "hw" / "nb2.ipynb")
