@@ -2,8 +2,59 @@
 
 from __future__ import annotations
 
+import re
+
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, Integer
+
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n?(.*?)### END HIDDEN TESTS", re.S)
+
+
+def hidden_lines(nb, min_chars: int = 12) -> set[str]:
+    """The hidden tests' lines (stripped, long enough to be recognisable) in a notebook's graded cells."""
+    lines: set[str] = set()
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            for block in HIDDEN.findall(cell.get("source", "")):
+                lines.update(line.strip() for line in block.splitlines() if len(line.strip()) >= min_chars)
+    return lines
+
+
+class ScrubHiddenTestText(Preprocessor):
+    """Remove hidden-test code from every output of every cell, however it got there.
+
+    Student code can print what the kernel ran (IPython's ``In``, ``linecache``, a traceback it
+    formats itself): any output line holding a line of a hidden test is replaced. Runs before
+    nbgrader's ClearHiddenTests, while the hidden tests are still in the sources.
+    """
+
+    enabled = Bool(True).tag(config=True)
+    min_chars = Integer(12, help="shorter hidden lines are too common to recognise").tag(config=True)
+
+    def preprocess(self, nb, resources):  # noqa: D102 - nbconvert API
+        secret = hidden_lines(nb, self.min_chars)
+        if not secret:
+            return nb, resources
+
+        def clean(text: str) -> str:
+            if not any(line in text for line in secret):
+                return text
+            return "".join("[a line of a hidden test was removed]\n" if any(s in line for s in secret) else line
+                           for line in text.splitlines(keepends=True))
+
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if "text" in output:
+                    text = output["text"] if isinstance(output["text"], str) else "".join(output["text"])
+                    output["text"] = clean(text)
+                for key, value in list(output.get("data", {}).items()):
+                    if isinstance(value, str) and key.startswith("text/"):
+                        output["data"][key] = clean(value)
+                if "traceback" in output:
+                    output["traceback"] = [clean(line) for line in output["traceback"]]
+                if "evalue" in output:
+                    output["evalue"] = clean(output["evalue"])
+        return nb, resources
 
 
 class HideTestTracebacks(Preprocessor):

@@ -58,6 +58,7 @@ def _install():
     ip = get_ipython()
     shell_type = type(ip)
     transient = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "dreload"}
+    shadowable = {k for k in vars(builtins) if not k.startswith("_")} - transient
     methods = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "showtraceback", "_showtraceback",
                "showsyntaxerror", "showindentationerror", "transform_cell", "transform_ast", "should_run_async",
                "user_expressions", "ex", "ev", "safe_execfile", "run_line_magic", "run_cell_magic")
@@ -69,6 +70,10 @@ def _install():
         return {k: id(v) for k, v in list(namespace.items())
                 if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type))
                 or callable(v) and not isinstance(v, (int, float, str, bytes))}
+
+    def overridden(obj):
+        own = vars(obj) if hasattr(obj, "__dict__") else {}
+        return tuple(sorted((k, id(v)) for k, v in own.items() if callable(getattr(type(obj), k, None))))
 
     def hooks():
         manager = ip.input_transformer_manager
@@ -87,8 +92,20 @@ def _install():
             "custom exception handler": (ids(ip.custom_exceptions), id(ip.CustomTB)),
             "event callbacks": tuple((name, ids(cbs)) for name, cbs in sorted(ip.events.callbacks.items())),
             "shell methods": tuple((m, id(getattr(shell_type, m, None)), m in vars(ip)) for m in methods),
-            "shell.displayhook": (id(ip.displayhook), id(ip.display_pub), id(ip.compile)),
+            "shell.displayhook": (id(ip.displayhook), id(ip.display_pub), id(ip.compile), id(ip.InteractiveTB),
+                                  id(ip.SyntaxTB), id(ip.builtin_trap), id(ip.display_trap)),
+            "shell internals": tuple((id(obj), overridden(obj),
+                                      tuple((k, id(v)) for k, v in sorted(vars(type(obj)).items()) if callable(v)))
+                                     for obj in (ip.compile, manager, ip.displayhook, ip.display_pub,
+                                                 ip.InteractiveTB, ip.builtin_trap, ip.display_trap)),
+            "user_ns.__builtins__": id(ip.user_ns.get("__builtins__")),
         }
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            stack = getattr(torch._C, "_len_torch_function_stack", None)
+            dispatch = getattr(torch._C, "_len_torch_dispatch_stack", None)
+            found["torch function modes"] = (stack() if stack else None, dispatch() if dispatch else None,
+                                             str(torch.get_default_dtype()))
         if kernel is not None:
             found["kernel handlers"] = (id(type(kernel).do_execute), "do_execute" in vars(kernel),
                                         tuple(sorted((k, id(v)) for k, v in kernel.shell_handlers.items())),
@@ -100,6 +117,7 @@ def _install():
         ns = ip.user_ns
         missing = object()
         found["names"] = {n: id(ns.get(n, missing)) if n in ns else None for n in names}
+        found["built-ins shadowed in user_ns"] = tuple(sorted(k for k in ns if k in shadowable))
         watched = [m for m in ("torch", "torch.nn", "torch.nn.functional", "torch.testing", "math", "numpy")
                    if m in sys.modules]
         watched += [m for m in list(sys.modules) if m == "course_utils" or m.startswith("course_utils.")]
@@ -125,17 +143,16 @@ def _install():
             return [f"{label}: {k}" for k in sorted(changed)[:5]]
         return [label]
 
-    def check(names, compare=True, hooks_only=False):
+    def check(names, compare=True, locked=False):
         now_hooks, now_data = hooks(), data(names)
         changes = []
         if compare and state:
             for key, value in now_hooks.items():
                 if value is not None and state["hooks"].get(key) != value:
                     changes.append(key)
-            if not hooks_only:
-                for key, value in now_data.items():
-                    if key in state["data"]:
-                        changes += diff(state["data"][key], value, key)
+            for key, value in now_data.items():
+                if key in state["data"] and not (locked and key in ("names", "built-ins shadowed in user_ns")):
+                    changes += diff(state["data"][key], value, key)
         state["hooks"], state["data"] = now_hooks, now_data
         return changes
 
@@ -176,6 +193,18 @@ def bound_names(source: str) -> set[str]:
         else:
             names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
     return names
+
+
+def errors_first(outputs: list) -> list:
+    """A graded cell's outputs with errors and stderr first, so that no earlier value can outvote them.
+
+    nbgrader's ``determine_grade`` stops at the first error, stderr stream or ``execute_result``; a
+    student function that calls ``sys.displayhook`` inside a test would otherwise win full points
+    before the test's own error.
+    """
+    bad = [o for o in outputs if o.get("output_type") == "error"
+           or o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    return bad + [o for o in outputs if o not in bad] if bad else outputs
 
 
 def _is_student(cell: NotebookNode) -> bool:
@@ -299,6 +328,7 @@ class GuardedExecute(Execute):
         hold: dict[int, str] = {i: str(cells[i].metadata["course_hold"]) for i in order
                                 if cells[i].get("metadata", {}).get("course_hold")}
         protected = set(self.nb.metadata.get("course_protected", []))  # set by the grader
+        during: set[int] = set()
         while True:
             stopped = None
             names: set[str] = set()  # what the locked cells that ran so far have bound
@@ -327,6 +357,8 @@ class GuardedExecute(Execute):
                     if changes and index not in hold:
                         hold[index] = ("cell changed how later cells run: " if student else
                                        "something changed how cells run during this cell: ") + ", ".join(changes[:4])
+                        if not student:
+                            during.add(index)  # student code ran inside this locked cell: it is held too
             if stopped is None:
                 break
             killers.add(stopped)
@@ -341,21 +373,25 @@ class GuardedExecute(Execute):
                     if index > stopped and index not in first:
                         cells[index].outputs = [_error(KERNEL_DIED, "not run: the kernel died too many times")]
                 break
+        for index in order:  # nbgrader scores a cell by its first error, stderr or value: errors first
+            if cells[index].get("metadata", {}).get("nbgrader", {}).get("grade"):
+                cells[index].outputs = errors_first(cells[index].outputs)
         if hold and self.holds:
-            self._hold_tests(cells, order, hold)
+            self._hold_tests(cells, order, hold, during)
         self.set_widgets_metadata()
         return self.nb, self.resources
 
-    def _hold_tests(self, cells, order: list[int], hold: dict[int, str]) -> None:
+    def _hold_tests(self, cells, order: list[int], hold: dict[int, str], during: set[int]) -> None:
         start = min(hold)
+        first_held = start if start in during else start + 1
         origin = cells[start].get("metadata", {}).get("nbgrader", {}).get("grade_id") or cells[start].get("id")
         self.nb.metadata["course_hold"] = {"cell": origin, "reason": hold[start]}
         for index in order:
             meta = cells[index].get("metadata", {}).get("nbgrader", {})
-            if index > start and meta.get("grade") and not meta.get("solution"):
+            if index >= first_held and meta.get("grade") and not meta.get("solution"):
                 cells[index].outputs.append(_error(
                     REVIEW_HOLD, f"not scored until an instructor reviews this submission: cell {origin} "
-                                 f"({hold[start]}) ran before this test"))
+                                 f"({hold[start]}) ran before or during this test"))
 
 
 class CapOutput(Preprocessor):

@@ -219,7 +219,7 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         f"c.KernelManager.ip = {runtime + '/k'!r}",
         f"c.KernelManager.connection_file = {runtime + '/kernel.json'!r}",
         'c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", '
-        '"nbgrader.preprocessors.ClearHiddenTests", "course_utils.feedback.HideTestTracebacks", '
+        '"course_utils.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_utils.feedback.HideTestTracebacks", '
         '"nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
     ]

@@ -52,7 +52,8 @@ HOLD_MODULES = {"IPython", "ipykernel", "jupyter_client", "builtins", "__builtin
                 "concurrent", "asyncio", "signal", "atexit", "sched", "unittest", "mock", "cffi", "trace",
                 "tracemalloc", "sysconfig", "site", "zipimport", "pkgutil", "faulthandler", "weakref"}
 HOLD_SUBMODULES = ("torch.library", "torch.utils.cpp_extension", "torch.overrides", "torch._", "torch.jit",
-                   "torch.package", "torch.utils._python_dispatch", "numpy.ctypeslib")
+                   "torch.package", "torch.utils._python_dispatch", "numpy.ctypeslib", "torch.utils._",
+                   "torch.fx", "torch.export", "torch.compiler")
 # Built-in functions that run code from strings or reach into namespaces and frames.
 HOLD_NAMES = {"get_ipython", "globals", "locals", "vars", "eval", "exec", "compile", "__import__", "breakpoint",
               "__builtins__", "__builtin__", "__loader__", "__spec__", "memoryview"}
@@ -65,7 +66,9 @@ HOLD_ATTRS = {"settrace", "setprofile", "_getframe", "_current_frames", "addaudi
               "_showtraceback", "showsyntaxerror", "run_cell", "run_cell_async", "run_ast_nodes", "run_code",
               "user_ns", "user_global_ns", "user_expressions", "display_pub", "do_execute", "shell_handlers",
               "events", "kernel", "tb_frame", "tb_next", "f_globals", "f_locals", "f_back", "f_builtins", "f_code",
-              "gi_frame", "cr_frame", "ag_frame", "co_code", "func_globals"}
+              "gi_frame", "cr_frame", "ag_frame", "co_code", "func_globals", "ast_parse", "transform_cell",
+              "InteractiveTB", "SyntaxTB", "builtin_trap", "display_trap", "pub_socket", "overrides",
+              "TorchFunctionMode", "TorchDispatchMode", "library", "cpp_extension", "_ip", "shell"}
 # Special methods an exercise may define: construction, display and containers. Others (comparisons,
 # conversions, __torch_function__, __getattr__ ...) decide what a test's assert sees.
 ALLOWED_DUNDERS = {"__init__", "__repr__", "__str__", "__len__", "__getitem__", "__iter__", "__next__",
@@ -96,7 +99,12 @@ def symlinks_in(folder: Path) -> list[str]:
 
 def _read_plain(path: Path) -> bytes:
     """Read a regular file without following a link (a link swapped in at the last moment fails)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise BadSubmission("the notebook is not a regular file")
+    except OSError as error:
+        raise BadSubmission(f"the notebook cannot be read: {error.strerror or error}") from None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
     except OSError as error:
@@ -325,6 +333,8 @@ def _module_level_bindings(tree: ast.Module) -> list[tuple[str, ast.AST]]:
                 found.append((child.name, child))
             elif isinstance(child, (ast.MatchAs, ast.MatchStar)) and child.name and top:
                 found.append((child.name, child))
+            elif isinstance(child, ast.MatchMapping) and child.rest and top:
+                found.append((child.rest, child))
             visit(child, top)
 
     visit(tree, True)
@@ -386,15 +396,36 @@ def imported_modules(sources: list[str]) -> set[str]:
     return modules
 
 
+def _parse_cell(source: str) -> tuple[ast.Module | None, bool]:
+    """(tree, uses IPython syntax): magics and shell escapes are read as IPython runs them."""
+    try:
+        return ast.parse(source), False
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        transformed = TransformerManager().transform_cell(source)
+        return ast.parse(transformed), transformed.strip() != source.strip()
+    except Exception:  # the kernel cannot run it either: nothing of it executes
+        return None, False
+
+
+HISTORY_NAMES = {"In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "__", "___", "exit", "quit"}
+
+
+def _is_history(name: str) -> bool:
+    return name in HISTORY_NAMES or (name.startswith(("_i", "_")) and name.lstrip("_i").isdigit() and name != "_")
+
+
 def scan(source: str, modules: set[str] | None = None, protected: set[str] | None = None) -> list[str]:
     """Return flags for one cell of student code (an empty list when nothing is odd).
 
     ``modules``: names that refer to modules in this notebook; ``protected``: names that locked cells
     bound before this cell and later locked cells rely on.
     """
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree, ipython_syntax = _parse_cell(source)
+    if tree is None:
         return []
     modules = WATCHED_MODULES | (modules or set())
     protected = BUILTIN_NAMES if protected is None else protected  # no context: every built-in counts
@@ -405,6 +436,9 @@ def scan(source: str, modules: set[str] | None = None, protected: set[str] | Non
         if flag not in flags:
             flags.append(flag)
 
+    if ipython_syntax:
+        add(f"{HOLD}: uses IPython magics or shell escapes (% or !)")
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for name, _node in _module_level_bindings(tree):
         if name in protected and name in BUILTIN_NAMES:
             add(f"{HOLD}: rebinds the built-in {name}, which the tests use")
@@ -432,17 +466,23 @@ def scan(source: str, modules: set[str] | None = None, protected: set[str] | Non
                 first = node.args[0]
                 if not (isinstance(first, ast.Name) and first.id == "self") or last == "delattr":
                     add(f"{MONKEYPATCH}: {last}({_dotted(first) or '...'}, ...)")
-            if last == "getattr" and len(node.args) >= 2:
+            if last in ("getattr", "hasattr") and len(node.args) >= 2:
                 attr = node.args[1]
                 if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
-                    add(f"{HOLD}: getattr with a computed name")
+                    add(f"{HOLD}: {last} with a computed name")
+                elif (attr.value in HOLD_ATTRS or attr.value in HOLD_NAMES or attr.value.startswith("_")
+                      and attr.value not in ALLOWED_DUNDERS):
+                    add(f"{HOLD}: {last}(..., {attr.value[:40]!r})")
+            if name == "type" and len(node.args) == 3:
+                add(f"{HOLD}: builds a class with type(name, bases, namespace)")
             if last in ("attrgetter", "methodcaller"):
                 add(f"{HOLD}: operator.{last}")
             if name.endswith(("mock.patch", "patch.object")) or name in ("patch", "importlib.reload"):
                 add(f"{MONKEYPATCH}: calls {name}")
             if name in EXIT_CALLS:
                 add(f"process exit: calls {name}")
-            if name in PROCESS_CALLS or name.startswith(("subprocess.", "socket.", "urllib.", "http.")):
+            if name in PROCESS_CALLS or name.startswith(("subprocess.", "socket.", "urllib.", "http.")) or \
+                    last.startswith(("posix_spawn", "spawn", "fork", "exec")) and name.startswith("os."):
                 add(f"process or network: calls {name}")
             if name in FILE_CALLS or last in ("unlink", "rmdir", "write_text", "write_bytes"):
                 path = _suspicious_path(node)
@@ -459,41 +499,55 @@ def scan(source: str, modules: set[str] | None = None, protected: set[str] | Non
             full = [node.module] if isinstance(node, ast.ImportFrom) and node.module else names
             for module in full:
                 top = module.split(".")[0]
-                if top in HOLD_MODULES or module.startswith(HOLD_SUBMODULES):
+                if top in HOLD_MODULES or module.startswith(HOLD_SUBMODULES) or top.startswith("_"):
                     add(f"{HOLD}: imports {module}")
                 elif top in ("socket", "subprocess", "sqlite3"):
                     add(f"imports {module}")
+            for alias in node.names:
+                if alias.asname and _is_dunder(alias.asname):
+                    add(f"{HOLD}: binds {alias.asname}")
             if isinstance(node, ast.ImportFrom):
                 for alias in node.names:
-                    if alias.name == "*" or alias.name in HOLD_ATTRS or alias.name in HOLD_NAMES:
+                    if alias.name == "*" or alias.name in HOLD_ATTRS or alias.name in HOLD_NAMES \
+                            or alias.name.startswith("_"):
                         add(f"{HOLD}: imports {alias.name} from {node.module}")
                     if node.module and f"{node.module}.{alias.name}".startswith(HOLD_SUBMODULES):
                         add(f"{HOLD}: imports {node.module}.{alias.name}")
         elif isinstance(node, ast.Name):
             if node.id in HOLD_NAMES:
                 add(f"{HOLD}: uses {node.id}")
+            elif node.id in ("setattr", "delattr", "getattr") and id(node) not in called:
+                add(f"{HOLD}: passes {node.id} around")
+            elif node.id in ("exit", "quit") and id(node) in called:
+                pass  # a process exit: flagged for review above
+            elif _is_history(node.id) and node.id not in local:
+                add(f"{HOLD}: uses the shell's history or itself ({node.id})")
+            elif isinstance(node.ctx, ast.Store) and _is_dunder(node.id) and node.id not in ALLOWED_DUNDERS:
+                add(f"{HOLD}: defines {node.id}")
         elif isinstance(node, ast.Attribute):
+            dotted = _dotted(node) or ""
             if node.attr in HOLD_ATTRS:
                 add(f"{HOLD}: uses .{node.attr}")
             elif _is_dunder(node.attr) and node.attr not in ALLOWED_DUNDERS:
                 add(f"{HOLD}: uses .{node.attr}")
-            elif (node.attr.startswith("_") and not _is_dunder(node.attr) and _root(node) in modules
-                  and _dotted(node) not in EXIT_CALLS):
-                add(f"{HOLD}: uses the private {_dotted(node) or node.attr}")
+            elif dotted.startswith(HOLD_SUBMODULES):
+                add(f"{HOLD}: uses {dotted}")
+            elif (node.attr.startswith("_") and not _is_dunder(node.attr) and dotted not in EXIT_CALLS
+                  and _root(node) not in local and _root(node) not in ("self", "cls")):
+                add(f"{HOLD}: uses the private {dotted or node.attr}")
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if _is_dunder(node.name) and node.name not in ALLOWED_DUNDERS:
                 add(f"{HOLD}: defines {node.name}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if _is_dunder(node.value) and node.value not in ALLOWED_DUNDERS:
-                add(f"{HOLD}: names {node.value[:40]}")
+            value = node.value
+            if (value.startswith("__") or value.endswith("__")) and value.strip("_") and value not in ALLOWED_DUNDERS:
+                add(f"{HOLD}: names {value[:40]}")
         elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                for sub in ast.walk(item) if isinstance(item, (ast.Assign, ast.AnnAssign)) else []:
-                    if isinstance(sub, ast.Name) and _is_dunder(sub.id) and sub.id not in ALLOWED_DUNDERS:
-                        add(f"{HOLD}: defines {sub.id}")
             for keyword in node.keywords:
                 if keyword.arg == "metaclass":
                     add(f"{HOLD}: a metaclass")
+        elif isinstance(node, ast.MatchMapping) and node.rest and node.rest in protected:
+            add(f"{HOLD}: rebinds {node.rest}, which the notebook's locked cells define and its tests use")
     return flags
 
 

@@ -64,6 +64,9 @@ def score_cell(cell: nbformat.NotebookNode) -> CellResult:
     points = float(meta.get("points", 0))
     if cell.get("execution_count") is None and not cell.get("outputs"):
         return CellResult(meta.get("grade_id", "?"), points, False, "cell did not run", 0.0)
+    from course_utils.gradeexec import errors_first
+
+    cell = nbformat.from_dict(dict(cell, outputs=errors_first(cell.get("outputs", []))))  # as course grade does
     try:
         score, _ = determine_grade(cell, logging.getLogger("course.validate"))
     except Exception as error:  # a malformed value: nbgrader would fail on it too

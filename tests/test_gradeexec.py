@@ -111,3 +111,40 @@ def test_the_notebook_deadline_never_erases_earlier_results(tmp_path):
     nb = run(cells, timeout=4, notebook_timeout=9)  # the replay runs into the deadline
     assert _errors(nb.cells[1]) == [] and _errors(nb.cells[2]) == []
     assert _errors(nb.cells[4]) in (["NotebookTimeout"], []), nb.cells[4].outputs
+
+
+MORE_TRICKS = {
+    "compiler": "_cc = type(exit._ip.compile)\n_orig = _cc.ast_parse\n"
+                "def _blank(self, source, filename='<unknown>', symbol='exec'):\n"
+                "    return _orig(self, 'pass\\n' if 'check' in source else source, filename, symbol)\n"
+                "list(map(setattr, [_cc], ['ast_parse'], [_blank]))",
+    "shadowed built-in": "exit._ip.user_ns['abs'] = lambda x: 0",
+    "function mode": "import torch\nclass _Agree(torch.overrides.TorchFunctionMode):\n"
+                     "    (__torch_function__ := lambda self, func, types, args=(), kwargs=None: func(*args, **(kwargs or {})))\n"
+                     "_Agree().__enter__()",
+}
+
+
+@pytest.mark.parametrize("trick", sorted(MORE_TRICKS))
+def test_the_probe_sees_changes_the_red_team_made(trick):
+    cells = [_cell(SETUP), _cell(MORE_TRICKS[trick], "added"), _cell("check(2 + 2, 4)", "test")]
+    cells[1].metadata["course_added"] = True
+    nb = run(cells)
+    assert REVIEW_HOLD in _errors(nb.cells[2]), f"{trick}: {nb.cells[2].outputs}"
+
+
+def test_a_change_made_during_a_test_holds_that_test():
+    patch = "def answer():\n    import math as m\n    m.isclose = lambda *a, **k: True\n    return 1"
+    cells = [_cell(SETUP), _cell(patch, "answer"), _cell("assert math.isclose(answer(), 2)", "test"),
+             _cell("check(1, 1)", "test")]
+    nb = run(cells)
+    assert REVIEW_HOLD in _errors(nb.cells[2]) and _errors(nb.cells[3]) == [REVIEW_HOLD]
+
+
+def test_an_early_value_cannot_outvote_a_failing_test():
+    from nbgrader.utils import determine_grade
+
+    answer = "import sys\ndef answer():\n    sys.displayhook('ok')\n    return 0"
+    cells = [_cell(SETUP), _cell(answer, "answer"), _cell("check(answer(), 42)", "test", 2)]
+    nb = run(cells, probe=False)
+    assert determine_grade(nb.cells[2])[0] == 0, nb.cells[2].outputs

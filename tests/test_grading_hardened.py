@@ -26,6 +26,8 @@ from course_utils.build import generate_release
 from course_utils.grading import Settings, grade
 from course_utils.sandbox import bwrap_path
 
+pytestmark = pytest.mark.slow  # grades submissions end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 FIX = "99_fixture"
 SANDBOXED = bwrap_path() is not None
@@ -417,7 +419,8 @@ def test_nothing_of_the_grader_leaks_into_the_kernel(run):
         assert "shadow" not in seen["etc"] and "sudoers" not in seen["etc"], seen["etc"]
         assert seen["home_dir"].startswith("BLOCKED"), "/home is visible"
         python_dirs = {Path(p).parts[2] for p in (sys.prefix, sys.base_prefix) if Path(p).parts[1:2] == ("root",)}
-        assert seen["root"].startswith("BLOCKED") or set(seen["root"]) <= python_dirs, seen["root"]
+        root_seen = seen["root"]  # only the folders this Python lives in, when it lives under /root
+        assert isinstance(root_seen, str) and root_seen.startswith("BLOCKED") or set(root_seen) <= python_dirs, root_seen
     elif IN_CI:
         pytest.fail("CI installs bubblewrap (tools/system-deps.sh): the sandbox must be tested there")
 
@@ -483,7 +486,7 @@ def test_without_bubblewrap_grading_still_works_and_says_so(tmp_path, monkeypatc
     assert "not sandboxed" in rows[0].reason
 
 
-DETERMINISM_SET = ["perfect", "wrong", "infinite", "crash", "transformer", "invalid_json", "link_file", "-rf"]
+DETERMINISM_SET = ["perfect", "wrong", "infinite", "crash", "transformer", "invalid_json", "link_file"]
 
 
 def _rows(table: dict, students) -> dict:

@@ -34,7 +34,6 @@ CASES = [
     ("value", '"""its value is a number: partial credit"""\nassert answer() == 42\n0.5', 2),
     ("raises", '"""raises"""\nassert answer() == 41, f"expected 41, got {answer()}"', 2),
     ("timeout", '"""runs past its time limit"""\nimport time\nwhile True:\n    time.sleep(0.05)', 2),
-    ("value_big", '"""its value is above its points"""\nassert answer() == 42\n7', 2),
 ]
 
 
@@ -99,7 +98,7 @@ def test_validate_the_validate_button_and_grade_agree_cell_by_cell(tmp_path, mon
     for gid, *verdicts in table:
         print(f"{gid:<11} " + "  ".join(f"{'PASS' if v else 'FAIL':<7}" for v in verdicts))
     assert all(v == b == g for _, v, b, g in table), table
-    expected = {"passes": True, "stderr": False, "value": False, "raises": False, "timeout": False, "value_big": True}
+    expected = {"passes": True, "stderr": False, "value": False, "raises": False, "timeout": False}
     assert {gid: v for gid, v, _, _ in table} == expected
     assert by_validate["value"][1] == 0.5, "partial credit is the cell's value"
     total = sum(score for _, score in by_validate.values())

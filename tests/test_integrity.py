@@ -155,7 +155,7 @@ def test_kernelspec_and_bwrap_command(tmp_path):
     ("from IPython import get_ipython", "changes how cells run: imports IPython"),
     ("import pickle", "changes how cells run: imports pickle"),
     ("np.load('x.npy', allow_pickle=True)", "changes how cells run: loads pickled code"),
-    ("torch._C._set_grad_enabled(True)", "changes how cells run: uses the private torch._C"),
+    ("torch._C._set_grad_enabled(True)", "changes how cells run: uses torch._C"),
     ("def f():\n    global len\n    len = None", "changes how cells run: rebinds the built-in len"),
 ])
 def test_scan_holds_code_that_changes_how_cells_run(code, flag):
