@@ -50,7 +50,9 @@ PROBE_MODULE = "_course_probe"
 PROBE_SOURCE = r'''
 def _install():
     import builtins, importlib, sys, threading, types
-    for name in ("torch", "torch.nn.functional", "torch.testing", "math"):  # watched from the start
+    # watched from the start; torch._dynamo rebinds torch.manual_seed when first imported (seed_everything
+    # and many torch functions import it), so it is imported before the first fingerprint
+    for name in ("torch", "torch.nn.functional", "torch.testing", "torch._dynamo", "math"):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -130,6 +132,12 @@ def _install():
         return found
 
     state = {}
+    # what the course's own cells legitimately change: names they bind, and the post-execute callback
+    # that matplotlib's inline backend registers the first time a locked cell draws a figure
+    # and the libraries they import (transformers adds nn.Module.smart_apply and an import hook): after a
+    # locked cell only IPython's and the interpreter's execution machinery is compared
+    LOCKED_MAY_CHANGE = {"names", "built-ins shadowed in user_ns", "event callbacks", "sys.meta_path",
+                         "sys.path_hooks", "builtins"}
 
     def diff(old, new, label):
         if old == new:
@@ -148,10 +156,10 @@ def _install():
         changes = []
         if compare and state:
             for key, value in now_hooks.items():
-                if value is not None and state["hooks"].get(key) != value:
+                if value is not None and state["hooks"].get(key) != value and not (locked and key in LOCKED_MAY_CHANGE):
                     changes.append(key)
-            for key, value in now_data.items():
-                if key in state["data"] and not (locked and key in ("names", "built-ins shadowed in user_ns")):
+            for key, value in now_data.items() if not locked else ():
+                if key in state["data"]:
                     changes += diff(state["data"][key], value, key)
         state["hooks"], state["data"] = now_hooks, now_data
         return changes
@@ -376,6 +384,7 @@ class GuardedExecute(Execute):
         for index in order:  # nbgrader scores a cell by its first error, stderr or value: errors first
             if cells[index].get("metadata", {}).get("nbgrader", {}).get("grade"):
                 cells[index].outputs = errors_first(cells[index].outputs)
+        self.hold_points = dict(hold)  # every cell after which the probe saw a change (for reports and tests)
         if hold and self.holds:
             self._hold_tests(cells, order, hold, during)
         self.set_widgets_metadata()

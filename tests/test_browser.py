@@ -322,7 +322,6 @@ def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, scr
         listed = json.loads(body)
         assert status == 200 and listed["success"], listed
         assert [(a["assignment_id"], a["status"]) for a in listed["value"]] == [("04_masking", "released")]
-        from selenium.webdriver.common.by import By
 
         _menu(browser, "Nbgrader", click="Assignment List")
         _wait(browser, "[...document.querySelectorAll('#released_assignments_list .list_item, "

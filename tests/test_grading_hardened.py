@@ -508,6 +508,10 @@ def test_the_same_grade_with_one_or_two_workers(run, tmp_path):
         grade(run["course"], subs, FIX, out=out, jobs=jobs, settings=SETTINGS, force=True)
         with (out / "grades.csv").open() as handle:
             table = {r["student"]: r for r in csv.DictReader(handle)}
+        print(f"\n--jobs {jobs}:")
+        for student in DETERMINISM_SET:
+            r = table[student]
+            print(f"  {student:<13} {r['score']}/{r['max_score']} {r['status']:<8} {r['reason'][:90]}")
         assert _rows(table, DETERMINISM_SET) == expected, f"--jobs {jobs} graded differently"
     # an `error` row (the grader failed, not the student) is never served from the cache
     out = tmp_path / "jobs2"

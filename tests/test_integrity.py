@@ -9,7 +9,7 @@ import pytest
 
 from course_utils.gradeexec import CapOutput, output_size
 from course_utils.integrity import BadSubmission, load_submission, reconstruct, scan, scan_notebook
-from course_utils.sandbox import bwrap_command, isolation, write_kernelspec
+from course_utils.sandbox import bwrap_command, write_kernelspec
 
 
 def _release() -> nbformat.NotebookNode:
