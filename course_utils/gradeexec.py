@@ -135,16 +135,16 @@ def _install():
     # what the course's own cells legitimately change: names they bind, and the post-execute callback
     # that matplotlib's inline backend registers the first time a locked cell draws a figure
     # and the libraries they import (transformers adds nn.Module.smart_apply and an import hook): after a
-    # locked cell only IPython's and the interpreter's execution machinery is compared
+    # locked cell, functions that existed are compared, added ones are not
     LOCKED_MAY_CHANGE = {"names", "built-ins shadowed in user_ns", "event callbacks", "sys.meta_path",
                          "sys.path_hooks", "builtins"}
 
-    def diff(old, new, label):
+    def diff(old, new, label, new_keys=True):
         if old == new:
             return []
         if isinstance(old, dict) and isinstance(new, dict):
             changed = [k for k in old if k in new and old[k] != new[k] or k not in new]
-            if label.startswith("class ") or label in ("names",):
+            if new_keys and (label.startswith("class ") or label in ("names",)):
                 changed += [k for k in new if k not in old]
             if label == "names":
                 changed = [k for k in changed if old.get(k) is not None]
@@ -158,9 +158,9 @@ def _install():
             for key, value in now_hooks.items():
                 if value is not None and state["hooks"].get(key) != value and not (locked and key in LOCKED_MAY_CHANGE):
                     changes.append(key)
-            for key, value in now_data.items() if not locked else ():
-                if key in state["data"]:
-                    changes += diff(state["data"][key], value, key)
+            for key, value in now_data.items():
+                if key in state["data"] and not (locked and key in LOCKED_MAY_CHANGE):
+                    changes += diff(state["data"][key], value, key, new_keys=not locked)
         state["hooks"], state["data"] = now_hooks, now_data
         return changes
 

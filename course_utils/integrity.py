@@ -359,7 +359,7 @@ def _function_locals(func: ast.AST) -> set[str]:
             names.add(node.name)
             continue
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            pass  # a module imported inside a function is still the shared module: patching it counts
         elif isinstance(node, ast.arg):
             names.add(node.arg)
         stack.extend(ast.iter_child_nodes(node))
@@ -427,7 +427,7 @@ def scan(source: str, modules: set[str] | None = None, protected: set[str] | Non
     tree, ipython_syntax = _parse_cell(source)
     if tree is None:
         return []
-    modules = WATCHED_MODULES | (modules or set())
+    modules = WATCHED_MODULES | (modules or set()) | imported_modules([ast.unparse(tree)])
     protected = BUILTIN_NAMES if protected is None else protected  # no context: every built-in counts
     shared = modules | protected | BUILTIN_NAMES
     flags: list[str] = []

@@ -157,6 +157,16 @@ def test_kernelspec_and_bwrap_command(tmp_path):
     ("np.load('x.npy', allow_pickle=True)", "changes how cells run: loads pickled code"),
     ("torch._C._set_grad_enabled(True)", "changes how cells run: uses torch._C"),
     ("def f():\n    global len\n    len = None", "changes how cells run: rebinds the built-in len"),
+    ("def f():\n    import math as m\n    m.isclose = None", "monkeypatch: assigns m.isclose"),
+    ("list(map(setattr, [torch], ['allclose'], [None]))", "changes how cells run: passes setattr around"),
+    ("%pwd\nx = 1", "changes how cells run: uses IPython magics"),
+    ("x = exit._ip", "changes how cells run: uses ._ip"),
+    ("print(In[-1])", "changes how cells run: uses the shell's history"),
+    ("Y = type('Y', (float,), {})", "changes how cells run: builds a class"),
+    ("class Y(float):\n    (__eq__ := lambda s, o: True)", "changes how cells run: defines __eq__"),
+    ("import _course_probe", "changes how cells run: imports _course_probe"),
+    ("m = torch.overrides.TorchFunctionMode", "changes how cells run: uses .overrides"),
+    ("f = getattr(sys, 'displayhook')", "changes how cells run: getattr(..., 'displayhook')"),
 ])
 def test_scan_holds_code_that_changes_how_cells_run(code, flag):
     flags = scan(code)
