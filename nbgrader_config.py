@@ -23,7 +23,8 @@ c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 
 # Plain nbgrader on a fresh clone: the gradebook's folder must exist, and nbgrader runs
 # `alembic` from PATH, so put this environment's scripts (.venv/bin) first.
-os.makedirs(os.path.join(os.path.dirname(os.path.abspath(__file__)), "grading"), exist_ok=True)
+_here = os.path.dirname(os.path.abspath(globals().get("__file__", "nbgrader_config.py")))
+os.makedirs(os.path.join(_here, "grading"), exist_ok=True)
 _scripts = os.path.dirname(sys.executable)
 if _scripts not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join([_scripts, os.environ.get("PATH", "")])

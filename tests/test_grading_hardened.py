@@ -409,7 +409,8 @@ def test_nothing_of_the_grader_leaks_into_the_kernel(run):
                         "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "TOKENIZERS_PARALLELISM", "HF_HUB_OFFLINE",
                         "TRANSFORMERS_OFFLINE", "COURSE_GRADING", "COURSE_SANDBOXED", "COURSE_CACHE", "COURSE_DEVICE",
                         "PWD", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "GIT_PAGER", "PAGER", "TERM",
-                        "PYDEVD_USE_FRAME_EVAL", "JPY_PARENT_PID", "JPY_SESSION_NAME"}, sorted(env)
+                        "PYDEVD_USE_FRAME_EVAL", "JPY_PARENT_PID", "JPY_SESSION_NAME",
+                        "TORCHINDUCTOR_CACHE_DIR"}, sorted(env)  # the last ones: set in the kernel by ipykernel or torch
     assert seen["home"] != os.path.expanduser("~"), "the kernel has a HOME of its own"
     assert set(seen["home_files"]) <= {".ipython", ".matplotlib", ".cache", "tmp"}, seen["home_files"]
     for html in (run["out"] / "feedback").rglob("*.html"):

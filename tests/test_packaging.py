@@ -40,8 +40,11 @@ def test_ci_runs_the_readme_test_command(root):
 
 
 def test_nbgrader_config(root):
-    c = Config()
-    exec((root / "nbgrader_config.py").read_text(), {"get_config": lambda: c})
+    from traitlets.config.loader import PyFileConfigLoader
+
+    c = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()  # as nbgrader loads it
+    assert (root / "grading").is_dir(), "loading the configuration makes grading/ for the gradebook"
+    exec((root / "nbgrader_config.py").read_text(), {"get_config": Config})  # no __file__: still loads
     assert c.CourseDirectory.source_directory == "solutions"
     assert c.CourseDirectory.release_directory == "notebooks"
     assert c.CourseDirectory.db_url.startswith("sqlite:///grading/")
