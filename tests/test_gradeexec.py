@@ -106,9 +106,11 @@ def test_a_replay_keeps_every_first_result(tmp_path):
 
 def test_the_notebook_deadline_never_erases_earlier_results(tmp_path):
     resist = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
-    cells = [_cell(SETUP), _cell("check(1, 1)", "test"), _cell("import time\ntime.sleep(3)"), _cell(resist, "answer"),
+    cells = [_cell(SETUP), _cell("check(1, 1)", "test"), _cell("import time\ntime.sleep(1)"), _cell(resist, "answer"),
              _cell("check(2, 2)", "test")]
-    nb = run(cells, timeout=4, notebook_timeout=9)  # the replay runs into the deadline
+    # the first pass ends near the deadline (4 s limit + 3 s grace), so the replay runs into it wherever it
+    # falls; the assertions hold whatever the replay reached
+    nb = run(cells, timeout=4, notebook_timeout=12, probe=False)
     assert _errors(nb.cells[1]) == [] and _errors(nb.cells[2]) == []
     assert _errors(nb.cells[4]) in (["NotebookTimeout"], []), nb.cells[4].outputs
 
