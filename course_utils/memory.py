@@ -1,63 +1,70 @@
-"""Peak memory of a call, on CUDA (the allocator's own statistics) or on the CPU (resident set sampled)."""
+"""Peak memory of a call: the CUDA allocator's own statistics on a GPU, an exact count of live tensors on a CPU."""
 
 from __future__ import annotations
 
 import gc
-import os
-import threading
-import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
-
-def _resident_bytes() -> int | None:
-    """This process's resident set size, from /proc on Linux or psutil elsewhere; None if neither works."""
+def _key(tensor: torch.Tensor) -> int:
+    """The storage's identity, or 0 for tensors without one of their own (sparse, nested)."""
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * _PAGE
-    except OSError:
-        pass
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return psutil.Process().memory_info().rss
+        return tensor.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):
+        return 0
 
 
-_MALLOC_TUNED = False
+class _LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of every tensor storage that an operator creates while active, until it is freed.
 
-
-def _tune_malloc() -> None:
-    """On glibc, serve every allocation above 64 KiB by mmap so that freeing it returns the memory.
-
-    glibc otherwise raises its mmap threshold after large frees (up to 32 MiB) and keeps later
-    blocks on its heap, where reusing them does not show in the resident set: peaks would vanish.
+    Each new storage is added when an operator returns it and subtracted when Python's weak
+    reference to it fires (the storage is gone, not just one tensor viewing it). Views and in-place
+    results share their input's storage and are not new memory. Workspace a single kernel allocates and frees
+    inside itself is not a tensor and is not counted, as on CUDA it would be.
     """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
 
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 * 1024)      # M_MMAP_THRESHOLD (fixing it also stops the dynamic adjustment)
-        libc.mallopt(-1, 128 * 1024)     # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0
+        self.peak = 0
+        self._alive: dict[int, weakref.ref] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs = {_key(leaf) for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)}
+        out = func(*args, **kwargs)
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor) and leaf.device.type != "meta" and _key(leaf) not in inputs | {0}:
+                self._count(leaf.untyped_storage())
+        return out
+
+    def _count(self, storage: torch.UntypedStorage) -> None:
+        key = storage._cdata
+        if key in self._alive:
+            return
+        size = storage.nbytes()
+        self.now += size
+        self.peak = max(self.peak, self.now)
+        self._alive[key] = weakref.ref(storage, lambda _, key=key, size=size: self._free(key, size))
+
+    def _free(self, key: int, size: int) -> None:
+        if self._alive.pop(key, None) is not None:
+            self.now -= size
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu", interval: float = 2e-4) -> tuple[Any, int]:
-    """Run ``fn()`` and return (its result, peak memory in bytes above what was in use before).
+def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tuple[Any, int]:
+    """Run ``fn()`` and return (its result, peak bytes of tensors it held at once, above what was in use before).
 
-    CUDA: ``torch.cuda.max_memory_allocated`` (exact). CPU: the process's resident memory, sampled
-    every ``interval`` seconds by a thread; large tensors are returned to the system when freed, so
-    the peak of a call shows up as a bump. It is a measurement, not an accounting: expect a few MB of
-    noise, and compare sizes that differ by more than that.
+    CUDA: ``torch.cuda.max_memory_allocated`` less what was allocated before. CPU: every storage an
+    operator creates during the call (forward, backward and recomputation alike) is counted until it
+    is freed, and the largest total is the peak. Both are accountings, not samples: the same call
+    gives the same figure every time, however busy the machine is.
     """
     device = torch.device(device)
     gc.collect()
@@ -68,24 +75,6 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu", inter
         result = fn()
         torch.cuda.synchronize(device)
         return result, torch.cuda.max_memory_allocated(device) - before
-    _tune_malloc()
-    before = _resident_bytes()
-    if before is None:
-        raise RuntimeError("cannot read this process's memory use on this system (install psutil)")
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _resident_bytes() or 0)
-            time.sleep(interval)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with _LiveTensorBytes() as live:
         result = fn()
-    finally:
-        peak[0] = max(peak[0], _resident_bytes() or 0)
-        done.set()
-        sampler.join()
-    return result, max(0, peak[0] - before)
+    return result, live.peak

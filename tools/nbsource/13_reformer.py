@@ -404,7 +404,7 @@ assert sliding_window_mask(9, 2).sum() == 9 * 5 - 2 * (2 + 1), "band count"
 # $n \times n$ score matrix; PyTorch's fused `F.scaled_dot_product_attention` does not; **LSH**
 # attention (one round, up to 64 buckets, chunks of 64) builds a
 # $c \times 2c$ block per chunk. Peak memory above the inputs is measured by `course_utils.memory.peak_memory`
-# (the CUDA allocator's statistics on a GPU, the sampled resident memory on a CPU).
+# (the CUDA allocator's statistics on a GPU; on a CPU, an exact count of the tensors alive at once).
 
 # %% fragment
 lengths = [512, 1024, 2048, 4096, 8192]
