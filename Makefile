@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the instructor's tools and the test suite's extras, on top of the student's install
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: lab lab-instructor slides site system-deps test test-gpu install build clean
+.PHONY: lab lab-instructor slides site system-deps test test-gpu install install-dev build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,34 +16,40 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)"
 	touch $(STAMP)
 
+$(DEV): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(DEV)
+
 install: $(STAMP)
+
+install-dev: $(DEV)
 
 # LAB_ARGS go to `jupyter lab`, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 lab: $(STAMP)
 	$(BIN)/course lab $(LAB_ARGS)
 
-lab-instructor: $(STAMP)
+lab-instructor: $(DEV)
 	$(BIN)/course lab --instructor $(LAB_ARGS)
 
-slides: $(STAMP)
+slides: $(DEV)
 	$(BIN)/course slides --all
 
 # publishes build/slides with the site when `make slides` has made them
-site: $(STAMP)
+site: $(DEV)
 	$(BIN)/course site $(if $(wildcard build/slides/*.slides.html),--slides build/slides)
 
 # chromium, chromium-driver (browser tests) and bubblewrap (grading sandbox) from Debian
 system-deps:
 	@bash tools/system-deps.sh
 
-test: $(STAMP) system-deps
+test: $(DEV) system-deps
 	$(BIN)/python -m pytest
 
-test-gpu: $(STAMP)
+test-gpu: $(DEV)
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu needs CUDA, and torch sees none')"
 	COURSE_DEVICE=cuda $(BIN)/python -m pytest solutions
 
-build: $(STAMP)
+build: $(DEV)
 	$(BIN)/course build
 
 clean:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.build import repo_root
-from course_utils.grading import Settings, grade, make_template, solved_release
+from course_tools.build import repo_root
+from course_tools.grading import Settings, grade, make_template, solved_release
 
 
 def main() -> None:

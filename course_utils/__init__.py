@@ -1,6 +1,7 @@
 """course_utils: the plumbing a learner imports instead of re-typing it.
 
-Data, plots, a training loop, device and seeds, checks, and the `course` command.
+Data, plots, a training loop, device and seeds, checks and memory measurement: everything a
+notebook may import from the course, and nothing of the grader (that is ``course_tools``).
 Nothing here defines a function that a notebook asks students to write.
 """
 

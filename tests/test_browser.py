@@ -85,13 +85,13 @@ def _assert_offline(urls: list[str], allowed: tuple[str, ...]) -> None:
 @pytest.fixture(scope="module")
 def deck(root, tmp_path_factory):
     """`course slides 04_masking`: the notebook executed, its slides written."""
-    from course_utils.slides import build_deck
+    from course_tools.slides import build_deck
 
     return build_deck(root, "04_masking", tmp_path_factory.mktemp("slides"), execute_cells=True, progress=False)
 
 
 def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screenshot, root, deck):
-    from course_utils.slides import expected_slides
+    from course_tools.slides import expected_slides
 
     nb = nbformat.read(root / "solutions" / "04_masking" / "04_masking.ipynb", as_version=4)
     assert deck.slides == expected_slides(nb) >= 8 and deck.figures >= 2 and deck.notes >= 1
@@ -147,8 +147,8 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
 
 
 def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
-    from course_utils.build import list_assignments
-    from course_utils.site import build_site, overview
+    from course_tools.build import list_assignments
+    from course_tools.site import build_site, overview
 
     index = build_site(root, tmp_path / "site", progress=False, slides=deck.path.parent)
     html = index.parent
@@ -205,8 +205,8 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
 @pytest.fixture(scope="module")
 def course_copy(root, tmp_path_factory) -> Path:
     """A copy of the course whose instructor released 04_masking to its exchange (with nbgrader's CLI)."""
-    from course_utils.build import nbgrader
-    from course_utils.lab import lab_environment
+    from course_tools.build import nbgrader
+    from course_tools.lab import lab_environment
 
     copy = tmp_path_factory.mktemp("course")
     for name in ("Makefile", "nbgrader_config.py", "README.md"):
@@ -336,7 +336,7 @@ def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, scr
 
 
 def test_make_lab_instructor_has_the_formgrader_on_solutions(browser, screenshot, root, course_copy, tmp_path):
-    from course_utils.build import list_assignments
+    from course_tools.build import list_assignments
 
     lab = Lab(course_copy, "lab-instructor", tmp_path / "lab.log")
     try:

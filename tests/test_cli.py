@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from course_utils.cli import main, parser
-from course_utils.validate import graded_cells, report, results
+from course_tools.cli import main, parser
+from course_tools.validate import graded_cells, report, results
 
 
 def _graded(source: str, grade_id: str, points: float = 1) -> nbformat.NotebookNode:
@@ -71,7 +71,7 @@ def test_bad_arguments_exit_nonzero(argv):
 
 def test_build_ignores_jupyter_checkpoints(tmp_path):
     """Opening a notebook in JupyterLab writes .ipynb_checkpoints/: not a stale release."""
-    from course_utils.build import _files
+    from course_tools.build import _files
 
     (tmp_path / "a.ipynb").write_text("{}")
     (tmp_path / ".ipynb_checkpoints").mkdir()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from course_utils.gradeexec import CELL_STUCK, REVIEW_HOLD, GuardedExecute
-from course_utils.integrity import mark_holds
+from course_tools.gradeexec import CELL_STUCK, REVIEW_HOLD, GuardedExecute
+from course_tools.integrity import mark_holds
 
 pytestmark = pytest.mark.slow  # each test starts a kernel
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.grading import GradeRow, find_submissions, grade, summary, with_answers
+from course_tools.grading import GradeRow, find_submissions, grade, summary, with_answers
 
 ASSIGNMENT = "03_attention"
 
@@ -100,7 +100,7 @@ def test_summary_and_discovery(tmp_path):
 def test_hide_test_tracebacks_keeps_only_the_message():
     import nbformat
 
-    from course_utils.feedback import HideTestTracebacks
+    from course_tools.feedback import HideTestTracebacks
 
     cell = nbformat.v4.new_code_cell("secret_check()")
     cell.metadata["nbgrader"] = {"grade": True}

@@ -22,9 +22,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.build import generate_release
-from course_utils.grading import Settings, grade
-from course_utils.sandbox import bwrap_path
+from course_tools.build import generate_release
+from course_tools.grading import Settings, grade
+from course_tools.sandbox import bwrap_path
 
 pytestmark = pytest.mark.slow  # grades submissions end to end
 
@@ -114,6 +114,8 @@ def run(tmp_path_factory):
 import os, shutil, socket
 for label, action in [
     ("READ", lambda: open({str(solutions)!r}).read()),
+    ("TOOLS", lambda: open({str(ROOT / "course_tools" / "integrity.py")!r}).read()),
+    ("IMPORT", lambda: __import__("course_tools.integrity").integrity.HOLD_MODULES),
     ("WRITE", lambda: open({str(gradebook)!r}, "ab").write(b"x") + open({str(sentinel)!r}, "a").write("x")),
     ("DELETE", lambda: shutil.rmtree({str(victim)!r})),
     ("NET", lambda: socket.create_connection(("127.0.0.1", {server.port}), timeout=3)),
@@ -325,7 +327,7 @@ def test_sandbox_blocks_reading_writing_and_network(run):
     if SANDBOXED:
         assert hashlib.sha256(run["solutions"].read_bytes()).hexdigest() == run["instructor"], "solutions/ changed"
         assert row["sandboxed"] == "yes"
-        for label in ("READ", "DELETE", "NET"):
+        for label in ("READ", "TOOLS", "IMPORT", "DELETE", "NET"):
             assert f"{label}-BLOCKED" in text and f"{label}-OK" not in text, f"{label} was not blocked"
         # writes outside the scratch folder land in the sandbox's private tmpfs, if anywhere
         assert run["sentinel"].read_text() == "instructor only", "an instructor file was changed"
@@ -452,7 +454,7 @@ def test_notebook_deadline_and_interrupted_runs(tmp_path):
         (subs / student / FIX / f"{FIX}.ipynb").write_text(json.dumps(nb))
     out = tmp_path / "graded"
     # interrupt a real run once the first student is finished
-    command = [sys.executable, "-m", "course_utils.cli", "grade", str(subs), "--assignment", FIX,
+    command = [sys.executable, "-m", "course_tools.cli", "grade", str(subs), "--assignment", FIX,
                "--out", str(out), "--jobs", "1", "--cell-timeout", "6", "--notebook-timeout", "14"]
     proc = subprocess.Popen(command, cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     results = out / ".work" / "results"
@@ -531,7 +533,7 @@ def test_the_same_grade_with_one_or_two_workers(run, tmp_path):
     ({"alice/other/x.ipynb": "{}"}, "assignment folders named other, none named 99_fixture"),
 ])
 def test_a_wrong_layout_fails_at_once_naming_it(tmp_path, capsys, monkeypatch, layout, found):
-    from course_utils.cli import main
+    from course_tools.cli import main
 
     course = make_course(tmp_path / "course")
     subs = tmp_path / "subs"

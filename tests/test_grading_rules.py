@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.build import generate_release
-from course_utils.grading import Settings, grade, scratch_config
+from course_tools.build import generate_release
+from course_tools.grading import Settings, grade, scratch_config
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = "98_verdicts"
@@ -65,8 +65,8 @@ def _verdict_course(folder: Path) -> Path:
 def test_validate_the_validate_button_and_grade_agree_cell_by_cell(tmp_path, monkeypatch):
     from nbgrader.validator import Validator
 
-    from course_utils.grading import course_config
-    from course_utils.validate import validate
+    from course_tools.grading import course_config
+    from course_tools.validate import validate
 
     course = _verdict_course(tmp_path / "course")
     release = json.loads((course / "notebooks" / VERDICTS / f"{VERDICTS}.ipynb").read_text())
@@ -115,7 +115,7 @@ def test_scratch_configuration_is_the_course_configuration(tmp_path):
         "c.AssignLatePenalties.plugin_class = 'nbgrader.plugins.latepenalty.LateSubmissionPlugin'\n"
         "c.Autograde.autograde_preprocessors = ['nbgrader.preprocessors.Execute', "
         "'nbgrader.preprocessors.LimitOutput', 'nbgrader.preprocessors.SaveAutoGrades']\n")
-    from course_utils.grading import course_cell_timeout
+    from course_tools.grading import course_cell_timeout
 
     assert course_cell_timeout(course) == 11
     scratch = tmp_path / "scratch"
@@ -128,14 +128,14 @@ def test_scratch_configuration_is_the_course_configuration(tmp_path):
     assert config.AssignLatePenalties.plugin_class.endswith("LateSubmissionPlugin")
     assert config.Execute.timeout == 11 and config.GuardedExecute.notebook_timeout == 99
     assert config.Autograde.autograde_preprocessors == [
-        "course_utils.gradeexec.GuardedExecute", "nbgrader.preprocessors.LimitOutput",
-        "course_utils.gradeexec.CapOutput", "nbgrader.preprocessors.SaveAutoGrades"]
+        "course_tools.gradeexec.GuardedExecute", "nbgrader.preprocessors.LimitOutput",
+        "course_tools.gradeexec.CapOutput", "nbgrader.preprocessors.SaveAutoGrades"]
     assert config.CourseDirectory.root == str(scratch) and config.CourseDirectory.db_url == "sqlite:///gradebook.db"
     assert "ClearHiddenTests" in " ".join(config.GenerateFeedback.preprocessors)
 
 
 def test_validate_names_another_assignments_notebook_before_running(tmp_path, capsys, monkeypatch):
-    from course_utils.cli import main
+    from course_tools.cli import main
 
     wrong = tmp_path / "04_masking" / "04_masking.ipynb"
     wrong.parent.mkdir()

@@ -7,9 +7,9 @@ import json
 import nbformat
 import pytest
 
-from course_utils.gradeexec import CapOutput, output_size
-from course_utils.integrity import BadSubmission, load_submission, reconstruct, scan, scan_notebook
-from course_utils.sandbox import bwrap_command, write_kernelspec
+from course_tools.gradeexec import CapOutput, output_size
+from course_tools.integrity import BadSubmission, load_submission, reconstruct, scan, scan_notebook
+from course_tools.sandbox import bwrap_command, write_kernelspec
 
 
 def _release() -> nbformat.NotebookNode:
@@ -130,7 +130,7 @@ def test_kernelspec_and_bwrap_command(tmp_path):
     assert f"--tmpfs {tmp_path / 'run'}" in joined, "the working folder is a private, size-capped tmpfs"
     assert "--ro-bind /etc /etc" not in joined and "/etc/shadow" not in joined, "only an allow-list of /etc"
     assert "solutions" not in joined and command[-1] == "python"
-    from course_utils.sandbox import kernel_env
+    from course_tools.sandbox import kernel_env
 
     env = kernel_env("/h", "/t", {"COURSE_CACHE": "/c", "SECRET": "x", "PATH": "/grader/bin"})
     assert env["HOME"] == "/h" and env["COURSE_CACHE"] == "/c" and "SECRET" not in env
@@ -171,7 +171,7 @@ def test_kernelspec_and_bwrap_command(tmp_path):
 def test_scan_holds_code_that_changes_how_cells_run(code, flag):
     flags = scan(code)
     assert any(flag in f for f in flags), flags
-    from course_utils.integrity import is_hold
+    from course_tools.integrity import is_hold
 
     assert all(is_hold(f) for f in flags if f.startswith(("changes", "monkeypatch"))), flags
 
@@ -217,7 +217,7 @@ def test_malformed_notebooks_get_a_one_line_reason(tmp_path, cells, reason):
 
 
 def test_symlinks_are_found_not_followed(tmp_path):
-    from course_utils.integrity import symlinks_in
+    from course_tools.integrity import symlinks_in
 
     (tmp_path / "alice" / "hw").mkdir(parents=True)
     (tmp_path / "alice" / "hw" / "nb.ipynb").write_text("{}")

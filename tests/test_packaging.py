@@ -10,21 +10,37 @@ def _requirement(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
-def test_environment_yml_mirrors_pyproject(root):
-    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
-    declared = {_requirement(d) for d in pyproject["project"]["dependencies"]}
-    lines = (root / "environment.yml").read_text().splitlines()
+def _conda_pip(path) -> set[str]:
+    lines = path.read_text().splitlines()
+    assert "  - python=3.11" in lines, f"{path.name} pins python 3.11"
     start = lines.index("  - pip:")
-    conda_pip = {_requirement(line.strip()[2:]) for line in lines[start + 1:] if line.strip().startswith("- ")}
-    assert declared == conda_pip, f"only in pyproject: {declared - conda_pip}; only in environment.yml: {conda_pip - declared}"
-    assert "python=3.11" in (root / "environment.yml").read_text()
+    return {_requirement(line.strip()[2:]) for line in lines[start + 1:] if line.strip().startswith("- ")}
+
+
+def test_environment_files_mirror_pyproject(root):
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    student = {_requirement(d) for d in project["dependencies"]}
+    dev = student | {_requirement(d) for d in extras["instructor"] + extras["test"] if not d.startswith("course_utils")}
+    for path, declared in ((root / "environment.yml", student), (root / "environment-dev.yml", dev)):
+        conda_pip = _conda_pip(path)
+        assert declared == conda_pip, f"{path.name}: only in pyproject: {declared - conda_pip}; only there: {conda_pip - declared}"
+
+
+def test_a_student_install_has_no_instructor_or_test_packages(root):
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[=<>\[ ]", d)[0].lower() for d in project["dependencies"]}
+    for tool in ("jupytext", "jupyter-book", "sphinx-revealjs", "selenium", "pytest", "nbval"):
+        assert tool not in names, f"{tool} is the instructor's or the tests', not a student's"
+    assert {"torch", "jupyterlab", "nbgrader"} <= names
+    assert "course_utils[instructor]" in project["optional-dependencies"]["test"]
 
 
 def test_torch_is_pinned(root):
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     torch_specs = [d for d in pyproject["project"]["dependencies"] if d.startswith("torch")]
     assert torch_specs == ["torch==2.13.0"], torch_specs
-    assert pyproject["project"]["scripts"]["course"] == "course_utils.cli:main"
+    assert pyproject["project"]["scripts"]["course"] == "course_tools.cli:main"
 
 
 def test_ci_runs_the_readme_test_command(root):
@@ -49,3 +65,17 @@ def test_nbgrader_config(root):
     assert c.CourseDirectory.release_directory == "notebooks"
     assert c.CourseDirectory.db_url.startswith("sqlite:///grading/")
     assert "grading/" in (root / ".gitignore").read_text().split()
+
+
+def test_the_learner_library_imports_nothing_of_the_grader(root):
+    import subprocess
+    import sys
+
+    probe = ("import sys, course_utils, course_utils.data, course_utils.plot, course_utils.train, course_utils.memory\n"
+             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                cwd=root).stdout.split())
+    assert "course_utils" in loaded and "torch" in loaded, "the probe imported the library"
+    for tool in ("course_tools", "nbgrader", "nbconvert", "nbclient", "jupytext", "jupyter_book", "sphinx",
+                 "sphinx_revealjs", "selenium", "pytest", "nbval"):
+        assert tool not in loaded, f"importing course_utils imported {tool}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.build import build, list_assignments
+from course_tools.build import build, list_assignments
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_notebook_anatomy(root, assignment):
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_graded_cell_fails_on_the_untouched_release(root, tmp_path, assignment):
-    from course_utils.validate import validate
+    from course_tools.validate import validate
 
     folder = tmp_path / assignment
     shutil.copytree(root / "notebooks" / assignment, folder)

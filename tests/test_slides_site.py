@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.cli import main, parser
-from course_utils.lab import CONFIG, lab_command, lab_environment
-from course_utils.site import overview, readme_sections, sequence_page
-from course_utils.slides import (
+from course_tools.cli import main, parser
+from course_tools.lab import CONFIG, lab_command, lab_environment
+from course_tools.site import overview, readme_sections, sequence_page
+from course_tools.slides import (
     count_figures, expected_slides, export, mathjax_source, reveal_source, strip_hidden_tests,
 )
 
@@ -59,7 +59,7 @@ def test_offline_assets_come_from_the_wheels():
     assert (reveal_source() / "plugin" / "notes" / "notes.js").is_file()
     assert (mathjax_source() / "MathJax.js").is_file()
     assert (mathjax_source() / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file()
-    from course_utils.slides import THEME
+    from course_tools.slides import THEME
 
     theme = (reveal_source() / "dist" / "theme" / f"{THEME}.css").read_text(encoding="utf-8")
     assert "@import url(http" not in theme.replace(" ", ""), f"theme {THEME} imports remote fonts"
@@ -167,7 +167,7 @@ def _tiny_course(tmp_path: Path, markdown: str) -> Path:
 
 
 def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
-    from course_utils.site import build_site
+    from course_tools.site import build_site
 
     title = ("# 01 · Tiny\n\n**Learning objectives.** After this notebook you can\n1. **add** numbers;\n\n"
              "**Prerequisites.** None.\n\n**Estimated time.** 2 hours. Fast.\n")
@@ -196,7 +196,7 @@ def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
 
 
 def test_build_deck_draws_figures_under_agg_and_reports_a_failing_cell(tmp_path, monkeypatch):
-    from course_utils.slides import build_deck
+    from course_tools.slides import build_deck
 
     monkeypatch.setenv("MPLBACKEND", "Agg")  # as in the test suite: the kernel must still draw inline
     cells = [_cell("md", "# 01 · Tiny", "slide"),

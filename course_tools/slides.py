@@ -212,7 +212,7 @@ def build_deck(root: Path, assignment: str, out: Path, execute_cells: bool = Tru
 
     source = root / "solutions" / assignment / f"{assignment}.ipynb"
     if not source.is_file():
-        from course_utils.build import list_assignments
+        from course_tools.build import list_assignments
 
         known = ", ".join(list_assignments(root)) or "none"
         raise FileNotFoundError(f"no solution notebook {source.relative_to(root)} (assignments: {known})")

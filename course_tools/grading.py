@@ -13,7 +13,7 @@ scratch course folder of its own, in these steps (one function each):
 2. ``make_scratch``: a one-student nbgrader course whose configuration is the repository's
    ``nbgrader_config.py`` plus the grader's own settings (``scratch_config``);
 3. ``autograde``: nbgrader autogrades it with ``GuardedExecute`` (deadline, resistant cells stopped,
-   kernel-death replay, review holds) in a kernel started by ``course_utils.sandbox``;
+   kernel-death replay, review holds) in a kernel started by ``course_tools.sandbox``;
 4. ``score``: the row's score and failed tests come from that student's gradebook, which applies
    nbgrader's own rule (``nbgrader.utils.determine_grade``) cell by cell;
 5. ``feedback``: HTML without hidden tests, copied out; then the scratch folder is removed.
@@ -44,8 +44,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.build import list_assignments, with_scripts_on_path
-from course_utils.integrity import (BadSubmission, load_submission, mark_holds, reconstruct, scan_notebook,
+from course_tools.build import list_assignments, with_scripts_on_path
+from course_tools.integrity import (BadSubmission, load_submission, mark_holds, reconstruct, scan_notebook,
                                     symlinks_in)
 
 FIELDS = ["student", "assignment", "score", "max_score", "status", "reason", "flags",
@@ -160,8 +160,8 @@ def course_cell_timeout(root: Path) -> int:
     return int(config.Execute.timeout) if "timeout" in config.Execute else NBGRADER_EXECUTE_DEFAULT
 
 
-GRADER_PREPROCESSORS = {"nbgrader.preprocessors.Execute": "course_utils.gradeexec.GuardedExecute",
-                        "nbgrader.preprocessors.execute.Execute": "course_utils.gradeexec.GuardedExecute"}
+GRADER_PREPROCESSORS = {"nbgrader.preprocessors.Execute": "course_tools.gradeexec.GuardedExecute",
+                        "nbgrader.preprocessors.execute.Execute": "course_tools.gradeexec.GuardedExecute"}
 DEFAULT_AUTOGRADE = ["nbgrader.preprocessors.Execute", "nbgrader.preprocessors.IgnorePattern",
                      "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
                      "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
@@ -176,11 +176,11 @@ def autograde_preprocessors(config) -> list[str]:
     """The course's autograde pipeline with ``Execute`` replaced by ``GuardedExecute`` and ``CapOutput`` added."""
     listed = config.Autograde.get("autograde_preprocessors", None) if "Autograde" in config else None
     names = [GRADER_PREPROCESSORS.get(_name(p), _name(p)) for p in (listed or DEFAULT_AUTOGRADE)]
-    if "course_utils.gradeexec.GuardedExecute" not in names:
-        names.insert(0, "course_utils.gradeexec.GuardedExecute")
-    if "course_utils.gradeexec.CapOutput" not in names:
+    if "course_tools.gradeexec.GuardedExecute" not in names:
+        names.insert(0, "course_tools.gradeexec.GuardedExecute")
+    if "course_tools.gradeexec.CapOutput" not in names:
         after = next((i for i, n in enumerate(names) if n.endswith("LimitOutput")), 0)
-        names.insert(after + 1, "course_utils.gradeexec.CapOutput")
+        names.insert(after + 1, "course_tools.gradeexec.CapOutput")
     return names
 
 
@@ -219,7 +219,7 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         f"c.KernelManager.ip = {runtime + '/k'!r}",
         f"c.KernelManager.connection_file = {runtime + '/kernel.json'!r}",
         'c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", '
-        '"course_utils.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_utils.feedback.HideTestTracebacks", '
+        '"course_tools.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_tools.feedback.HideTestTracebacks", '
         '"nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
     ]
@@ -393,7 +393,7 @@ class Scratch:
 
 def make_scratch(job: Job, notebook: nbformat.NotebookNode) -> Scratch:
     """Lay out the scratch course: gradebook, source, the submission, the kernel's folders and config."""
-    from course_utils.sandbox import write_kernelspec
+    from course_tools.sandbox import write_kernelspec
 
     template, assignment = job.template, job.template.assignment
     sid = internal_id(job.student)
@@ -449,7 +449,7 @@ def score(row: GradeRow, scratch: Scratch, assignment: str) -> None:
 
 def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
     """Add what the guards did (kernel deaths, stuck cells, deadline, review holds) to the row."""
-    from course_utils.gradeexec import CELL_STUCK, KERNEL_DIED, NOTEBOOK_TIMEOUT, REVIEW_HOLD
+    from course_tools.gradeexec import CELL_STUCK, KERNEL_DIED, NOTEBOOK_TIMEOUT, REVIEW_HOLD
 
     died, stuck, late, timeouts, held = [], [], [], [], []
     for cell in nb.cells:
@@ -501,7 +501,7 @@ def feedback(job: Job, row: GradeRow, scratch: Scratch) -> None:
 
 def grade_one(job: Job) -> GradeRow:
     """Grade one submission in its own scratch course, then remove the scratch; never raises."""
-    from course_utils.sandbox import bwrap_path
+    from course_tools.sandbox import bwrap_path
 
     start = time.perf_counter()
     assignment = job.template.assignment

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from course_utils.build import with_scripts_on_path
+from course_tools.build import with_scripts_on_path
 
 CONFIG = Path(__file__).parent / "labconfig"
 

@@ -64,7 +64,7 @@ def score_cell(cell: nbformat.NotebookNode) -> CellResult:
     points = float(meta.get("points", 0))
     if cell.get("execution_count") is None and not cell.get("outputs"):
         return CellResult(meta.get("grade_id", "?"), points, False, "cell did not run", 0.0)
-    from course_utils.gradeexec import errors_first
+    from course_tools.gradeexec import errors_first
 
     cell = nbformat.from_dict(dict(cell, outputs=errors_first(cell.get("outputs", []))))  # as course grade does
     try:
@@ -86,7 +86,7 @@ def _course_config(root: Path | None, timeout: int | None):
 
     config = Config()
     if root is not None and (root / "nbgrader_config.py").is_file():
-        from course_utils.grading import course_config
+        from course_tools.grading import course_config
 
         config = course_config(root)
     if timeout is not None:
@@ -110,7 +110,7 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int | None = None, ro
 
 def assignment_of(nb: nbformat.NotebookNode, root: Path) -> str | None:
     """The assignment whose release shares the most graded and answer cells with ``nb``."""
-    from course_utils.build import list_assignments
+    from course_tools.build import list_assignments
 
     def keys(notebook) -> set[str]:
         return {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in notebook.cells
@@ -131,7 +131,7 @@ def check_assignment(path: Path, nb: nbformat.NotebookNode, root: Path | None) -
     """Raise ValueError when the notebook is another assignment's than its file or folder says."""
     if root is None:
         return
-    from course_utils.build import list_assignments
+    from course_tools.build import list_assignments
 
     known = list_assignments(root)
     expected = next((name for name in (path.stem, path.parent.name) if name in known), None)
@@ -144,7 +144,7 @@ def check_assignment(path: Path, nb: nbformat.NotebookNode, root: Path | None) -
 
 
 def _root_for(path: Path) -> Path | None:
-    from course_utils.build import repo_root
+    from course_tools.build import repo_root
 
     for start in (path.parent, Path.cwd()):
         try:

@@ -560,7 +560,7 @@ def is_hold(flag: str) -> bool:
 def protected_names(nb: nbformat.NotebookNode) -> set[str]:
     """Names a locked cell binds and a later locked cell reads before binding it itself, and the
     built-ins that locked cells read."""
-    from course_utils.gradeexec import bound_names
+    from course_tools.gradeexec import bound_names
 
     bound: set[str] = set()
     protected: set[str] = set()
@@ -597,7 +597,7 @@ def scan_notebook(nb: nbformat.NotebookNode, cell_ids: list[str]) -> list[str]:
     wanted = set(cell_ids)
     flags = []
     locked_so_far: set[str] = set()
-    from course_utils.gradeexec import bound_names
+    from course_tools.gradeexec import bound_names
 
     for cell in nb.cells:
         if cell.get("cell_type") != "code":

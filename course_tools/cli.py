@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _build(args: argparse.Namespace) -> int:
-    from course_utils.build import build, repo_root
+    from course_tools.build import build, repo_root
 
     changed = build(repo_root(), args.assignments or None, check=args.check)
     if args.check:
@@ -26,7 +26,7 @@ def _build(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import nbformat
 
-    from course_utils.validate import _root_for, check_assignment, execute, report, results
+    from course_tools.validate import _root_for, check_assignment, execute, report, results
 
     path = Path(args.notebook)
     if not path.is_file():
@@ -42,9 +42,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from course_utils.build import repo_root
-    from course_utils.grading import Settings, grade, summary
-    from course_utils.sandbox import isolation
+    from course_tools.build import repo_root
+    from course_tools.grading import Settings, grade, summary
+    from course_tools.sandbox import isolation
 
     root = repo_root()
     settings = Settings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
@@ -60,8 +60,8 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _slides(args: argparse.Namespace) -> int:
-    from course_utils.build import list_assignments, repo_root
-    from course_utils.slides import build_deck, write_index
+    from course_tools.build import list_assignments, repo_root
+    from course_tools.slides import build_deck, write_index
 
     root = repo_root()
     if args.all == bool(args.assignment):
@@ -81,8 +81,8 @@ def _slides(args: argparse.Namespace) -> int:
 
 
 def _site(args: argparse.Namespace) -> int:
-    from course_utils.build import repo_root
-    from course_utils.site import build_site
+    from course_tools.build import repo_root
+    from course_tools.site import build_site
 
     root = repo_root()
     out = Path(args.out) if args.out else root / "build" / "site"
@@ -93,8 +93,8 @@ def _site(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from course_utils.build import repo_root
-    from course_utils.lab import run_lab
+    from course_tools.build import repo_root
+    from course_tools.lab import run_lab
 
     run_lab(repo_root(), args.instructor, args.jupyter_args)
     return 0  # not reached: run_lab replaces this process
@@ -190,6 +190,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# top-level modules of the "instructor" extra (pyproject.toml), absent from a student's install
+INSTRUCTOR_MODULES = {"jupytext", "sphinx_revealjs", "jupyter_server_mathjax", "jupyter_book", "sphinx", "myst_nb"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``course`` console script."""
     args, rest = parser().parse_known_args(argv)
@@ -199,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.run(args)
+    except ModuleNotFoundError as error:
+        if error.name and error.name.split(".")[0] in INSTRUCTOR_MODULES:
+            print(f"course {args.command}: needs {error.name}, one of the instructor's tools; install them with "
+                  f"`make install-dev` or `pip install -e \".[instructor]\"`", file=sys.stderr)
+            return 2
+        raise
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"course {args.command}: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Used as a Jupyter kernel command (see ``write_kernelspec``):
 
-    python -m course_utils.sandbox --workdir DIR --home DIR --memory-gb N -f {connection_file}
+    python -m course_tools.sandbox --workdir DIR --home DIR --memory-gb N -f {connection_file}
 
 The kernel always gets a minimal, explicit environment (``kernel_env``: no variable of the
 grader's shell reaches it), a HOME and a TMPDIR of its own, an address-space cap and no core
@@ -139,7 +139,7 @@ def write_kernelspec(jupyter_dir: Path, workdir: Path, home: Path, memory_gb: fl
     """Write the sandbox kernelspec under ``jupyter_dir/kernels`` and return its name."""
     spec = jupyter_dir / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "course_utils.sandbox", "--workdir", str(workdir), "--home", str(home),
+    argv = [sys.executable, "-m", "course_tools.sandbox", "--workdir", str(workdir), "--home", str(home),
             "--memory-gb", str(memory_gb), "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps(
         # interrupts travel as messages: a signal to our process group cannot reach a kernel

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.build import list_assignments
-from course_utils.slides import mathjax_source, notebook_title
+from course_tools.build import list_assignments
+from course_tools.slides import mathjax_source, notebook_title
 
 README_PAGES = {"students": "Students", "instructors": "Instructors", "lecturers": "Lecturers"}
 # Relative to _static/; MathJax itself goes to the site root through html_extra_path, because
