@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import nbformat
 
 ASSIGNMENT_PATTERN = "[0-9][0-9]_*"
 
@@ -53,16 +54,18 @@ def nbgrader(args: list[str], cwd: Path, timeout: float | None = None, env: dict
 
 
 def normalise_notebook(path: Path) -> None:
-    """Strip what makes a release differ between machines: versions and execution metadata."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    nb.get("metadata", {}).get("language_info", {}).pop("version", None)
-    for cell in nb.get("cells", []):
+    """Strip what makes a release differ between machines (versions, execution and pairing metadata),
+    and write it exactly as nbformat (and so JupyterLab) writes it."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.get("language_info", {}).pop("version", None)
+    nb.metadata.pop("jupytext", None)    # students' notebooks are not paired with anything
+    for cell in nb.cells:
         for key in ("execution", "ExecuteTime", "collapsed", "scrolled"):
-            cell.get("metadata", {}).pop(key, None)
-        if cell.get("cell_type") == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
-    path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+            cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nbformat.write(nb, path)
 
 
 def generate_release(root: Path, assignment: str, dest: Path) -> Path:

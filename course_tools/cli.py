@@ -1,4 +1,4 @@
-"""The ``course`` command: build, validate, grade, slides, site, lab, doctor."""
+"""The ``course`` command: sync, build, validate, grade, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _build(args: argparse.Namespace) -> int:
     changed = build(repo_root(), args.assignments or None, check=args.check)
     if args.check:
         if changed:
-            print("stale student notebooks (run `course build`):")
+            print("stale student notebooks (run `course build`: it rewrites only notebooks/, from solutions/):")
             print("\n".join(f"  {name}" for name in changed))
             return 1
         print("notebooks/ is up to date with solutions/")
@@ -23,10 +23,38 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from course_tools.build import build, repo_root
+    from course_tools.pairing import out_of_step, sync
+
+    root = repo_root()
+    if args.check:
+        problems = out_of_step(root, args.assignments or None)
+        if problems:
+            print("solution notebooks and their text twins are out of step (run `course sync`: the side "
+                  "edited last wins, and the other is first copied to build/sync-backup/):")
+            print("\n".join(f"  {line}" for line in problems))
+            return 1
+        print("every solution notebook is in step with its text twin in nbsource/")
+        return 0
+    prefer = "notebook" if args.from_notebook else "text" if args.from_text else None
+    done = sync(root, args.assignments or None, prefer)
+    print("\n".join(done) or "every solution notebook is already in step with its text twin")
+    for name in build(root, args.assignments or None):   # writes only the student notebooks that changed
+        print(f"wrote {name}")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import nbformat
 
-    from course_tools.validate import _root_for, check_assignment, execute, report, results
+    from course_tools.validate import (
+        _root_for,
+        check_assignment,
+        execute,
+        report,
+        results,
+    )
 
     path = Path(args.notebook)
     if not path.is_file():
@@ -133,6 +161,17 @@ def parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``course`` command."""
     p = argparse.ArgumentParser(prog="course", description="Build, check and grade the course.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    y = sub.add_parser("sync", help="bring solutions/*.ipynb and their text twins in nbsource/ into step, "
+                                    "then rebuild the student notebooks that changed",
+                       description="jupytext --sync on every pair that differs: the side edited last wins "
+                                   "(or the one you name); the other side is first copied to build/sync-backup/.")
+    y.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
+    y.add_argument("--check", action="store_true", help="only compare; exit 1 naming each pair out of step")
+    side = y.add_mutually_exclusive_group()
+    side.add_argument("--from-notebook", action="store_true", help="the notebook wins, whichever was edited last")
+    side.add_argument("--from-text", action="store_true", help="the text twin wins, whichever was edited last")
+    y.set_defaults(run=_sync)
 
     b = sub.add_parser("build", help="regenerate notebooks/ from solutions/ with nbgrader")
     b.add_argument("assignments", nargs="*", help="assignment ids (default: all)")

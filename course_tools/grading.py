@@ -45,8 +45,14 @@ from pathlib import Path
 import nbformat
 
 from course_tools.build import list_assignments, with_scripts_on_path
-from course_tools.integrity import (BadSubmission, load_submission, mark_holds, reconstruct, scan_notebook,
-                                    symlinks_in)
+from course_tools.integrity import (
+    BadSubmission,
+    load_submission,
+    mark_holds,
+    reconstruct,
+    scan_notebook,
+    symlinks_in,
+)
 
 FIELDS = ["student", "assignment", "score", "max_score", "status", "reason", "flags",
           "failed_tests", "sandboxed", "seconds"]
@@ -449,7 +455,12 @@ def score(row: GradeRow, scratch: Scratch, assignment: str) -> None:
 
 def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
     """Add what the guards did (kernel deaths, stuck cells, deadline, review holds) to the row."""
-    from course_tools.gradeexec import CELL_STUCK, KERNEL_DIED, NOTEBOOK_TIMEOUT, REVIEW_HOLD
+    from course_tools.gradeexec import (
+        CELL_STUCK,
+        KERNEL_DIED,
+        NOTEBOOK_TIMEOUT,
+        REVIEW_HOLD,
+    )
 
     died, stuck, late, timeouts, held = [], [], [], [], []
     for cell in nb.cells:

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 04 · Masking
 #
 # **Learning objectives.** After this notebook you can
@@ -11,14 +20,14 @@
 #
 # **Estimated time.** 1.5 hours. The notebook runs in under a minute on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: one picture carries the lecture: a batch of sentences of different lengths,
 # padded into a rectangle. Every mask in this notebook answers "which cells are real?".
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 from unittest import mock
 
 import matplotlib.pyplot as plt
@@ -35,7 +44,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition_rectangles_ragged_data", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition: rectangles of ragged data
 #
 # Sentences have different lengths, tensors are rectangles: we **pad**. From then on every
@@ -46,7 +56,7 @@ print(describe_environment(device))
 # Convention (as in `F.scaled_dot_product_attention`): masks are **boolean, True = may attend**.
 # Masked scores are filled with `torch.finfo(dtype).min`, never `-1e9` (it overflows in float16).
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## The math
 #
 # | mask | shape | entry $(i, j)$ is True when | code |
@@ -59,7 +69,7 @@ print(describe_environment(device))
 # A masked softmax over keys $j$: $\alpha_{ij} = m_{ij} e^{s_{ij}} / \sum_{j'} m_{ij'} e^{s_{ij'}}$, and
 # $\alpha_{i\cdot} = 0$ when no $m_{ij}$ is True. A masked mean: $\bar x = \sum_t m_t x_t / \max(1, \sum_t m_t)$.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_padding_causal", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: padding, causal and combined masks (3 points)
 #
 # * `padding_mask(lengths, max_len)` -> `(batch, max_len)`, True at real tokens;
@@ -70,7 +80,7 @@ print(describe_environment(device))
 #
 # No Python loops over the batch.
 
-# %% solution id=masks
+# %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(batch, max_len) bool, True where the position is a real token."""
     ### BEGIN SOLUTION
@@ -95,7 +105,8 @@ def attention_mask(lengths: torch.Tensor, max_len: int, causal: bool = False) ->
     return mask.expand(-1, 1, max_len, max_len)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 lengths = torch.tensor([5, 3])
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
 show_attention(padding_mask(lengths, 5).float(), ax=axes[0], title="padding (batch, k_len)")
@@ -104,7 +115,7 @@ show_attention(attention_mask(lengths, 5, causal=True)[1, 0].float(), ax=axes[2]
 fig.tight_layout()
 plt.show()
 
-# %% test id=test_masks points=3
+# %% nbgrader={"grade": true, "grade_id": "test_masks", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Masks: exact small cases, and attention with the combined mask equals attention on each unpadded sequence."""
 assert padding_mask(torch.tensor([2, 0, 3]), 3).tolist() == [[True, True, False], [False] * 3, [True] * 3]
 assert causal_mask(3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
@@ -128,7 +139,7 @@ alone = F.scaled_dot_product_attention(q[1:, :, :2], k[1:, :, :2], v[1:, :, :2])
 assert_close(out_plain[1:, :, :2], alone, "padding only", atol=1e-12)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_masked_softmax", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: a masked softmax without NaN (2 points)
 #
 # Write `masked_softmax(scores, mask, dim=-1)`: mask is boolean and broadcastable to `scores`.
@@ -136,7 +147,7 @@ assert_close(out_plain[1:, :, :2], alone, "padding only", atol=1e-12)
 # entry of a row with **no** allowed position exactly zero. The gradient must not be NaN either.
 # (`torch.softmax` of a row of `-inf` is NaN; of a row of `finfo.min` it is uniform: both wrong.)
 
-# %% solution id=masked_softmax
+# %% nbgrader={"grade": false, "grade_id": "masked_softmax", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax over allowed positions; rows with none allowed are all zeros."""
     ### BEGIN SOLUTION
@@ -144,7 +155,8 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     return torch.softmax(filled, dim=dim) * mask
     ### END SOLUTION
 
-# %% test id=test_masked_softmax points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_masked_softmax", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """masked_softmax: allowed positions sum to 1, an all-masked row is zeros, and no NaN in values or gradients."""
 scores = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], requires_grad=True)
 mask = torch.tensor([[True, True, False], [False, False, False]])
@@ -163,7 +175,7 @@ big = masked_softmax(torch.tensor([[1000.0, 0.0]]), torch.tensor([[False, True]]
 assert_close(big, torch.tensor([[0.0, 1.0]]), "a huge masked score must not win")
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_masked_pooling", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: masked pooling and a masked loss (3 points)
 #
 # * `masked_mean(x, mask)`: `x` `(batch, seq, dim)`, `mask` `(batch, seq)` -> `(batch, dim)`,
@@ -173,7 +185,7 @@ assert_close(big, torch.tensor([[0.0, 1.0]]), "a huge masked score must not win"
 #   mean of per-sequence means). It must equal `F.cross_entropy(..., ignore_index=-100)` with the
 #   padded targets set to -100. Compute it from `F.log_softmax`; do not call `F.cross_entropy`.
 
-# %% solution id=masked_reductions
+# %% nbgrader={"grade": false, "grade_id": "masked_reductions", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of x (batch, seq, dim) over positions where mask (batch, seq) is True."""
     ### BEGIN SOLUTION
@@ -190,7 +202,8 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torc
     return -(picked * mask).sum() / mask.sum().clamp(min=1)
     ### END SOLUTION
 
-# %% test id=test_masked_reductions points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_masked_reductions", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """masked_mean ignores padding; masked_cross_entropy equals F.cross_entropy(ignore_index=-100)."""
 x = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [50.0], [60.0]]])
 mask = torch.tensor([[True, True, False], [True, False, False]])
@@ -212,7 +225,7 @@ empty = masked_mean(torch.ones(1, 3, 2), torch.zeros(1, 3, dtype=torch.bool))
 assert_close(empty, torch.zeros(1, 2), "an all-padding row gives zeros, not NaN")
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_recurrent_networks", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: recurrent networks and padding (2 points)
 #
 # A GRU run over a padded batch keeps reading after the sentence ends: its "final" state has
@@ -220,7 +233,7 @@ assert_close(empty, torch.zeros(1, 2), "an all-padding row gives zeros, not NaN"
 # Write `rnn_final_states(rnn, x, lengths)` returning the GRU's last-layer state after each
 # sequence's **own** last token, `(batch, hidden)`, using packing (`enforce_sorted=False`).
 
-# %% solution id=rnn_final_states
+# %% nbgrader={"grade": false, "grade_id": "rnn_final_states", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def rnn_final_states(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Final hidden state of a batch_first GRU for each sequence at its own length, (batch, hidden)."""
     ### BEGIN SOLUTION
@@ -229,7 +242,8 @@ def rnn_final_states(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> tor
     return last[-1]
     ### END SOLUTION
 
-# %% test id=test_rnn_final_states points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_rnn_final_states", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """rnn_final_states equals running each sequence alone, and differs from the naive padded run."""
 torch.manual_seed(0)
 gru = nn.GRU(3, 4, batch_first=True).double()
@@ -249,7 +263,7 @@ check_shape(got2, (3, 5), "two layers: the last layer's state")
 assert_close(got2[1:2], deep(x[1:2, :2])[1][-1], "two-layer GRU, sequence 1", atol=1e-12)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_bert_masked", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: BERT's masked-LM corruption (4 points)
 #
 # BERT chooses **15%** of the non-special tokens. Of the chosen ones **80%** become `[MASK]`,
@@ -259,7 +273,7 @@ assert_close(got2[1:2], deep(x[1:2, :2])[1][-1], "two-layer GRU, sequence 1", at
 # `(inputs, labels)`; `special` `(batch, seq)` is True at [CLS], [SEP] and padding, which are
 # never chosen. Use the generator for every random draw.
 
-# %% solution id=bert_corrupt
+# %% nbgrader={"grade": false, "grade_id": "bert_corrupt", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
                  generator: torch.Generator, rate: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's 80/10/10 masked-LM corruption; returns (inputs, labels with -100 where not chosen)."""
@@ -276,7 +290,8 @@ def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, m
     return inputs, labels
     ### END SOLUTION
 
-# %% test id=test_bert_corrupt points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_bert_corrupt", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """bert_corrupt: 15% chosen, 80/10/10 among them, specials never chosen, labels -100 elsewhere."""
 g = torch.Generator().manual_seed(0)
 tokens = torch.randint(5, 1000, (400, 500), generator=g)
@@ -304,7 +319,7 @@ rate = (bert_corrupt(tokens, special, 1000, 4, torch.Generator().manual_seed(2),
 assert abs(rate - 0.3) < 0.005, f"the rate argument must be used, got {rate:.2%}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_prefix_lm", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Exercise 6: the prefix-LM mask (2 points)
 #
 # One Transformer stack can act as an encoder-decoder (UniLM, T5's prefix LM): the **source**
@@ -312,7 +327,7 @@ assert abs(rate - 0.3) < 0.005, f"the rate argument must be used, got {rate:.2%}
 # the targets up to themselves. Write `prefix_lm_mask(src_len, tgt_len)` -> `(L, L)` with
 # `L = src_len + tgt_len` (True = may attend).
 
-# %% solution id=prefix_lm_mask
+# %% nbgrader={"grade": false, "grade_id": "prefix_lm_mask", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def prefix_lm_mask(src_len: int, tgt_len: int) -> torch.Tensor:
     """(L, L) bool: bidirectional over the source prefix, causal over the target."""
     ### BEGIN SOLUTION
@@ -323,12 +338,13 @@ def prefix_lm_mask(src_len: int, tgt_len: int) -> torch.Tensor:
     return mask
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 show_attention(prefix_lm_mask(3, 4).float(), queries=["s1", "s2", "s3", "t1", "t2", "t3", "t4"],
                keys=["s1", "s2", "s3", "t1", "t2", "t3", "t4"], title="prefix-LM mask")
 plt.show()
 
-# %% test id=test_prefix_lm_mask points=2
+# %% nbgrader={"grade": true, "grade_id": "test_prefix_lm_mask", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """prefix_lm_mask: the source is bidirectional, targets are causal and see the whole source."""
 m = prefix_lm_mask(2, 2)
 assert m.tolist() == [[True, True, False, False], [True, True, False, False],
@@ -341,7 +357,7 @@ assert big.shape == (9, 9) and big.dtype == torch.bool
 assert not big[:4, 4:].any() and big[4:, :4].all() and torch.equal(big[4:, 4:], causal_mask(5))
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_what_forgetting_mask", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Experiment: what forgetting the mask does
 #
 # A tiny classifier (embeddings, mean pooling, a linear layer) learns whether a sequence holds
@@ -349,7 +365,7 @@ assert not big[:4, 4:].any() and big[4:, :4].all() and torch.equal(big[4:, 4:], 
 # more and more padding: with the mask, predictions do not move; pooling **without** the mask
 # averages the padding embedding in, and the predictions drift.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 seed_everything(0)
 
 
@@ -399,7 +415,7 @@ plt.show()
 drift = {m: (torch.stack(curves[m]) - curves[m][0]).abs().max().item() for m in (True, False)}
 print(f"largest change in probability: with mask {drift[True]:.2e}, without {drift[False]:.2f}")
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * **Padding masks** (per key), **causal masks** (per query/key pair, offset for caches) and the
@@ -411,7 +427,7 @@ print(f"largest change in probability: with mask {drift[True]:.2e}, without {dri
 # * Forgetting a mask does not crash anything: predictions just drift with the amount of padding,
 #   which is why it is the bug most worth a test.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762 (masking in the decoder)

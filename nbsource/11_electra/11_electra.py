@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 11 · ELECTRA: learning from every token
 #
 # **Learning objectives.** After this notebook you can
@@ -11,15 +20,15 @@
 #
 # **Estimated time.** 1.5 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: a masked LM learns from the 15% of positions it predicts. ELECTRA turns
 # pre-training into a detection task over **all** positions: which tokens did a small language
 # model swap in? The discriminator, not the generator, is the model we keep.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import random
 import time
@@ -40,7 +49,7 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "replaced_token_detection", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Replaced-token detection
 #
 # Mask 15% of the positions. A **generator** $G$ (a small masked LM) fills each masked position
@@ -59,7 +68,7 @@ print(describe_environment(device))
 # | $G(\cdot)$ | `(n_chosen, V)` | generator logits at the masked positions | `generator_logits` |
 # | $D(\cdot)$ | `(batch, seq)` | discriminator logits, > 0 means "replaced" | `discriminator_logits` |
 
-# %% locked id=blocks
+# %% nbgrader={"grade": false, "grade_id": "blocks", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNK, CLS, SEP, MASK = range(5)
 
@@ -90,7 +99,8 @@ def run_layers(layers: nn.ModuleList, x: torch.Tensor, attention_mask: torch.Ten
         x = layer(x, src_key_padding_mask=padding)
     return x
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_generator_discriminator", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: generator and discriminator (4 points)
 #
 # Complete `Electra(vocab_size, max_len, d_model, generator_width, n_layers, heads)`:
@@ -105,7 +115,7 @@ def run_layers(layers: nn.ModuleList, x: torch.Tensor, attention_mask: torch.Ten
 # `generator_logits(input_ids, positions=None)` returns `(batch, seq, V)`, or `(n_chosen, V)` at the
 # boolean `positions`; `discriminator_logits(input_ids, attention_mask=None)` returns `(batch, seq)`.
 
-# %% solution id=electra_model
+# %% nbgrader={"grade": false, "grade_id": "electra_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class Electra(nn.Module):
     """A small masked-LM generator and a replaced-token discriminator sharing their embeddings."""
 
@@ -138,7 +148,8 @@ class Electra(nn.Module):
         return self.discriminator_head(hidden).squeeze(-1)
         ### END SOLUTION
 
-# %% test id=test_electra_model points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_electra_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Electra: shapes, one shared embedding module, a tied generator decoder, the generator narrower than the discriminator."""
 torch.manual_seed(0)
 model = Electra(vocab_size=40, max_len=10, d_model=16, generator_width=8, n_layers=1, heads=2).eval()
@@ -172,7 +183,7 @@ assert_close(model.discriminator_logits(changed, mask)[1, :4], model.discriminat
 assert isinstance(model.discriminator_head[-1], nn.Linear) and model.discriminator_head[-1].out_features == 1
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_corruption_sampling", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: corruption by sampling (3 points)
 #
 # Complete `replace_tokens(original, chosen, generator_logits, generator)`: at the `chosen`
@@ -181,7 +192,7 @@ assert isinstance(model.discriminator_head[-1], nn.Linear) and model.discriminat
 # elsewhere keep the original. No gradient may flow through the sample: the result is a plain
 # id tensor and `generator_logits` must not be needed for `backward` later.
 
-# %% solution id=replace_tokens
+# %% nbgrader={"grade": false, "grade_id": "replace_tokens", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def replace_tokens(original: torch.Tensor, chosen: torch.Tensor, generator_logits: torch.Tensor,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """Return a copy of original with sampled tokens at the chosen positions."""
@@ -194,7 +205,8 @@ def replace_tokens(original: torch.Tensor, chosen: torch.Tensor, generator_logit
     return corrupted
     ### END SOLUTION
 
-# %% test id=test_replace_tokens points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_replace_tokens", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """replace_tokens samples from softmax(logits) at the chosen positions only, without gradient."""
 original = torch.arange(5, 25).view(2, 10)
 chosen = torch.zeros(2, 10, dtype=torch.bool)
@@ -220,21 +232,22 @@ with mock.patch.object(torch.Tensor, "argmax", side_effect=AssertionError("sampl
     replace_tokens(many[:10], pick[:10], three[:10], g)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_what_counts", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: what counts as replaced (2 points)
 #
 # Complete `rtd_labels(corrupted, original)`: a float tensor, 1.0 where the token differs from the
 # original and 0.0 where it is the same, **including** chosen positions where the generator
 # happened to sample the original token (the paper counts those as original).
 
-# %% solution id=rtd_labels
+# %% nbgrader={"grade": false, "grade_id": "rtd_labels", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def rtd_labels(corrupted: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """1.0 where the token was actually replaced, 0.0 elsewhere."""
     ### BEGIN SOLUTION
     return (corrupted != original).float()
     ### END SOLUTION
 
-# %% test id=test_rtd_labels points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_rtd_labels", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """rtd_labels is 1 only where the token changed, even at chosen positions."""
 original = torch.tensor([[5, 6, 7, 8]])
 corrupted = torch.tensor([[5, 9, 7, 8]])                     # positions 1 and 2 were chosen; 2 sampled its own token
@@ -248,7 +261,7 @@ other = torch.randint(0, 3, (50, 20))
 assert torch.equal(rtd_labels(other, big), (other != big).float())
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_combined_loss", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: the combined loss (3 points)
 #
 # Complete `electra_loss(generator_logits, mlm_targets, discriminator_logits, labels, attention_mask, weight=50.0)`:
@@ -257,7 +270,7 @@ assert torch.equal(rtd_labels(other, big), (other != big).float())
 # logits) **averaged over the real tokens** (`attention_mask` True), not over padding.
 # Return `(total, mlm_loss, rtd_loss)`.
 
-# %% solution id=electra_loss
+# %% nbgrader={"grade": false, "grade_id": "electra_loss", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def electra_loss(generator_logits: torch.Tensor, mlm_targets: torch.Tensor, discriminator_logits: torch.Tensor,
                  labels: torch.Tensor, attention_mask: torch.Tensor, weight: float = 50.0
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -268,7 +281,8 @@ def electra_loss(generator_logits: torch.Tensor, mlm_targets: torch.Tensor, disc
     return mlm + weight * rtd, mlm, rtd
     ### END SOLUTION
 
-# %% test id=test_electra_loss points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_electra_loss", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """electra_loss = CE over chosen positions + 50 x BCE averaged over real tokens."""
 torch.manual_seed(0)
 g_logits, targets = torch.randn(3, 11), torch.tensor([1, 4, 9])
@@ -286,7 +300,7 @@ assert_close(electra_loss(g_logits, targets, d_logits, labels, mask, weight=1.0)
 assert rtd.ndim == 0 and mlm.ndim == 0, "scalar (mean) losses"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "pre_training_electra_masked", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Pre-training ELECTRA and a masked LM for the same number of steps
 #
 # Windows of 48 WordPiece tokens of the Wikipedia sample, each starting with `[CLS]`; 15% of the
@@ -295,7 +309,7 @@ assert rtd.ndim == 0 and mlm.ndim == 0, "scalar (mean) losses"
 # two layers, tied decoder) trained on the same batches for the same number of steps; an ELECTRA
 # step also runs the generator, so it costs a little more (both times are printed).
 
-# %% locked id=masked_lm
+# %% nbgrader={"grade": false, "grade_id": "masked_lm", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class MaskedLM(nn.Module):
     """The baseline: embeddings, encoder layers and a tied masked-LM head, all at width d_model."""
 
@@ -323,7 +337,8 @@ class EncoderClassifier(nn.Module):
         hidden = run_layers(self.layers, self.embeddings(input_ids), input_ids != PAD)
         return self.out(self.dropout(hidden[:, 0]))
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 articles = wikipedia_articles()
 tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
 tokenizer.normalizer, tokenizer.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
@@ -399,11 +414,11 @@ ax.set_ylabel("discriminator accuracy (held out)")
 ax.legend()
 plt.show()
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_does_generator", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # What does the generator swap in, and does the discriminator notice? Replaced tokens in **bold**
 # with the original in brackets; `*` marks what the discriminator flagged.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 with torch.no_grad():
     _, corrupted, labels, logits = electra_step(electra, tuple(t[:1].to(device) for t in held_out),
                                                 torch.Generator(device=device).manual_seed(5))
@@ -414,7 +429,7 @@ for i, (token, original_token, replaced, flagged) in enumerate(zip(corrupted[0].
     words.append((f"**{text}**[{tokenizer.id_to_token(original_token)}]" if replaced else text) + ("*" if flagged else ""))
 print(" ".join(words))
 
-# %% test id=test_discriminator points=3
+# %% nbgrader={"grade": true, "grade_id": "test_discriminator", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The trained discriminator catches at least 30% of replaced tokens while keeping at least 90% of original ones."""
 assert detection["accuracy on replaced"] >= 0.30, f"expected at least 30% of replaced tokens caught, got {detection['accuracy on replaced']:.1%}"
 assert detection["accuracy on original"] >= 0.90, f"expected at least 90% of original tokens kept, got {detection['accuracy on original']:.1%}"
@@ -424,14 +439,14 @@ assert again["accuracy on replaced"] >= 0.30 and again["accuracy on original"] >
 assert 0.02 < detection["replaced share"] < 0.15, f"about 15% masked, fewer actually replaced: {detection['replaced share']:.1%}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "fine_tuning_both_newsgroups", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Fine-tuning both on the newsgroups
 #
 # As in notebook 07: 120 posts for training, 80 for testing, chunks of 47 tokens after `[CLS]`, a
 # post's prediction sums its chunks' log-probabilities; the same classifier on top of ELECTRA's
 # **discriminator**, of the masked LM's encoder, and of a fresh encoder; two seeds each.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 posts, post_labels, group_names = newsgroups()
 order = list(range(len(posts)))
 random.Random(0).shuffle(order)
@@ -491,7 +506,7 @@ ax.set_ylabel("test post accuracy (mean of 2 seeds)")
 ax.set_ylim(0.4, 1.0)
 plt.show()
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_result", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Reading the result
 #
 # The paper's claim is about **compute**: at equal pre-training compute ELECTRA's discriminator
@@ -504,7 +519,7 @@ plt.show()
 # ELECTRA step costs more than a masked-LM step here (both times are printed above): at this size
 # the generator is not negligible.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * ELECTRA trains a **discriminator** to spot tokens that a small **generator** swapped in; both share
@@ -515,7 +530,7 @@ plt.show()
 #   every position teaches the discriminator.
 # * We keep the discriminator and fine-tune it like BERT.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Clark et al. (2020). *ELECTRA: Pre-training Text Encoders as Discriminators Rather Than Generators.* arXiv:2003.10555

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 01 · word2vec
 #
 # **Learning objectives.** After this notebook you can
@@ -12,14 +21,14 @@
 #
 # **Estimated time.** 2 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: open with "you shall know a word by the company it keeps" (Firth, 1957),
 # then show two nearest-neighbour lists from a trained model before any maths.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import re
 import time
@@ -41,7 +50,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition_words_that_keep", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition: words that keep the same company
 #
 # *"You shall know a word by the company it keeps"* (Firth, 1957). Skip-gram turns the
@@ -53,11 +63,11 @@ print(describe_environment(device))
 # sampling** replaces it with a handful of binary questions: is this (center, context) pair
 # real, or was the context drawn at random from a **noise** distribution?
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "corpus_about_100", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # The corpus: about 100 English Wikipedia articles shipped with gensim (~478k words), split
 # into sentences of lowercase word tokens.
 
-# %% locked id=corpus
+# %% nbgrader={"grade": false, "grade_id": "corpus", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def tokenize(text: str) -> list[str]:
     """Lowercase word tokens (letters, with inner apostrophes)."""
     return re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
@@ -75,14 +85,15 @@ print(f"{sum(counts.values()):,} tokens, {len(vocab):,} words seen at least {MIN
       f"{len(corpus_ids):,} tokens kept")
 print("most frequent:", vocab[:12])
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.loglog(range(1, len(vocab) + 1), word_counts.numpy())
 ax.set(xlabel="rank", ylabel="count", title="Zipf's law: a few words are everywhere")
 ax.grid(alpha=0.3)
 plt.show()
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · The math
 #
 # For a center word $c$ with input vector $v_c$, a true context word $o$ with output vector
@@ -105,7 +116,7 @@ plt.show()
 # | $f(w)$ | `(V,)` | relative frequency count(w)/total | |
 # | $t$ | scalar | subsampling threshold | `sample` |
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_subsampling_frequent", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 1: subsampling frequent words (2 points)
 #
 # "the" appears in nearly every window and teaches little. Mikolov et al. discard each
@@ -118,7 +129,7 @@ plt.show()
 # **We implement the C code's formula.** Write `keep_probabilities(counts, sample)`:
 # `counts` `(V,)`, returns `(V,)` in $[0, 1]$.
 
-# %% solution id=keep_probabilities
+# %% nbgrader={"grade": false, "grade_id": "keep_probabilities", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tensor:
     """Probability of keeping each occurrence of each word (word2vec's C code), shape (V,)."""
     ### BEGIN SOLUTION
@@ -127,14 +138,15 @@ def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tens
     return keep.clamp(max=1.0)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 keep = keep_probabilities(word_counts, 1e-3)
 for w in ["the", "of", "city", "music", "quantum"]:
     if w in word_to_id:
         print(f"{w:>8}: keep {keep[word_to_id[w]].item():.3f}")
 print(f"expected fraction of tokens kept: {(keep[corpus_ids]).mean().item():.2f}")
 
-# %% test id=test_keep_probabilities points=2
+# %% nbgrader={"grade": true, "grade_id": "test_keep_probabilities", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """keep_probabilities: the C code's formula on hand-computed counts, clipped at 1."""
 counts_demo = torch.tensor([2500.0, 100.0, 7400.0], dtype=torch.float64)   # total 10,000
 got = keep_probabilities(counts_demo, sample=0.01)
@@ -153,7 +165,7 @@ many = keep_probabilities(torch.arange(1.0, 200.0, dtype=torch.float64), sample=
 assert (many[1:] <= many[:-1] + 1e-12).all(), "more frequent words must be kept less often"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_center_context", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 2: (center, context) pairs with a dynamic window (2 points)
 #
 # The C code does not use every word within `window` positions. For each center word it
@@ -167,7 +179,7 @@ assert (many[1:] <= many[:-1] + 1e-12).all(), "more frequent words must be kept 
 # $d = 1..\text{window}$ (not over positions) and keep the pairs whose center has $b \ge d$.
 # Never pair a word with itself, and never cross the ends of `ids`.
 
-# %% solution id=skipgram_pairs
+# %% nbgrader={"grade": false, "grade_id": "skipgram_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def skipgram_pairs(ids: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
     """All (center, context) id pairs under word2vec's dynamic window, shape (n_pairs, 2)."""
     ### BEGIN SOLUTION
@@ -184,12 +196,13 @@ def skipgram_pairs(ids: torch.Tensor, window: int, generator: torch.Generator) -
     return torch.cat(pairs)                                          # (n_pairs, 2)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 demo = skipgram_pairs(torch.tensor([word_to_id[w] for w in ["the", "city", "was", "on", "the", "river"]]), 2,
                       torch.Generator().manual_seed(0))
 print([(vocab[c], vocab[o]) for c, o in demo.tolist()])
 
-# %% test id=test_skipgram_pairs points=3
+# %% nbgrader={"grade": true, "grade_id": "test_skipgram_pairs", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """skipgram_pairs: exact pairs for window 1, and distance d used with probability (W - d + 1) / W."""
 got = skipgram_pairs(torch.tensor([10, 11, 12]), 1, torch.Generator().manual_seed(0))
 check_shape(got, (None, 2), "pairs")
@@ -216,7 +229,7 @@ expected_pairs = 2 * sum((40_000 - d) * (4 - d + 1) / 4 for d in range(1, 5))
 assert abs(len(pairs) - expected_pairs) < 0.01 * expected_pairs, f"expected about {expected_pairs:,.0f} pairs, got {len(pairs):,}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_noise_distribution", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 3: the noise distribution and a negative sampler (3 points)
 #
 # Write `noise_distribution(counts, power=0.75)` returning $P_n$ `(V,)` (float32, sums to 1),
@@ -225,7 +238,7 @@ assert abs(len(pairs) - expected_pairs) < 0.01 * expected_pairs, f"expected abou
 # with replacement, then reshape). Raising counts to $0.75$ flattens the distribution: rare
 # words are drawn more often than their frequency alone would give.
 
-# %% solution id=negative_sampling
+# %% nbgrader={"grade": false, "grade_id": "negative_sampling", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def noise_distribution(counts: torch.Tensor, power: float = 0.75) -> torch.Tensor:
     """P_n(w) proportional to count(w) ** power, shape (V,), float32."""
     ### BEGIN SOLUTION
@@ -241,7 +254,8 @@ def sample_negatives(noise: torch.Tensor, shape: tuple[int, ...], generator: tor
     return torch.multinomial(noise, total, replacement=True, generator=generator).view(shape)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 noise = noise_distribution(word_counts)
 unigram = word_counts / word_counts.sum()
 for w in ["the", "music", "quantum"]:
@@ -249,7 +263,7 @@ for w in ["the", "music", "quantum"]:
         i = word_to_id[w]
         print(f"{w:>8}: unigram {unigram[i].item():.2e}   noise {noise[i].item():.2e}")
 
-# %% test id=test_negative_sampling points=3
+# %% nbgrader={"grade": true, "grade_id": "test_negative_sampling", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """noise_distribution and sample_negatives: closed-form probabilities and sampled frequencies."""
 p = noise_distribution(torch.tensor([1.0, 16.0, 81.0]))
 # 1 ** 0.75 = 1, 16 ** 0.75 = 8, 81 ** 0.75 = 27
@@ -272,7 +286,7 @@ skewed = noise_distribution(torch.tensor([1.0, 10_000.0]))
 assert 0.0009 < skewed[0].item() < 0.0011, f"counts 1 and 10,000: expected ~1e-3 for the rare word, got {skewed[0].item():.2e}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_skip_gram", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 4: skip-gram with negative sampling (3 points)
 #
 # Write `SkipGramNS(vocab_size, dim)` with two **separate** `nn.Embedding(vocab_size, dim,
@@ -282,7 +296,7 @@ assert 0.0009 < skewed[0].item() < 0.0011, f"counts 1 and 10,000: expected ~1e-3
 # **summed over the K negatives and averaged over the batch**, using `F.logsigmoid`
 # (numerically safe, unlike `torch.log(torch.sigmoid(...))`). No loops.
 
-# %% solution id=skipgram_model
+# %% nbgrader={"grade": false, "grade_id": "skipgram_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class SkipGramNS(nn.Module):
     """Skip-gram with negative sampling: separate input and output embeddings."""
 
@@ -306,7 +320,8 @@ class SkipGramNS(nn.Module):
         return -(positive + negative).mean()
         ### END SOLUTION
 
-# %% test id=test_skipgram_model points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_skipgram_model", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """SkipGramNS: separate tables, the C code's initialisation, and the loss on a hand-computed case."""
 torch.manual_seed(0)
 model_demo = SkipGramNS(3, 2)
@@ -339,7 +354,7 @@ with torch.no_grad():
 assert torch.isfinite(model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2]]))), "use F.logsigmoid"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_nearest_neighbours", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Exercise 5: nearest neighbours and analogies (3 points)
 #
 # With unit-length vectors, cosine similarity is a dot product. Write
@@ -350,7 +365,7 @@ assert torch.isfinite(model_demo(torch.tensor([0]), torch.tensor([1]), torch.ten
 #   is to ?" with $\arg\max_x \cos(x, \hat b - \hat a + \hat c)$ over unit vectors, **excluding
 #   a, b and c themselves** (without that the answer is usually b or c); returns `(Q,)`.
 
-# %% solution id=similarity
+# %% nbgrader={"grade": false, "grade_id": "similarity", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def most_similar(vectors: torch.Tensor, query: torch.Tensor, k: int = 10, exclude: tuple[int, ...] = ()) -> list[int]:
     """Ids of the k rows most cosine-similar to query, best first."""
     ### BEGIN SOLUTION
@@ -372,7 +387,8 @@ def three_cos_add(vectors: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: to
     return scores.argmax(dim=1)
     ### END SOLUTION
 
-# %% test id=test_similarity points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_similarity", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """most_similar and three_cos_add on hand-made vectors; the query words are excluded."""
 vecs = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
 assert most_similar(vecs, torch.tensor([2.0, 0.0]), k=2) == [0, 1], "cosine, not dot product: scale must not matter"
@@ -396,14 +412,14 @@ assert three_cos_add(scaled, torch.tensor([1]), torch.tensor([0]), torch.tensor(
     "vectors must be normalised: a long vector must not win by length"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Training
 #
 # Each epoch re-draws the subsample and the windows, shuffles the pairs and walks through them
 # in batches of 1,024 with 5 negatives each. `SparseAdam` updates only the rows a batch touches.
 # The same hyper-parameters go to gensim below.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 DIM, WINDOW, NEGATIVES, SAMPLE, EPOCHS, BATCH = 100, 5, 5, 1e-3, 5, 1024
 
 
@@ -442,7 +458,8 @@ print(f"{EPOCHS} epochs ({EPOCHS * steps_per_epoch:,} steps) in {ours_seconds:.0
 plot_curves({"training loss": history.losses}, smooth=50)
 plt.show()
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "evaluation_gensim_same_corpus", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 9 · Evaluation, and gensim on the same corpus
 #
 # **WordSim-353**: 353 word pairs scored for similarity by people; we report Spearman's
@@ -455,7 +472,7 @@ plt.show()
 # learning rate that decays linearly from 0.025; yours is `SparseAdam`. On a corpus this small
 # (under half a million words) both scores are low and noisy: WordSim-353 wants more text.
 
-# %% locked id=evaluation
+# %% nbgrader={"grade": false, "grade_id": "evaluation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def wordsim_spearman(vectors: torch.Tensor) -> tuple[float, int]:
     """Spearman's rho on the in-vocabulary WordSim-353 pairs, and how many pairs that is."""
     rows = [(word_to_id[a], word_to_id[b], s) for a, b, s in wordsim353() if a in word_to_id and b in word_to_id]
@@ -478,7 +495,7 @@ ours_ws, n_pairs = wordsim_spearman(ours)
 ours_analogy, n_questions = analogy_accuracy(ours)
 print(f"WordSim-353 pairs in vocabulary: {n_pairs}; analogy questions: {n_questions}")
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 from gensim.models import Word2Vec  # noqa: E402  (imported here: it takes a few seconds)
 
 start = time.perf_counter()
@@ -500,7 +517,7 @@ for ax, (title, values) in zip(axes, [("WordSim-353 Spearman", (ours_ws, gensim_
 fig.tight_layout()
 plt.show()
 
-# %% test id=test_trained_vectors points=3
+# %% nbgrader={"grade": true, "grade_id": "test_trained_vectors", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Your trained vectors reach at least 0.9 x gensim's WordSim-353 Spearman on the same corpus."""
 assert ours_ws >= 0.9 * gensim_ws, f"expected rho >= 0.9 x {gensim_ws:.3f} = {0.9 * gensim_ws:.3f}, got {ours_ws:.3f}"
 print(f"yours {ours_ws:.3f} vs gensim {gensim_ws:.3f}")
@@ -513,7 +530,7 @@ assert any(w in neighbours for w in ("french", "paris", "germany", "italy", "spa
     f"the neighbours of 'france' look random: {neighbours[:10]}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_vectors_know", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 10 · What the vectors know
 #
 # Nearest neighbours of a few words, and a 2-D projection (PCA) of countries and their
@@ -521,7 +538,7 @@ assert any(w in neighbours for w in ("french", "paris", "germany", "italy", "spa
 # the arrows are nearly parallel (that is why 3CosAdd works); from half a million words they
 # are only loosely so, which is the low analogy score above, drawn.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 for word in ["war", "music", "king", "france", "water"]:
     if word in word_to_id:
         ids = most_similar(ours, ours[word_to_id[word]], k=6, exclude=(word_to_id[word],))
@@ -536,7 +553,7 @@ for i in range(len(shown)):
     ax.annotate("", xy=points[2 * i + 1], xytext=points[2 * i], arrowprops={"arrowstyle": "->", "alpha": 0.4})
 plt.show()
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * Skip-gram learns vectors by **predicting context words**; negative sampling turns the
@@ -547,7 +564,7 @@ plt.show()
 #   C implementation on the same corpus; gensim is much faster, which is why it exists.
 # * Static vectors give every word one vector, whatever its sense. Notebook 02 (ELMo) fixes that.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Mikolov et al. (2013). *Efficient Estimation of Word Representations in Vector Space.* arXiv:1301.3781

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 14 · Training at scale: where memory goes and how large models fit
 #
 # **Learning objectives.** After this notebook you can
@@ -11,15 +20,15 @@
 #
 # **Estimated time.** 2 hours. The notebook runs in about a minute on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: every technique here trades something (time, precision, communication) for
 # memory or throughput. The closing table is the lecture: what each saves and what it costs,
 # measured on this machine.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import inspect
 import math
 import os
@@ -43,7 +52,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "where_memory_goes", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Where the memory goes
 #
 # Training a model of $P$ parameters with AdamW keeps, besides the activations:
@@ -57,14 +67,15 @@ print(describe_environment(device))
 # with $b$ bytes per number (4 for float32, 2 for bfloat16). A 7B-parameter model in float32 needs
 # 112 GB before a single activation; the activations grow with batch, length and depth.
 
-# %% locked id=model
+# %% nbgrader={"grade": false, "grade_id": "model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def tiny_transformer(d_model: int = 64, layers: int = 4, vocab: int = 100) -> nn.Module:
     """A small language-model-shaped network: embedding, encoder layers, output head."""
     return nn.Sequential(nn.Embedding(vocab, d_model),
                          *[nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, 0.0, batch_first=True) for _ in range(layers)],
                          nn.Linear(d_model, vocab))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_memory_budget", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: a memory budget (3 points)
 #
 # Complete `training_memory(model, dtype)`: the bytes of parameters, gradients and AdamW state if
@@ -72,7 +83,7 @@ def tiny_transformer(d_model: int = 64, layers: int = 4, vocab: int = 100) -> nn
 # with keys `parameters`, `gradients`, `optimizer`, `total`. The test checks it against the tensors
 # PyTorch actually holds after one AdamW step.
 
-# %% solution id=memory_budget
+# %% nbgrader={"grade": false, "grade_id": "memory_budget", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def training_memory(model: nn.Module, dtype: torch.dtype = torch.float32) -> dict[str, int]:
     """Bytes for parameters, gradients and AdamW's two moments, in the given dtype."""
     ### BEGIN SOLUTION
@@ -83,7 +94,8 @@ def training_memory(model: nn.Module, dtype: torch.dtype = torch.float32) -> dic
     return budget
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 class Sized(nn.Module):
     """A stand-in with `count` parameters on the meta device: shapes, no memory."""
 
@@ -114,7 +126,7 @@ fig.suptitle("Training memory from your training_memory(): AdamW keeps two numbe
 fig.tight_layout()
 plt.show()
 
-# %% test id=test_memory_budget points=3
+# %% nbgrader={"grade": true, "grade_id": "test_memory_budget", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """training_memory matches the parameter, gradient and AdamW tensors PyTorch holds after a step, in float32 and bfloat16."""
 for dtype in (torch.float32, torch.bfloat16):
     torch.manual_seed(0)
@@ -136,7 +148,7 @@ assert half["total"] * 2 == full["total"], "half precision halves every term"
 assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_gradient_accumulation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: gradient accumulation (3 + 2 points)
 #
 # When a batch does not fit, split it into micro-batches, add their gradients, and step once.
@@ -151,7 +163,7 @@ assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
 #   `(inputs, targets)` back-propagate `loss_sum / total_real_tokens_in_all_micro_batches`, then
 #   one `optimizer.step()`.
 
-# %% solution id=accumulation
+# %% nbgrader={"grade": false, "grade_id": "accumulation", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(sum of cross-entropy over real tokens, number of real tokens); -100 marks padding."""
     ### BEGIN SOLUTION
@@ -175,7 +187,8 @@ def accumulation_step(model: nn.Module, micro_batches: list[tuple[torch.Tensor, 
     return total_loss / total_tokens
     ### END SOLUTION
 
-# %% locked id=padded_batch
+
+# %% nbgrader={"grade": false, "grade_id": "padded_batch", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def padded_batch(n: int, seed: int, max_len: int = 12):
     """Random token sequences of random lengths; targets are -100 on padding."""
     g = torch.Generator().manual_seed(seed)
@@ -185,7 +198,8 @@ def padded_batch(n: int, seed: int, max_len: int = 12):
     targets[torch.arange(max_len)[None, :] >= lengths[:, None]] = -100
     return inputs, targets
 
-# %% test id=test_accumulation points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_accumulation", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Four micro-batches of uneven padding give the same parameters as one step on the whole batch (1e-6)."""
 inputs, targets = padded_batch(16, seed=0)
 torch.manual_seed(0)
@@ -222,7 +236,7 @@ for a, b in zip(fresh_big.parameters(), fresh_small.parameters()):
     assert_close(b, a, "start from zero gradients", atol=1e-6)
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "pitfall_measured", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### The pitfall, measured (2 points)
 #
 # Complete `naive_accumulation_gradient(model, micro_batches)`: the gradient (flattened, one
@@ -230,7 +244,7 @@ for a, b in zip(fresh_big.parameters(), fresh_small.parameters()):
 # of micro-batches. The test shows it differs from the correct one when padding is uneven, and
 # agrees when every micro-batch has the same number of real tokens.
 
-# %% solution id=pitfall
+# %% nbgrader={"grade": false, "grade_id": "pitfall", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def naive_accumulation_gradient(model: nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Flattened gradient of mean-over-micro-batches of per-micro-batch token means."""
     ### BEGIN SOLUTION
@@ -242,7 +256,8 @@ def naive_accumulation_gradient(model: nn.Module, micro_batches: list[tuple[torc
     return torch.cat([p.grad.flatten() for p in model.parameters()])
     ### END SOLUTION
 
-# %% test id=test_pitfall points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_pitfall", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The naive gradient is wrong with uneven padding and right when every micro-batch has as many real tokens."""
 torch.manual_seed(1)
 model = tiny_transformer().double()
@@ -263,7 +278,7 @@ g = naive_accumulation_gradient(model, uneven)
 assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "one flat vector"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_mixed_precision", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: mixed precision (3 points)
 #
 # float16 has 5 exponent bits: numbers below about $6 \times 10^{-8}$ become 0. Gradients of a deep
@@ -280,7 +295,7 @@ assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), 
 #   step (it unscales, and skips steps whose gradients overflowed), then let it update its scale.
 #   Return the loss as a float.
 
-# %% solution id=mixed_precision
+# %% nbgrader={"grade": false, "grade_id": "mixed_precision", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def through_float16(values: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Values after scaling, a round trip through float16, and unscaling."""
     ### BEGIN SOLUTION
@@ -307,13 +322,14 @@ def mixed_precision_step(model: nn.Module, inputs: torch.Tensor, targets: torch.
     return loss.item()
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 small_gradients = torch.tensor([1e-3, 1e-5, 1e-7, 1e-8, 1e-9])
 print("value        ", [f"{v:.0e}" for v in small_gradients.tolist()])
 print("float16      ", [f"{v:.1e}" for v in through_float16(small_gradients).tolist()])
 print("float16 x2^16", [f"{v:.1e}" for v in through_float16(small_gradients, 2.0 ** 16).tolist()])
 
-# %% test id=test_mixed_precision points=3
+# %% nbgrader={"grade": true, "grade_id": "test_mixed_precision", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Small gradients vanish in float16 and survive with scaling; a mixed-precision step runs and lowers the loss."""
 tiny = torch.tensor([1e-8, 3e-9])
 assert (through_float16(tiny) == 0).all(), "below float16's smallest subnormal, values become 0"
@@ -339,7 +355,7 @@ assert seen and seen[0][1] == expected, f"autocast with {expected} on {device.ty
 assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters stay float32 (autocast casts per operation)"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_activation_checkpointing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: activation checkpointing (3 points)
 #
 # Instead of keeping every layer's activations for the backward pass, keep only each layer's
@@ -348,7 +364,7 @@ assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters st
 # applies the layers in order, each through `torch.utils.checkpoint.checkpoint(layer, x,
 # use_reentrant=False)` when `use_checkpoint`, plainly otherwise.
 
-# %% solution id=checkpointing
+# %% nbgrader={"grade": false, "grade_id": "checkpointing", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class CheckpointedStack(nn.Module):
     """Layers applied in order, optionally recomputing each one's activations in the backward pass."""
 
@@ -363,7 +379,8 @@ class CheckpointedStack(nn.Module):
         return x
         ### END SOLUTION
 
-# %% locked id=measure_checkpointing
+
+# %% nbgrader={"grade": false, "grade_id": "measure_checkpointing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def encoder_layers(n: int, d: int = 128) -> nn.ModuleList:
     return nn.ModuleList(nn.TransformerEncoderLayer(d, 4, 4 * d, 0.0, batch_first=True) for _ in range(n))
 
@@ -379,7 +396,8 @@ def train_step_memory(stack: CheckpointedStack, x: torch.Tensor) -> tuple[float,
         torch.cuda.synchronize(x.device)
     return peak / 2**20, time.perf_counter() - start
 
-# %% test id=test_checkpointing points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_checkpointing", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Checkpointed gradients equal plain ones; the checkpointed stack uses at least 40% less memory for forward + backward."""
 torch.manual_seed(0)
 layers = encoder_layers(6).to(device)
@@ -406,7 +424,7 @@ with mock.patch.dict(globals(), {"checkpoint": lambda f, *a, **k: calls.append(k
 assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), "one non-reentrant checkpoint per layer"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_data_parallelism", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: data parallelism (3 + 2 points)
 #
 # Each of $W$ processes holds a full copy of the model and a $1/W$ share of the global batch. After
@@ -425,7 +443,7 @@ assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), 
 # GPU are refused; on a multi-GPU machine you would pass `"nccl"` and move each rank's model to
 # `cuda:{rank}`.
 
-# %% solution id=data_parallel
+# %% nbgrader={"grade": false, "grade_id": "data_parallel", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
@@ -447,7 +465,8 @@ def wrap_ddp(model: nn.Module) -> nn.Module:
     return DistributedDataParallel(model)
     ### END SOLUTION
 
-# %% locked id=launch
+
+# %% nbgrader={"grade": false, "grade_id": "launch", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SCRIPT = '''
 import os, sys, torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
@@ -512,7 +531,8 @@ def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
     print(f"torchrun with {processes} processes ({mode}) took {time.perf_counter() - start:.1f} s")
     return torch.load(folder / "params.pt")
 
-# %% test id=test_average_gradients points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_average_gradients", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Two processes averaging their gradients by hand end with the parameters of one process on the global batch."""
 reference = single_process_reference()
 manual = run_data_parallel("manual")
@@ -530,7 +550,7 @@ with mock.patch.object(dist, "get_world_size", return_value=4), \
 assert len(fake_calls) == 2 and all(torch.equal(p.grad, torch.ones(3)) for p in fake), "sum across processes, then divide by the world size"
 ### END HIDDEN TESTS
 
-# %% test id=test_ddp points=2
+# %% nbgrader={"grade": true, "grade_id": "test_ddp", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """DistributedDataParallel on two processes gives the same parameters too."""
 ddp = run_data_parallel("ddp")
 for name, value in reference.items():
@@ -539,10 +559,10 @@ for name, value in reference.items():
 assert "DistributedDataParallel" in inspect.getsource(wrap_ddp), "use DistributedDataParallel"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_each_technique_saves", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · What each technique saves and costs, measured here
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 torch.manual_seed(0)
 layers = encoder_layers(6).to(device)
 x = torch.randn(16, 256, 128, device=device, requires_grad=True)
@@ -571,7 +591,7 @@ width = max(len(r[0]) for r in rows)
 for technique, saves, costs in rows:
     print(f"{technique:<{width}}  saves: {saves:<55}  costs: {costs}")
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "where_this_goes_next", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Where this goes next
 #
 # Data parallelism copies everything to every process. **ZeRO** (Rajbhandari et al., 2019) shards
@@ -581,7 +601,7 @@ for technique, saves, costs in rows:
 # are trained; tensor and pipeline parallelism split single layers and the depth when even that is
 # not enough.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * Training memory = parameters + gradients + 2 x AdamW state (+ activations); bfloat16 halves the first three.
@@ -592,7 +612,7 @@ for technique, saves, costs in rows:
 # * **Data parallelism** averages gradients with an all-reduce; DDP does it for you, and ZeRO/FSDP
 #   shard what DDP replicates.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Micikevicius et al. (2017). *Mixed Precision Training.* arXiv:1710.03740

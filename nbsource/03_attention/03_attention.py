@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 03 · Attention
 #
 # **Learning objectives.** After this notebook you can
@@ -13,18 +22,18 @@
 #
 # **Estimated time.** 2 hours. The whole notebook runs in about a minute on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: start from the bottleneck picture; ask the room how a 128-number vector
 # could hold a 40-word sentence. The rest of the lecture answers that question.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 #
 # `course_utils` holds the plumbing (data, plots, the training loop); everything that
 # *is* attention you write yourself below. `get_device()` picks CUDA when present; set
 # `COURSE_DEVICE=cpu` to force the CPU.
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 from unittest import mock
 
@@ -42,7 +51,7 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition_bottleneck", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition: the bottleneck
 #
 # A plain encoder-decoder reads the whole source into one vector $h_S$ and decodes
@@ -56,13 +65,14 @@ print(describe_environment(device))
 # The figure shows the idea on a toy example: the weights over five source positions
 # for three decoder steps. Each row sums to one.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 toy = torch.softmax(torch.tensor([[4.0, 1, 0, 0, 0], [0, 0.5, 4, 1, 0], [0, 0, 0.5, 1, 4]]), dim=-1)
 show_attention(toy, queries=["out 1", "out 2", "out 3"], keys=["x1", "x2", "x3", "x4", "x5"],
                title="each output step attends to a different input")
 plt.show()
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · The math
 #
 # One decoder step attends over $S$ source positions. With a query $q$, keys $k_j$ and values $v_j$:
@@ -79,7 +89,7 @@ plt.show()
 # (True = may attend, as in `F.scaled_dot_product_attention`). Masked scores are set to the
 # most negative float, so their weight is exactly zero.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "symbol_shape_meaning", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # | symbol | shape | meaning | code name |
 # |---|---|---|---|
 # | $q$ | `(batch, d_query)` | decoder state asking "what do I need?" | `query` |
@@ -93,7 +103,7 @@ plt.show()
 # | $\alpha_j$ | `(batch, src_len)` | attention weights, sum to 1 over allowed keys | `weights` |
 # | $c$ | `(batch, d_value)` | context vector | `context` |
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_additive_scores", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 1: additive scores (2 points)
 #
 # Write `additive_scores(query, keys, w_query, w_key, v)` returning $e_j = w^\top \tanh(W_q q + W_k k_j)$.
@@ -104,7 +114,7 @@ plt.show()
 #
 # Broadcast the projected query over the source positions; no loops.
 
-# %% solution id=additive_scores
+# %% nbgrader={"grade": false, "grade_id": "additive_scores", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def additive_scores(query: torch.Tensor, keys: torch.Tensor, w_query: torch.Tensor,
                     w_key: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Bahdanau scores e_j = v . tanh(W_q q + W_k k_j); returns (batch, src_len)."""
@@ -115,7 +125,8 @@ def additive_scores(query: torch.Tensor, keys: torch.Tensor, w_query: torch.Tens
     return hidden @ v                                         # (batch, src_len)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 # Try it: two sequences, five source positions.
 g = torch.Generator().manual_seed(0)
 demo_scores = additive_scores(torch.randn(2, 6, generator=g), torch.randn(2, 5, 4, generator=g),
@@ -123,7 +134,7 @@ demo_scores = additive_scores(torch.randn(2, 6, generator=g), torch.randn(2, 5, 
                               torch.randn(3, generator=g))
 print(demo_scores.shape, demo_scores)
 
-# %% test id=test_additive_scores points=2
+# %% nbgrader={"grade": true, "grade_id": "test_additive_scores", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """additive_scores: shape (batch, src_len) and the closed form with identity projections."""
 q = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
 k = torch.tensor([[[1.0, 1.0], [-0.5, 2.0], [0.0, 0.0]]], dtype=torch.float64)
@@ -152,7 +163,7 @@ assert_close(additive_scores(q, k, wq, wk, 2 * v), 2 * got, "linear in v", atol=
 assert got.abs().max() <= v.abs().sum() + 1e-12, "scores exceed |v|_1: is tanh missing?"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_masked_softmax", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 2: masked softmax and the weighted sum (3 points)
 #
 # Write `attend(scores, values, mask=None)` returning `(context, weights)`:
@@ -165,7 +176,7 @@ assert got.abs().max() <= v.abs().sum() + 1e-12, "scores exceed |v|_1: is tanh m
 #
 # When `scores` is `(batch, k_len)` (one query per sequence) return `context` of shape `(batch, d_value)`.
 
-# %% solution id=attend
+# %% nbgrader={"grade": false, "grade_id": "attend", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def attend(scores: torch.Tensor, values: torch.Tensor,
            mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax over the last axis with a boolean mask (True = may attend), then weight the values."""
@@ -180,7 +191,8 @@ def attend(scores: torch.Tensor, values: torch.Tensor,
     return weights @ values, weights                         # (..., q_len, d_value)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 # Try it: the second sequence has only 2 real tokens, the third none at all.
 scores = torch.zeros(3, 4)
 values = torch.arange(12.0).reshape(1, 4, 3).expand(3, 4, 3)
@@ -189,7 +201,7 @@ context, weights = attend(scores, values, mask)
 print(weights)
 print(context)
 
-# %% test id=test_attend points=3
+# %% nbgrader={"grade": true, "grade_id": "test_attend", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """attend: weights sum to 1 over allowed keys, are 0 on masked keys, and all-masked rows give zeros without NaN."""
 scores = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 1.0, 1.0]])
 values = torch.eye(3).expand(3, 3, 3)
@@ -229,7 +241,7 @@ attend(s_grad, vals, m)[0].sum().backward()
 assert not torch.isnan(s_grad.grad).any(), "NaN gradient through an all-masked row"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_additive_attention", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 3: additive attention as a module (2 points)
 #
 # Wrap exercises 1-2 in `AdditiveAttention(d_query, d_key, d_attn)`: three `nn.Linear`
@@ -238,7 +250,7 @@ assert not torch.isnan(s_grad.grad).any(), "NaN gradient through an all-masked r
 # `(context (batch, d_value), weights (batch, src_len))`. Use your own `additive_scores`
 # and `attend`.
 
-# %% solution id=additive_attention
+# %% nbgrader={"grade": false, "grade_id": "additive_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: one query per sequence over src_len keys."""
 
@@ -257,13 +269,14 @@ class AdditiveAttention(nn.Module):
         return attend(scores, values, mask)
         ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 additive = AdditiveAttention(d_query=8, d_key=6, d_attn=5)
 ctx, w = additive(torch.randn(2, 8), torch.randn(2, 4, 6), torch.randn(2, 4, 3),
                   torch.tensor([[True, True, True, False], [True, False, False, False]]))
 print(ctx.shape, w)
 
-# %% test id=test_additive_attention points=2
+# %% nbgrader={"grade": true, "grade_id": "test_additive_attention", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """AdditiveAttention: uses its own parameters, respects the mask, returns (context, weights)."""
 torch.manual_seed(0)
 layer = AdditiveAttention(4, 3, 5).double()
@@ -287,7 +300,7 @@ ctx.sum().backward()
 assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters()), "a parameter gets no gradient"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_multiplicative_attention", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 4: multiplicative attention (2 points)
 #
 # Luong's "general" score is bilinear: $e_j = q^\top W k_j$. Write
@@ -295,7 +308,7 @@ assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.paramete
 # `d_key -> d_query` (so `w(keys)` is $W k_j$), and the same `forward` signature and outputs
 # as `AdditiveAttention`. It is cheaper than additive attention: one matrix product, no `tanh`.
 
-# %% solution id=multiplicative_attention
+# %% nbgrader={"grade": false, "grade_id": "multiplicative_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class MultiplicativeAttention(nn.Module):
     """Luong 'general' attention: e_j = q^T W k_j."""
 
@@ -311,7 +324,8 @@ class MultiplicativeAttention(nn.Module):
         return attend(scores, values, mask)
         ### END SOLUTION
 
-# %% test id=test_multiplicative_attention points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_multiplicative_attention", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """MultiplicativeAttention: with W = I the scores are plain dot products q . k_j."""
 layer = MultiplicativeAttention(3, 3).double()
 with torch.no_grad():
@@ -336,7 +350,7 @@ assert_close(w, expected, "weights with a random W and a mask", atol=1e-12)
 check_shape(ctx, (3, 2), "context")
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_scaled_dot", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Exercise 5: scaled dot-product attention (4 points)
 #
 # The Transformer's attention works on whole matrices of queries at once:
@@ -349,7 +363,7 @@ check_shape(ctx, (3, 2), "context")
 # `F.scaled_dot_product_attention`**: a hidden test replaces it with one that raises.
 # Your output must equal it within 1e-6 in float64, including rows with nothing to attend to.
 
-# %% solution id=scaled_dot_product_attention
+# %% nbgrader={"grade": false, "grade_id": "scaled_dot_product_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T / sqrt(d_k)) v with a boolean mask (True = may attend)."""
@@ -359,12 +373,13 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return attend(scores, v, mask)                            # (..., q_len, d_v), (..., q_len, k_len)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 q = torch.randn(2, 4, 5, 8)                                   # (batch, heads, q_len, d_k)
 out, w = scaled_dot_product_attention(q, q, q)
 print(out.shape, w.shape)
 
-# %% test id=test_sdpa points=4
+# %% nbgrader={"grade": true, "grade_id": "test_sdpa", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """scaled_dot_product_attention equals F.scaled_dot_product_attention (float64, 1e-6), masks included."""
 g = torch.Generator().manual_seed(0)
 q = torch.randn(2, 3, 4, 8, dtype=torch.float64, generator=g)
@@ -396,7 +411,7 @@ assert_close(scaled_dot_product_attention(q2, k2, v2)[0], F.scaled_dot_product_a
              "three-dimensional inputs, d_k = 16", atol=1e-6)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "why_divide", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Why divide by $\sqrt{d_k}$?
 #
 # If the entries of $q$ and $k$ are independent with mean 0 and variance 1, then
@@ -408,14 +423,14 @@ assert_close(scaled_dot_product_attention(q2, k2, v2)[0], F.scaled_dot_product_a
 #
 # which tends to the zero matrix as $p$ tends to a one-hot vector.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_size_softmax", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Exercise 6: the size of the softmax gradient (2 points)
 #
 # Write `softmax_jacobian_norm(scores)` returning, for scores `(n, k_len)`, the Frobenius norm
 # $\lVert J \rVert_F$ of each row's softmax Jacobian, shape `(n,)`. Use the closed form above
 # (no autograd needed).
 
-# %% solution id=softmax_jacobian_norm
+# %% nbgrader={"grade": false, "grade_id": "softmax_jacobian_norm", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def softmax_jacobian_norm(scores: torch.Tensor) -> torch.Tensor:
     """Frobenius norm of d softmax(e) / d e for each row of scores (n, k_len); returns (n,)."""
     ### BEGIN SOLUTION
@@ -424,7 +439,8 @@ def softmax_jacobian_norm(scores: torch.Tensor) -> torch.Tensor:
     return jacobian.flatten(1).norm(dim=-1)                    # (n,)
     ### END SOLUTION
 
-# %% test id=test_softmax_jacobian_norm points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_softmax_jacobian_norm", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """softmax_jacobian_norm: zero-ish for a saturated row, closed form for a uniform row."""
 uniform = softmax_jacobian_norm(torch.zeros(1, 4, dtype=torch.float64))
 # p = 1/4 everywhere: diagonal 1/4 - 1/16 = 3/16, off-diagonal -1/16
@@ -441,7 +457,7 @@ for row in range(5):
     assert abs(got[row].item() - jac.norm().item()) < 1e-10, f"row {row}: expected {jac.norm().item():.6f}, got {got[row].item():.6f}"
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_7_measure_saturation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Exercise 7: measure saturation (2 points)
 #
 # Write `saturation(d_k, scaled, n_queries=512, k_len=16, seed=0)` returning a pair of floats
@@ -449,7 +465,7 @@ for row in range(5):
 # from a standard normal with `torch.Generator().manual_seed(seed)`, score every query against
 # every key (divided by $\sqrt{d_k}$ when `scaled`), and average over queries.
 
-# %% solution id=saturation
+# %% nbgrader={"grade": false, "grade_id": "saturation", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def saturation(d_k: int, scaled: bool, n_queries: int = 512, k_len: int = 16,
                seed: int = 0) -> tuple[float, float]:
     """(mean max softmax weight, mean softmax-Jacobian norm) of random q.k scores."""
@@ -464,7 +480,8 @@ def saturation(d_k: int, scaled: bool, n_queries: int = 512, k_len: int = 16,
     return weights.max(-1).values.mean().item(), softmax_jacobian_norm(scores).mean().item()
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 dims = [2, 8, 32, 128, 512, 2048]
 stats = {scaled: [saturation(d, scaled) for d in dims] for scaled in (True, False)}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -478,7 +495,7 @@ for ax in axes:
     ax.grid(alpha=0.3)
 plt.show()
 
-# %% test id=test_saturation points=2
+# %% nbgrader={"grade": true, "grade_id": "test_saturation", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """saturation: scaled scores keep the softmax soft as d_k grows; unscaled ones saturate."""
 scaled_small, scaled_big = saturation(8, True), saturation(1024, True)
 unscaled_big = saturation(1024, False)
@@ -496,7 +513,7 @@ w_small = saturation(2, False, k_len=16)[0]
 assert 1 / 16 < w_small < 0.9, f"unscaled d_k = 2 should not be saturated, got {w_small:.3f}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "translator_attention_dates_iso", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 9 · A translator with attention: dates to ISO
 #
 # The task: read a date as people write it and emit `YYYY-MM-DD`.
@@ -504,7 +521,7 @@ assert 1 / 16 < w_small < 0.9, f"unscaled d_k = 2 should not be saturated, got {
 # one character per step and, before each step, attends over the encoder states with
 # your `AdditiveAttention`, using its previous hidden state as the query (Bahdanau et al.).
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 train_pairs = make_dates(20_000, seed=0)
 seen = {source for source, _ in train_pairs}
 test_pairs = [p for p in make_dates(1_500, seed=1) if p[0] not in seen][:1_000]  # held out
@@ -515,12 +532,13 @@ for source, target in train_pairs[:6]:
 print(f"{len(train_pairs)} training pairs, {len(test_pairs)} held out; "
       f"vocabularies: {len(src_vocab)} source and {len(tgt_vocab)} target characters")
 
-# %% [markdown] subslide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "encoder_given_embeds", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # The encoder is given. It embeds characters, runs a bidirectional GRU over the packed
 # sequence (so padding never enters the recurrence), and returns every state plus a
 # summary used to start the decoder.
 
-# %% locked id=given_encoder
+# %% nbgrader={"grade": false, "grade_id": "given_encoder", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class Encoder(nn.Module):
     """Bidirectional GRU over characters: returns states (batch, src_len, 2*d_hidden) and a summary."""
 
@@ -536,7 +554,8 @@ class Encoder(nn.Module):
         states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=src.shape[1])
         return states, torch.cat([last[0], last[1]], dim=-1)  # (batch, src_len, 2h), (batch, 2h)
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_8_one_decoder", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ### Exercise 8: one decoder step with attention (3 points)
 #
 # Complete `AttentionDecoder.forward(prev_token, hidden, memory, memory_mask)`, one step:
@@ -549,7 +568,7 @@ class Encoder(nn.Module):
 #
 # Return `(logits, hidden, weights)`.
 
-# %% solution id=attention_decoder
+# %% nbgrader={"grade": false, "grade_id": "attention_decoder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class AttentionDecoder(nn.Module):
     """A GRU decoder that attends over the encoder states before every step."""
 
@@ -572,11 +591,12 @@ class AttentionDecoder(nn.Module):
         return logits, hidden, weights
         ### END SOLUTION
 
-# %% [markdown] subslide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "full_model_given", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # The full model is given: it runs the encoder once, then the decoder step by step.
 # During training the decoder is fed the true previous character (**teacher forcing**).
 
-# %% locked id=given_seq2seq
+# %% nbgrader={"grade": false, "grade_id": "given_seq2seq", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class Seq2Seq(nn.Module):
     """Encoder + attention decoder; forward() is teacher-forced."""
 
@@ -601,7 +621,8 @@ class Seq2Seq(nn.Module):
             weights.append(step_weights)
         return torch.stack(logits, dim=1), torch.stack(weights, dim=1)
 
-# %% test id=test_attention_decoder points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_attention_decoder", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """AttentionDecoder: shapes, weights zero on padding, and padding content cannot change the output."""
 torch.manual_seed(0)
 toy = Seq2Seq(src_vocab_size=12, tgt_vocab_size=9, d_hidden=16).double()
@@ -633,7 +654,7 @@ assert_close(new_hidden, h_new, "hidden = GRUCell(cat[embedding, context], hidde
 assert_close(logits, toy.decoder.out(torch.cat([h_new, ctx, emb], -1)), "logits = out(cat[hidden, context, embedding])", atol=1e-12)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_9_greedy_decoding", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ### Exercise 9: greedy decoding (2 points)
 #
 # Write `greedy_decode(model, src, lengths, max_len)` returning
@@ -642,7 +663,7 @@ assert_close(logits, toy.decoder.out(torch.cat([h_new, ctx, emb], -1)), "logits 
 # exactly `max_len` steps, and replace every token **after** a sequence's first `<eos>` with
 # `<pad>`. The returned tokens do not include the initial `<bos>`.
 
-# %% solution id=greedy_decode
+# %% nbgrader={"grade": false, "grade_id": "greedy_decode", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 @torch.no_grad()
 def greedy_decode(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor,
                   max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -662,7 +683,8 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor,
     return tokens.masked_fill(after_eos, tgt_vocab.pad_id), torch.stack(weights, dim=1)
     ### END SOLUTION
 
-# %% test id=test_greedy_decode points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_greedy_decode", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """greedy_decode: each token is the arg-max of the teacher-forced logits on its own prefix."""
 torch.manual_seed(1)
 toy = Seq2Seq(len(src_vocab), len(tgt_vocab), d_hidden=16)
@@ -699,14 +721,14 @@ assert (tokens[:, 1:] == tgt_vocab.pad_id).all(), f"tokens after <eos> must be <
 assert greedy_decode(toy, src, lengths, max_len=3)[0].shape == (2, 3), "exactly max_len steps"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 10 · Training
 #
 # Cross-entropy over the target characters, ignoring padding, with Adam and a one-cycle
 # learning-rate schedule. The number of steps is fixed (not a time budget), so the result
 # is the same on a fast and a slow machine; on two CPU cores it takes well under a minute.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 seed_everything(0)
 model = Seq2Seq(len(src_vocab), len(tgt_vocab)).to(device)
 print(f"{count_parameters(model):,} parameters")
@@ -740,7 +762,7 @@ print(f"trained {STEPS} steps in {history.seconds:.1f} s; held-out exact match {
 plot_history(history, log_y=True)
 plt.show()
 
-# %% test id=test_trained_translator points=3
+# %% nbgrader={"grade": true, "grade_id": "test_trained_translator", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The trained translator reaches at least 98% exact match on the 1,000 held-out dates."""
 accuracy = exact_match(model.eval())["exact match"]
 assert len(test_pairs) == 1000, f"expected 1,000 held-out dates, got {len(test_pairs)}"
@@ -755,7 +777,7 @@ fresh_accuracy = sum(tgt_vocab.decode(p) == tgt_vocab.decode(t) for p, t in zip(
 assert fresh_accuracy >= 0.97, f"expected at least 97% on unseen dates, got {fresh_accuracy:.1%}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_did_learn_look", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 11 · What did it learn to look at?
 #
 # Each row is one output character; each column a source character. For the year the
@@ -763,7 +785,7 @@ assert fresh_accuracy >= 0.97, f"expected at least 97% on unseen dates, got {fre
 # and it has learnt that `"March"` and `"03"` mean the same. Weekday names get no attention:
 # they carry no information the model needs.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 examples = ["Friday, March 5, 2021", "05.03.2021", "sep 9, 1987", "31 DECEMBER 1999"]
 fig, axes = plt.subplots(1, len(examples), figsize=(5 * len(examples), 4))
 model.eval()
@@ -776,7 +798,7 @@ for ax, text in zip(axes, examples):
 fig.tight_layout()
 plt.show()
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * A single vector is a **bottleneck**; attention lets every decoder step read every encoder state.
@@ -790,7 +812,7 @@ plt.show()
 #
 # **Next:** notebook 04 makes masks a subject of their own: padding, causal, and BERT's masking.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Bahdanau, Cho, Bengio (2014). *Neural Machine Translation by Jointly Learning to Align and Translate.* arXiv:1409.0473

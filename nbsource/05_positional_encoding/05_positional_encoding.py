@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 05 · Positional encoding
 #
 # **Learning objectives.** After this notebook you can
@@ -11,13 +20,13 @@
 #
 # **Estimated time.** 1.5 hours. The notebook runs in about a minute on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: shuffle the words of a sentence on the slide; ask what attention would notice. Nothing.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 
 import matplotlib.pyplot as plt
@@ -33,7 +42,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition_attention_sees_bag", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition: attention sees a bag of words
 #
 # Self-attention mixes positions with weights computed from **content** alone. Shuffle the
@@ -42,7 +52,7 @@ print(describe_environment(device))
 # Order must be added: to the input (**absolute** encodings), to the attention scores
 # (**relative** biases) or to the queries and keys themselves (**rotary**).
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## The math
 #
 # Sinusoidal encoding (Vaswani et al.), for position $p$ and dimension pair $i$:
@@ -65,14 +75,14 @@ print(describe_environment(device))
 # | $b(n - m)$ | `(heads, q_len, k_len)` | relative position bias on scores | `RelativeBias` |
 # | $R_m$ | rotation of each pair by $m\omega_i$ | rotary | `apply_rotary(x, positions)` |
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_check_permutation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: check permutation equivariance (2 points)
 #
 # Write `is_permutation_equivariant(layer, x, permutation, atol=1e-6)`: `x` `(batch, seq, d)`,
 # `permutation` a `LongTensor` `(seq,)`. Return `True` when permuting the input positions permutes
 # the output positions the same way, `layer(x[:, p]) == layer(x)[:, p]` within `atol`.
 
-# %% solution id=equivariance
+# %% nbgrader={"grade": false, "grade_id": "equivariance", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def is_permutation_equivariant(layer: nn.Module, x: torch.Tensor, permutation: torch.Tensor,
                                atol: float = 1e-6) -> bool:
     """True when layer(x[:, p]) equals layer(x)[:, p] within atol."""
@@ -81,7 +91,8 @@ def is_permutation_equivariant(layer: nn.Module, x: torch.Tensor, permutation: t
         return torch.allclose(layer(x[:, permutation]), layer(x)[:, permutation], atol=atol)
     ### END SOLUTION
 
-# %% test id=test_equivariance points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_equivariance", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """is_permutation_equivariant: True for plain self-attention, False once positions are added."""
 torch.manual_seed(0)
 encoder_layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True).double().eval()
@@ -96,14 +107,14 @@ assert is_permutation_equivariant(lambda inp: inp * 2, x, perm) is True
 assert is_permutation_equivariant(lambda inp: inp + 1e-9 * torch.arange(7.0, dtype=inp.dtype)[None, :, None], x, perm, atol=1e-6) is True, "atol must be used"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_sinusoidal_encodings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: sinusoidal encodings (3 points)
 #
 # Write `sinusoidal_encoding(n_positions, d_model)` -> `(n_positions, d_model)`, float32, with
 # sines in the **even** columns and cosines in the **odd** ones (interleaved, as in the paper's
 # formula), $\omega_i = 10000^{-2i/d}$. `d_model` is even.
 
-# %% solution id=sinusoidal
+# %% nbgrader={"grade": false, "grade_id": "sinusoidal", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
     """PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = 10000 ** (-2i / d_model)."""
     ### BEGIN SOLUTION
@@ -116,11 +127,12 @@ def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
     return encoding.float()
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 show_positional_encoding(sinusoidal_encoding(100, 64), title="sinusoidal encoding: 100 positions, d = 64")
 plt.show()
 
-# %% test id=test_sinusoidal points=3
+# %% nbgrader={"grade": true, "grade_id": "test_sinusoidal", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """sinusoidal_encoding: closed-form values, shape, dtype and interleaving."""
 pe = sinusoidal_encoding(50, 8)
 check_shape(pe, (50, 8), "encoding")
@@ -138,14 +150,14 @@ assert_close(sinusoidal_encoding(3, 4)[2], torch.tensor([math.sin(2), math.cos(2
              "d = 4: omega_1 = 10000^(-1/2) = 0.01", atol=1e-6)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_shifting_rotation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: shifting is a rotation (3 points)
 #
 # Write `shift_matrix(k, d_model)` returning $M_k$ `(d_model, d_model)` (float64) so that
 # `sinusoidal_encoding(n, d)[p + k] == M_k @ sinusoidal_encoding(n, d)[p]` for **every** p.
 # Build it from $2 \times 2$ blocks on the diagonal (`torch.block_diag`).
 
-# %% solution id=shift_matrix
+# %% nbgrader={"grade": false, "grade_id": "shift_matrix", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def shift_matrix(k: int, d_model: int) -> torch.Tensor:
     """Block-diagonal M_k with PE(p + k) = M_k PE(p), shape (d_model, d_model)."""
     ### BEGIN SOLUTION
@@ -158,7 +170,8 @@ def shift_matrix(k: int, d_model: int) -> torch.Tensor:
     return torch.block_diag(*blocks)
     ### END SOLUTION
 
-# %% test id=test_shift_matrix points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_shift_matrix", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """shift_matrix: M_k maps every position's encoding to the one k positions later."""
 pe = sinusoidal_encoding(200, 16).double()
 for k in (1, 5, 37):
@@ -173,7 +186,7 @@ assert_close(shift_matrix(0, 6), torch.eye(6, dtype=torch.float64), "M_0 = I", a
 assert (shift_matrix(4, 8)[0, 2:] == 0).all(), "block diagonal: pairs do not mix"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_learned_position", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: learned position embeddings (2 points)
 #
 # Write `LearnedPositions(max_len, d_model)`: an `nn.Embedding(max_len, d_model)` named
@@ -181,7 +194,7 @@ assert (shift_matrix(4, 8)[0, 2:] == 0).all(), "block diagonal: pairs do not mix
 # longer than `max_len` raises `ValueError` with a message naming both numbers: a learned
 # table has nothing to say about positions it never saw.
 
-# %% solution id=learned_positions
+# %% nbgrader={"grade": false, "grade_id": "learned_positions", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class LearnedPositions(nn.Module):
     """Adds a learned vector per position (GPT-2, BERT)."""
 
@@ -200,7 +213,8 @@ class LearnedPositions(nn.Module):
         return x + self.positions(torch.arange(seq, device=x.device))    # (batch, seq, d_model)
         ### END SOLUTION
 
-# %% test id=test_learned_positions points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_learned_positions", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """LearnedPositions: adds row p at position p, and refuses sequences longer than max_len."""
 layer = LearnedPositions(10, 4)
 x = torch.zeros(2, 6, 4)
@@ -217,7 +231,7 @@ y = torch.randn(1, 3, 4)
 assert_close(layer(y) - y, layer.positions.weight[:3].detach()[None], "added, not concatenated or multiplied")
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_t5_relative", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: T5's relative position buckets (3 points)
 #
 # T5 adds a learned scalar per head to each attention score, chosen by the **bucket** of the
@@ -232,7 +246,7 @@ assert_close(layer(y) - y, layer.positions.weight[:3].detach()[None], "added, no
 # is a LongTensor of $n - m$) and `RelativeBias(num_heads, ...)` whose `forward(q_len, k_len)`
 # returns `(num_heads, q_len, k_len)` from an `nn.Embedding(num_buckets, num_heads)` named `bias`.
 
-# %% solution id=relative_bias
+# %% nbgrader={"grade": false, "grade_id": "relative_bias", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def t5_bucket(relative: torch.Tensor, num_buckets: int = 32, max_distance: int = 128,
               bidirectional: bool = True) -> torch.Tensor:
     """T5's bucket of each relative position (key - query)."""
@@ -270,7 +284,8 @@ class RelativeBias(nn.Module):
         return self.bias(buckets).permute(2, 0, 1)                       # (heads, q, k)
         ### END SOLUTION
 
-# %% test id=test_relative_bias points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_relative_bias", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """t5_bucket: exact small offsets, log buckets further away, a last bucket beyond max_distance."""
 r = torch.tensor([-3, -1, 0, 1, 3, 7, 8, 12, 40, 127, 1000])
 got = t5_bucket(r, num_buckets=32, max_distance=128)
@@ -291,7 +306,7 @@ assert torch.equal(b[:, 0, 1], b[:, 2, 3]) and torch.equal(b[:, 1, 0], b[:, 3, 2
 assert not torch.equal(b[:, 0, 1], b[:, 1, 0]), "bidirectional: before and after differ"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_rotary_embeddings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Exercise 6: rotary embeddings (3 points)
 #
 # Write `apply_rotary(x, positions)`: `x` `(..., seq, d)` (queries or keys), `positions` `(seq,)`.
@@ -299,7 +314,7 @@ assert not torch.equal(b[:, 0, 1], b[:, 1, 0]), "bidirectional: before and after
 # ($\omega_i = 10000^{-2i/d}$): $(x_{2i}\cos - x_{2i+1}\sin,\; x_{2i}\sin + x_{2i+1}\cos)$.
 # Then $\langle \text{rot}(q, m), \text{rot}(k, n)\rangle$ depends only on $n - m$.
 
-# %% solution id=rotary
+# %% nbgrader={"grade": false, "grade_id": "rotary", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def apply_rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x_2i, x_2i+1) at position m by m * 10000 ** (-2i / d)."""
     ### BEGIN SOLUTION
@@ -312,7 +327,8 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return rotated.flatten(-2)                                                   # (..., seq, d)
     ### END SOLUTION
 
-# %% test id=test_rotary points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_rotary", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """apply_rotary: the score between a query at m and a key at n depends only on n - m."""
 g = torch.Generator().manual_seed(0)
 q, k = torch.randn(16, dtype=torch.float64, generator=g), torch.randn(16, dtype=torch.float64, generator=g)
@@ -332,7 +348,7 @@ assert_close(first, torch.tensor([[math.cos(2), math.sin(2), math.cos(0.02), mat
 assert abs(score(0, 5) - score(0, 6)) > 1e-6, "different offsets must give different scores"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_which_encoding_lets", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Experiment: which encoding lets a model use order?
 #
 # The task: at each position output the token **two places to its left** (or `none` for the first
@@ -341,7 +357,7 @@ assert abs(score(0, 5) - score(0, 6)) > 1e-6, "different offsets must give diffe
 # added to the input; rotary rotates queries and keys inside attention. Without positions the
 # model can only see a bag of tokens.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 VOCAB, NONE, LENGTH = 12, 1, 16
 
 
@@ -418,7 +434,7 @@ for kind, (short, long, seconds) in results.items():
     shown = "n/a" if math.isnan(long) else f"{long:.1%}"
     print(f"{kind:>11} {short:>10.1%} {shown:>10} {seconds:>8.1f}")
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for kind, losses in curves.items():
     axes[0].plot(losses, label=kind)
@@ -434,7 +450,7 @@ axes[1].legend(loc="upper left", fontsize=8)
 fig.tight_layout()
 plt.show()
 
-# %% test id=test_position_experiment points=3
+# %% nbgrader={"grade": true, "grade_id": "test_position_experiment", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Without positions the model fails; with sinusoidal, learned or rotary positions it reaches 95% at length 16."""
 assert results["none"][0] < 0.5, f"without positions the task should be out of reach, got {results['none'][0]:.1%}"
 for kind in ("sinusoidal", "learned", "rotary"):
@@ -444,7 +460,7 @@ assert math.isnan(results["learned"][1]), "a learned table of 16 positions canno
 assert results["rotary"][1] > results["none"][1], "rotary should use order at length 32 too"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * Self-attention is **permutation-equivariant**: you checked it, and checked that positions break it.
@@ -455,7 +471,7 @@ assert results["rotary"][1] > results["none"][1], "rotary should use order at le
 #   which is what ALiBi and later work set out to fix.
 # * Next: notebook 06 assembles attention, masks and positions into the Transformer.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762 (section 3.5)

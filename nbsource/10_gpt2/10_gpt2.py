@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 10 · GPT-2
 #
 # **Learning objectives.** After this notebook you can
@@ -11,15 +20,15 @@
 #
 # **Estimated time.** 2.5 hours. The notebook runs in about two and a half minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: GPT-2 is notebook 06's decoder without cross-attention, with LayerNorm moved
 # before each sub-layer, trained on raw bytes merged into tokens. The interesting parts are at
 # the edges: how text becomes ids, and how ids become text again, one sample at a time.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import os
 import random
@@ -47,7 +56,7 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "byte_level_bpe", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Byte-level BPE
 #
 # Any text is a sequence of UTF-8 **bytes**, so a vocabulary that starts with the 256 byte values
@@ -61,7 +70,7 @@ print(describe_environment(device))
 # | merges | ordered list of pairs; pair `r` becomes id `256 + r` | `merges` |
 # | word | one pre-tokenized chunk, as a tuple of ids | `word` |
 
-# %% locked id=pretokenize
+# %% nbgrader={"grade": false, "grade_id": "pretokenize", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 CHUNK = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+")
 
 
@@ -72,7 +81,8 @@ def pretokenize(text: str) -> list[str]:
 
 print(pretokenize("Hello world, it's 2024!  Ça va? 你好 🙂"))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_bpe_scratch", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: BPE from scratch (4 points)
 #
 # * `train_bpe(text, vocab_size)`: count the chunks of `pretokenize(text)`, represent each as a
@@ -85,7 +95,7 @@ print(pretokenize("Hello world, it's 2024!  Ça va? 你好 🙂"))
 #
 # `bpe_decode(bpe_encode(s, merges), merges) == s` must hold for **every** string.
 
-# %% solution id=bpe
+# %% nbgrader={"grade": false, "grade_id": "bpe", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def merge_pair(word: tuple[int, ...], pair: tuple[int, int], new_id: int) -> tuple[int, ...]:
     """Replace every occurrence of pair in word by new_id (left to right)."""
     ### BEGIN SOLUTION
@@ -146,7 +156,8 @@ def bpe_decode(ids: list[int], merges: list[tuple[int, int]]) -> str:
     return b"".join(pieces[i] for i in ids).decode("utf-8")
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 articles = wikipedia_articles()
 bpe_text = "\n".join(articles)[:100_000]
 start = time.perf_counter()
@@ -156,7 +167,7 @@ print("first merges:", [bpe_decode([256 + r], merges) for r in range(12)])
 sample = "The anarchists hypothesised."
 print([bpe_decode([i], merges) for i in bpe_encode(sample, merges)])
 
-# %% test id=test_bpe points=4
+# %% nbgrader={"grade": true, "grade_id": "test_bpe", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BPE: merges are learned in frequency order, encoding applies them, and decode(encode(s)) == s for any Unicode string."""
 toy = train_bpe("aaab aaab aaab", 258)
 assert toy[0] == (97, 97), f"the most frequent pair in 'aaab aaab aaab' is (a, a), got {toy[0]}"
@@ -184,13 +195,13 @@ two = train_bpe("ab ab ab cd", 258)
 assert two[0] == (97, 98) and two[1] in ((32, 256), (99, 100)), f"the second merge may use the first: {two}"
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "yours_against_tokenizers", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Yours against `tokenizers`
 #
 # Hugging Face's `tokenizers` trains the same algorithm in Rust. Same text, same vocabulary size,
 # compression measured on text neither saw (bytes per token: higher is better).
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 reference = Tokenizer(models.BPE())
 reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 reference.decoder = decoders.ByteLevel()
@@ -202,7 +213,8 @@ mine_tokens, their_tokens = len(bpe_encode(unseen, merges)), len(reference.encod
 print(f"{n_bytes:,} unseen bytes -> yours {mine_tokens:,} tokens ({n_bytes / mine_tokens:.2f} bytes/token), "
       f"tokenizers {their_tokens:,} ({n_bytes / their_tokens:.2f} bytes/token), vocabulary {reference.get_vocab_size()}")
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_gpt_2", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: the GPT-2 model (4 points)
 #
 # Pre-LN blocks: $x \leftarrow x + \text{Attn}(\text{LN}_1(x))$, $x \leftarrow x + \text{MLP}(\text{LN}_2(x))$, a final
@@ -221,7 +233,7 @@ print(f"{n_bytes:,} unseen bytes -> yours {mine_tokens:,} tokens ({n_bytes / min
 # `GPT2.forward(ids, past=None)` returns `(logits (batch, seq, vocab), presents)` where `presents` is a
 # list with one `(k, v)` per block; positions continue after the past.
 
-# %% locked id=config
+# %% nbgrader={"grade": false, "grade_id": "config", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int = 50_257
@@ -235,7 +247,8 @@ class GPTConfig:
 
 TINY = GPTConfig(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=4)
 
-# %% solution id=gpt2_model
+
+# %% nbgrader={"grade": false, "grade_id": "gpt2_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention with an optional key/value cache."""
 
@@ -322,7 +335,8 @@ class GPT2(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T, presents
         ### END SOLUTION
 
-# %% test id=test_gpt2_model points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_gpt2_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """GPT2: shapes, causality, tied output, GPT-2's scaled initialisation of the residual projections."""
 torch.manual_seed(0)
 model = GPT2(TINY).eval()
@@ -352,7 +366,7 @@ mid = x + attended
 assert_close(block(x)[0], mid + c_proj(F.gelu(c_fc(block.ln_2(mid)), approximate="tanh")), "pre-LN block with tanh GELU", atol=1e-5)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_same_logits", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: the same logits as the reference (3 points)
 #
 # Hugging Face's GPT-2 stores its projections as `Conv1D` modules whose weight is `(in, out)`, the
@@ -361,7 +375,7 @@ assert_close(block(x)[0], mid + c_proj(F.gelu(c_fc(block.ln_2(mid)), approximate
 # transpose the `c_attn`, `c_proj` and `c_fc` weights, skip `lm_head.weight`, which is tied to `wte`,
 # and any attention-mask buffers). Load with `strict=True`.
 
-# %% solution id=load_hf
+# %% nbgrader={"grade": false, "grade_id": "load_hf", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def load_hf_gpt2(model: GPT2, state: dict[str, torch.Tensor]) -> None:
     """Copy a transformers GPT2LMHeadModel state dict into our GPT2."""
     ### BEGIN SOLUTION
@@ -377,7 +391,8 @@ def load_hf_gpt2(model: GPT2, state: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(ours, strict=True)
     ### END SOLUTION
 
-# %% locked id=reference_gpt2
+
+# %% nbgrader={"grade": false, "grade_id": "reference_gpt2", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def reference_gpt2(config: GPTConfig, seed: int = 0):
     """A randomly initialised transformers.GPT2LMHeadModel with our config, built offline (eval mode)."""
     import transformers
@@ -387,7 +402,8 @@ def reference_gpt2(config: GPTConfig, seed: int = 0):
         n_head=config.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=config.eps,
         bos_token_id=0, eos_token_id=0)).eval()
 
-# %% test id=test_load_hf points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_load_hf", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """With the reference's weights, your GPT2 gives the same logits within 1e-5."""
 theirs = reference_gpt2(TINY)
 mine = GPT2(TINY).eval()
@@ -408,7 +424,7 @@ with torch.no_grad():
     assert_close(mine(ids)[0], theirs(ids).logits, "three layers, two heads, full context", atol=1e-5)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_temperature_top", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: temperature, top-k and nucleus sampling (3 points)
 #
 # * `filter_logits(logits, top_k=None, top_p=None)`: return a copy in which the tokens that are
@@ -419,7 +435,7 @@ with torch.no_grad():
 #   -> `(batch,)` ids: divide by the temperature, filter, sample from the softmax; `temperature=0`
 #   means arg-max.
 
-# %% solution id=sampling
+# %% nbgrader={"grade": false, "grade_id": "sampling", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Set logits outside the top-k and/or the nucleus to -inf."""
     ### BEGIN SOLUTION
@@ -448,7 +464,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
     ### END SOLUTION
 
-# %% test id=test_sampling points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_sampling", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """top-k keeps k tokens, top-p keeps the smallest nucleus reaching p, temperature sharpens, 0 is arg-max."""
 logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
 kept = lambda f: (~f.isinf()).squeeze(0).tolist()
@@ -477,7 +494,7 @@ two_rows = torch.stack([logits[0], logits[0].flip(0)])
 assert sample_next(two_rows, temperature=0).tolist() == [0, 4], "row-wise"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_key_value", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: the key/value cache (3 points)
 #
 # Generating token $t+1$ needs attention from the new position to all earlier keys and values,
@@ -488,7 +505,7 @@ assert sample_next(two_rows, temperature=0).tolist() == [0, 4], "row-wise"
 # Complete `generate(model, prompt, n_new, use_cache, temperature, top_k, top_p, generator)` too:
 # returns the prompt followed by `n_new` sampled ids, `(batch, t + n_new)`.
 
-# %% solution id=generate
+# %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 @torch.no_grad()
 def generate(model: GPT2, prompt: torch.Tensor, n_new: int, use_cache: bool = True, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -506,7 +523,8 @@ def generate(model: GPT2, prompt: torch.Tensor, n_new: int, use_cache: bool = Tr
     return ids
     ### END SOLUTION
 
-# %% test id=test_kv_cache points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_kv_cache", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Incremental decoding with the cache gives the full forward pass's logits; cached and uncached generation agree."""
 torch.manual_seed(0)
 model = GPT2(TINY).eval()
@@ -543,7 +561,7 @@ with torch.no_grad():
     assert greedy[0, 3] == model(ids[:1, :3])[0][0, -1].argmax(), "temperature 0 is greedy"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "training_small_gpt_2", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Training a small GPT-2 on Wikipedia
 #
 # A 2,000-token byte-level BPE (trained with `tokenizers`, which is fast; yours gives the same kind
@@ -551,7 +569,7 @@ with torch.no_grad():
 # decay. Perplexity is $\exp$ of the mean held-out cross-entropy per token; a unigram model (token
 # frequencies only) is the baseline.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 bpe = Tokenizer(models.BPE())
 bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 bpe.decoder = decoders.ByteLevel()
@@ -598,17 +616,17 @@ print(f"{count_parameters(gpt):,} parameters, {STEPS} steps in {history.seconds:
 plot_history(history, log_y=True)
 plt.show()
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "samples_same_prompt", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # Samples from the same prompt at three temperatures (top-p 0.95): low is safe and repetitive,
 # high is varied and soon nonsense.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 prompt = torch.tensor([bpe.encode("The history of the").ids], device=device)
 for temperature in (0.5, 0.9, 1.3):
     out = generate(gpt, prompt, 40, temperature=temperature, top_p=0.95, generator=torch.Generator(device=device).manual_seed(0))
     print(f"T={temperature}: {bpe.decode(out[0].tolist())!r}\n")
 
-# %% test id=test_trained_gpt2 points=3
+# %% nbgrader={"grade": true, "grade_id": "test_trained_gpt2", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The trained model's held-out perplexity is below half the unigram model's."""
 assert perplexity < 0.5 * unigram_perplexity, f"expected perplexity below {0.5 * unigram_perplexity:.0f}, got {perplexity:.1f}"
 ### BEGIN HIDDEN TESTS
@@ -621,14 +639,14 @@ with torch.no_grad():
         "the model must use word order"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "what_cache_buys", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · What the cache buys
 #
 # Generating 256 tokens one at a time from a 16-token prompt, with and without the cache, with a
 # model of the same shape (positions up to 272; its weights do not matter for speed). Without the
 # cache each step re-runs the whole prefix: the work grows with the square of the length.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 bench = GPT2(replace(config, n_positions=272)).to(device).eval()
 prompt = torch.randint(0, config.vocab_size, (1, 16), device=device)
 timings = {}
@@ -646,7 +664,7 @@ ax.barh(["with cache", "without cache"], [timings[True], timings[False]], color=
 ax.set_xlabel("seconds to generate 256 tokens")
 plt.show()
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * **Byte-level BPE** starts from 256 bytes and merges frequent pairs; it never needs `[UNK]` and
@@ -657,7 +675,7 @@ plt.show()
 # * **Temperature** reshapes, **top-k** and **top-p** truncate the distribution before sampling.
 # * The **key/value cache** makes each new token cost one position instead of the whole prefix.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Radford et al. (2019). *Language Models are Unsupervised Multitask Learners* (GPT-2). OpenAI report.

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 13 · The Reformer and efficient attention
 #
 # **Learning objectives.** After this notebook you can
@@ -11,15 +20,15 @@
 #
 # **Estimated time.** 2 hours. The notebook runs in about a minute and a half on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: full attention stores an n x n matrix per head; a stack of L layers stores L sets
 # of activations for the backward pass. The Reformer attacks both: attend only to *similar*
 # positions (found by hashing), and store no activations at all (recompute them from the output).
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import time
 from unittest import mock
@@ -36,7 +45,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "angular_locality_sensitive_hashing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Angular locality-sensitive hashing
 #
 # Attention weights are dominated by the keys closest to the query. To find them without
@@ -53,13 +63,13 @@ print(describe_environment(device))
 # | $b$ | | buckets | `n_buckets` |
 # | $c$ | | chunk length | `chunk_size` |
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_hash", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: the hash (3 points)
 #
 # Complete `lsh_hash(x, rotations)`: `x (..., d)`, `rotations (d, n_buckets // 2)`; return the
 # bucket ids `(...)` as `argmax` over the concatenation `[xR, -xR]`.
 
-# %% solution id=lsh_hash
+# %% nbgrader={"grade": false, "grade_id": "lsh_hash", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def lsh_hash(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Angular LSH: argmax over [xR, -xR]."""
     ### BEGIN SOLUTION
@@ -67,7 +77,8 @@ def lsh_hash(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     return torch.cat([projected, -projected], dim=-1).argmax(dim=-1)
     ### END SOLUTION
 
-# %% test id=test_lsh_hash points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_lsh_hash", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """lsh_hash gives argmax over [xR, -xR]; near vectors collide much more often than far ones."""
 rotations = torch.tensor([[1.0, 0.0], [0.0, 1.0]])              # d = 2, 4 buckets
 points = torch.tensor([[2.0, 0.1], [0.1, 3.0], [-2.0, 0.2], [0.3, -1.0]])
@@ -88,7 +99,7 @@ check_shape(buckets, (5, 7), "bucket ids keep the leading shape")
 assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, "16 buckets are used"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_lsh_attention", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: LSH attention (4 points)
 #
 # Shared query-keys: keys are the **normalised** queries, so a query's best match is itself; a
@@ -108,7 +119,7 @@ assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, 
 # Complete `lsh_attention(qk, v, rotations, chunk_size, causal=False)` for `qk, v (batch, n, d)`
 # with `n` divisible by `chunk_size`.
 
-# %% solution id=lsh_attention
+# %% nbgrader={"grade": false, "grade_id": "lsh_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def lsh_attention_round(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, chunk_size: int,
                         causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One hashing round: (output (batch, n, d), log-sum-exp (batch, n))."""
@@ -146,7 +157,8 @@ def lsh_attention(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, ch
     return (weights * torch.stack(outs)).sum(0)
     ### END SOLUTION
 
-# %% locked id=reference
+
+# %% nbgrader={"grade": false, "grade_id": "reference", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """Full attention with shared query-keys and the same self rule: the reference for one chunk."""
     n, d = qk.shape[1], qk.shape[2]
@@ -156,7 +168,8 @@ def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False)
     scores = scores.masked_fill(torch.eye(n, dtype=torch.bool, device=qk.device), -1e5)
     return scores.softmax(-1) @ v
 
-# %% test id=test_lsh_attention points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_lsh_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """With one chunk LSH attention equals full shared-QK attention (any buckets, causal or not); shapes and rounds."""
 torch.manual_seed(0)
 qk, v = torch.randn(2, 16, 8, dtype=torch.float64), torch.randn(2, 16, 8, dtype=torch.float64)
@@ -188,7 +201,7 @@ approx = lsh_attention(clustered, values, torch.randn(4, 8, 4, dtype=torch.float
 assert (approx - shared_qk_attention(clustered, values)).abs().max() < 0.5, "on clustered inputs LSH finds the mass"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_reversible_residual", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: reversible residual blocks (3 points)
 #
 # A reversible block (Gomez et al., 2017) splits the activations in two halves and computes
@@ -199,7 +212,7 @@ assert (approx - shared_qk_attention(clustered, values)).abs().max() < 0.5, "on 
 # layer can be recomputed from its outputs during the backward pass, and need not be stored.
 # Complete `ReversibleBlock(f, g)` with `forward(x1, x2) -> (y1, y2)` and `inverse(y1, y2) -> (x1, x2)`.
 
-# %% solution id=reversible_block
+# %% nbgrader={"grade": false, "grade_id": "reversible_block", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class ReversibleBlock(nn.Module):
     """y1 = x1 + f(x2), y2 = x2 + g(y1), and its exact inverse."""
 
@@ -219,7 +232,8 @@ class ReversibleBlock(nn.Module):
         return y1 - self.f(x2), x2
         ### END SOLUTION
 
-# %% locked id=blocks
+
+# %% nbgrader={"grade": false, "grade_id": "blocks", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def feed_forward(d: int) -> nn.Module:
     return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
@@ -228,7 +242,8 @@ def make_blocks(n_layers: int, d: int) -> nn.ModuleList:
     """Reversible blocks with feed-forward F and G (attention would do as well)."""
     return nn.ModuleList(ReversibleBlock(feed_forward(d), feed_forward(d)) for _ in range(n_layers))
 
-# %% test id=test_reversible_block points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_reversible_block", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The inverse restores the inputs to 1e-10 in float64, through a stack of blocks too."""
 torch.manual_seed(0)
 blocks = make_blocks(4, 16).double()
@@ -251,7 +266,7 @@ assert_close(a, x1, "four blocks forward then inverted", atol=1e-10)
 assert_close(b, x2, "four blocks forward then inverted", atol=1e-10)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_recompute_instead", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: recompute instead of store (3 points)
 #
 # Autograd normally **saves** every block's inputs for the backward pass: memory grows with depth.
@@ -263,7 +278,7 @@ assert_close(b, x2, "four blocks forward then inverted", atol=1e-10)
 # become the incoming gradients of the previous block.
 # `reversible_stack(blocks, x1, x2)` is how it is called.
 
-# %% solution id=reversible_stack
+# %% nbgrader={"grade": false, "grade_id": "reversible_stack", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class ReversibleStack(torch.autograd.Function):
     """Run reversible blocks storing only the outputs; recompute activations in the backward pass."""
 
@@ -311,7 +326,8 @@ def saved_bytes(fn) -> int:
         fn()
     return total[0]
 
-# %% test id=test_reversible_stack points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_reversible_stack", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Gradients equal the ordinary (stored) computation; saved activations do not grow with depth."""
 torch.manual_seed(0)
 blocks = make_blocks(3, 16).double()
@@ -342,7 +358,7 @@ assert saved_bytes(lambda: plain(deep)) > 3 * saved_bytes(lambda: plain(shallow)
 assert saved_bytes(lambda: reversible_stack(deep, x1, x2)) <= 2 * x1.numel() * 8 + 64, "save the two outputs, nothing else"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_chunked_feed", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: chunked feed-forward and a sliding window (4 points)
 #
 # * `chunked_feed_forward(ffn, x, chunk_size)`: the feed-forward layer acts on each position
@@ -353,14 +369,15 @@ assert saved_bytes(lambda: reversible_stack(deep, x1, x2)) <= 2 * x1.numel() * 8
 #   $|i - j| \le$ `window`, and also $j \le i$ when `causal` (Longformer's local attention,
 #   Beltagy et al., 2020). (2 points)
 
-# %% solution id=chunked_ffn
+# %% nbgrader={"grade": false, "grade_id": "chunked_ffn", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def chunked_feed_forward(ffn: nn.Module, x: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """Apply a position-wise network chunk by chunk along the sequence (dim 1)."""
     ### BEGIN SOLUTION
     return torch.cat([ffn(chunk) for chunk in x.split(chunk_size, dim=1)], dim=1)
     ### END SOLUTION
 
-# %% test id=test_chunked_ffn points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_chunked_ffn", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """chunked_feed_forward equals the plain feed-forward, for chunk sizes that do and do not divide the length."""
 torch.manual_seed(0)
 ffn = feed_forward(16).double()
@@ -375,7 +392,7 @@ chunked_feed_forward(counting, x, 5)
 assert calls == [5, 5, 3], f"one call per chunk of at most 5 positions, got {calls}"
 ### END HIDDEN TESTS
 
-# %% solution id=sliding_window
+# %% nbgrader={"grade": false, "grade_id": "sliding_window", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sliding_window_mask(n: int, window: int, causal: bool = False) -> torch.Tensor:
     """True where |i - j| <= window (and j <= i if causal)."""
     ### BEGIN SOLUTION
@@ -384,7 +401,8 @@ def sliding_window_mask(n: int, window: int, causal: bool = False) -> torch.Tens
     return allowed & (distance <= 0) if causal else allowed
     ### END SOLUTION
 
-# %% test id=test_sliding_window points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_sliding_window", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """sliding_window_mask: a band of width 2 w + 1, the lower half when causal."""
 m = sliding_window_mask(5, 1)
 assert m.dtype == torch.bool and m.tolist() == [[True, True, False, False, False], [True, True, True, False, False],
@@ -397,7 +415,7 @@ assert sliding_window_mask(4, 10).all() and sliding_window_mask(4, 10, causal=Tr
 assert sliding_window_mask(9, 2).sum() == 9 * 5 - 2 * (2 + 1), "band count"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_memory_time_against", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Experiment: memory and time against length
 #
 # One head of width 64, batch 1, lengths 512 to 8,192. **Full** attention materialises the
@@ -406,7 +424,7 @@ assert sliding_window_mask(9, 2).sum() == 9 * 5 - 2 * (2 + 1), "band count"
 # $c \times 2c$ block per chunk. Peak memory above the inputs is measured by `course_utils.memory.peak_memory`
 # (the CUDA allocator's statistics on a GPU; on a CPU, an exact count of the tensors alive at once).
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 lengths = [512, 1024, 2048, 4096, 8192]
 CHUNK = 64
 
@@ -445,7 +463,7 @@ for ax, label in zip(axes, ("peak memory (MiB)", "seconds")):
 axes[0].legend()
 plt.show()
 
-# %% test id=test_lsh_memory points=2
+# %% nbgrader={"grade": true, "grade_id": "test_lsh_memory", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """At 8,192 tokens LSH attention uses at most 1/8 of full attention's memory."""
 full_mb, lsh_mb = measured["full"]["memory"][-1], measured["LSH"]["memory"][-1]
 assert full_mb > 8 * lsh_mb, f"full {full_mb:.0f} MiB vs LSH {lsh_mb:.0f} MiB: expected at least 8x less"
@@ -453,13 +471,13 @@ assert full_mb > 8 * lsh_mb, f"full {full_mb:.0f} MiB vs LSH {lsh_mb:.0f} MiB: e
 assert full_mb > 200, f"full attention at 8,192 tokens holds a 256 MiB score matrix; measured {full_mb:.0f} MiB"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_reversible_against_ordinary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Experiment: reversible against ordinary stacks
 #
 # Activation memory for the backward pass (bytes autograd saves, via `saved_tensors_hooks`) and
 # peak memory of forward + backward, for stacks of 2 to 12 blocks of width 128 on 4 x 256 positions.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 depths = [2, 4, 8, 12]
 stacks = {"ordinary": {"saved": [], "peak": []}, "reversible": {"saved": [], "peak": []}}
 x1 = torch.randn(4, 256, 128, device=device, requires_grad=True)
@@ -495,7 +513,7 @@ ax.set_ylabel("MiB")
 ax.legend(fontsize=8)
 plt.show()
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_results", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Reading the results
 #
 # Full attention's memory grows with $n^2$ (at 8,192 tokens the score matrix and its softmax take
@@ -510,7 +528,7 @@ plt.show()
 # global tokens), **low-rank** projections of keys (Linformer), **kernel** feature maps (Performer),
 # and **exact tiling** (FlashAttention), which won.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * **Angular LSH** puts vectors at a small angle in the same bucket with high probability.
@@ -520,7 +538,7 @@ plt.show()
 #   `autograd.Function` keeps activation memory flat as depth grows, with the same gradients.
 # * **Chunking** the feed-forward layer and **sliding windows** bound the other large intermediates.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Kitaev, Kaiser, Levskaya (2020). *Reformer: The Efficient Transformer.* arXiv:2001.04451

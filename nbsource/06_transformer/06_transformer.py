@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 06 · The Transformer
 #
 # **Learning objectives.** After this notebook you can
@@ -11,13 +20,13 @@
 #
 # **Estimated time.** 2.5 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: draw the two stacks first; every box on the figure is one exercise below.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
 import re
 import time
@@ -37,7 +46,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intuition", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Intuition
 #
 # The Transformer keeps the encoder-decoder of notebook 03 but drops recurrence: every layer
@@ -58,7 +68,7 @@ print(describe_environment(device))
 #
 # $$\text{LayerNorm}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta,\quad \mu, \sigma^2 \text{ the mean and the biased variance over } d_{model}$$
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_multi_head", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: multi-head attention (4 points)
 #
 # Complete `MultiHeadAttention.forward(query, key, value, mask=None)`: project with `w_q, w_k,
@@ -69,7 +79,7 @@ print(describe_environment(device))
 # **Do not use `nn.MultiheadAttention`**: a hidden test makes it raise. A test copies its
 # weights into yours and compares outputs.
 
-# %% solution id=multi_head_attention
+# %% nbgrader={"grade": false, "grade_id": "multi_head_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate q, k, v and output projections."""
 
@@ -98,7 +108,8 @@ class MultiHeadAttention(nn.Module):
         return self.w_o(out), weights
         ### END SOLUTION
 
-# %% locked id=copy_helpers
+
+# %% nbgrader={"grade": false, "grade_id": "copy_helpers", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def copy_attention(mine: MultiHeadAttention, theirs: nn.MultiheadAttention) -> None:
     """Copy nn.MultiheadAttention's packed in-projection (q, k, v order) into w_q, w_k, w_v, w_o."""
     d = theirs.embed_dim
@@ -109,7 +120,8 @@ def copy_attention(mine: MultiHeadAttention, theirs: nn.MultiheadAttention) -> N
         mine.w_o.weight.copy_(theirs.out_proj.weight)
         mine.w_o.bias.copy_(theirs.out_proj.bias)
 
-# %% test id=test_multi_head_attention points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """MultiHeadAttention equals nn.MultiheadAttention with copied weights (float64), with key-padding and causal masks."""
 torch.manual_seed(0)
 theirs = nn.MultiheadAttention(16, 4, batch_first=True).double()
@@ -143,7 +155,7 @@ y = torch.randn(1, 3, 8, dtype=torch.float64)
 assert_close(one_head(y, y, y)[0], theirs1(y, y, y)[0], "one head (scale 1/sqrt(d_head) = 1/sqrt(8))", atol=1e-10)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_layernorm_feed", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: LayerNorm and the feed-forward network (3 points)
 #
 # * `LayerNorm(d_model, eps=1e-5)`: parameters `weight` (ones) and `bias` (zeros); normalise over
@@ -151,7 +163,7 @@ assert_close(one_head(y, y, y)[0], theirs1(y, y, y)[0], "one head (scale 1/sqrt(
 #   root with `eps` (not `std + eps`). `nn.LayerNorm` is forbidden here.
 # * `FeedForward(d_model, d_ff, dropout)`: `linear1` -> ReLU -> dropout -> `linear2`.
 
-# %% solution id=layer_norm
+# %% nbgrader={"grade": false, "grade_id": "layer_norm", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class LayerNorm(nn.Module):
     """LayerNorm over the last axis: weight * (x - mean) / sqrt(var + eps) + bias."""
 
@@ -188,7 +200,8 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
         ### END SOLUTION
 
-# %% test id=test_layer_norm points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_layer_norm", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """LayerNorm equals nn.LayerNorm (biased variance, eps inside the root); FeedForward is linear-ReLU-linear."""
 torch.manual_seed(0)
 ln, ref = LayerNorm(6).double(), nn.LayerNorm(6).double()
@@ -211,7 +224,7 @@ assert sorted(n for n, _ in LayerNorm(4).named_parameters()) == ["bias", "weight
 assert isinstance(ff.linear1, nn.Linear) and ff.linear1.out_features == 10
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_encoder_decoder", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: encoder and decoder layers, post-LN and pre-LN (4 points)
 #
 # Complete the two layers. With `norm_first=False` (**post-LN**, the paper):
@@ -221,7 +234,7 @@ assert isinstance(ff.linear1, nn.Linear) and ff.linear1.out_features == 10
 # cross-attention over `memory`, feed-forward; it also returns the cross-attention weights.
 # Tests copy the weights of `nn.TransformerEncoderLayer` / `nn.TransformerDecoderLayer` into yours.
 
-# %% solution id=layers
+# %% nbgrader={"grade": false, "grade_id": "layers", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class EncoderLayer(nn.Module):
     """Self-attention and feed-forward, each in a residual block with LayerNorm."""
 
@@ -275,7 +288,8 @@ class DecoderLayer(nn.Module):
         return self.norm3(x + transform(x)), weights
         ### END SOLUTION
 
-# %% locked id=copy_layers
+
+# %% nbgrader={"grade": false, "grade_id": "copy_layers", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def copy_encoder_layer(mine: EncoderLayer, theirs: nn.TransformerEncoderLayer) -> None:
     """Copy every weight of a PyTorch encoder layer into ours."""
     copy_attention(mine.self_attn, theirs.self_attn)
@@ -294,7 +308,8 @@ def copy_decoder_layer(mine: DecoderLayer, theirs: nn.TransformerDecoderLayer) -
     for n in ("norm1", "norm2", "norm3"):
         getattr(mine, n).load_state_dict(getattr(theirs, n).state_dict())
 
-# %% test id=test_layers points=4
+
+# %% nbgrader={"grade": true, "grade_id": "test_layers", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Encoder and decoder layers equal PyTorch's with copied weights, post-LN and pre-LN, with masks."""
 torch.manual_seed(0)
 x, memory = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 6, 16, dtype=torch.float64)
@@ -323,14 +338,14 @@ train_mode = EncoderLayer(16, 4, 32, dropout=0.5).double().train()
 assert not torch.allclose(train_mode(x), train_mode(x)), "dropout must be applied in training"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: the model (2 points)
 #
 # Complete `Seq2SeqTransformer.embed(tokens, table)`: look the tokens up in `table`, multiply by
 # $\sqrt{d_{model}}$, add the sinusoidal encoding of their positions (given), apply dropout; and
 # `logits(x)`: the output projection **tied** to the target embedding, `x @ self.tgt_embed.weight.T`.
 
-# %% locked id=sinusoidal
+# %% nbgrader={"grade": false, "grade_id": "sinusoidal", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
     """The encoding of notebook 05, given here."""
     positions = torch.arange(n_positions, dtype=torch.float64)[:, None]
@@ -340,7 +355,8 @@ def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
     encoding[:, 1::2] = (positions * frequencies).cos()
     return encoding.float()
 
-# %% solution id=model
+
+# %% nbgrader={"grade": false, "grade_id": "model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class Seq2SeqTransformer(nn.Module):
     """Encoder-decoder Transformer with scaled embeddings, sinusoidal positions and tied output weights."""
 
@@ -388,7 +404,8 @@ class Seq2SeqTransformer(nn.Module):
         src_mask = (src != pad_id)[:, None, None, :]                         # (batch, 1, 1, src_len)
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask)[0]
 
-# %% test id=test_model points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_model", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The model scales embeddings by sqrt(d_model), adds positions, and ties the output to the target embedding."""
 toy = Seq2SeqTransformer(7, 9, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.0).double()
 tokens = torch.tensor([[3, 3, 5]])
@@ -408,7 +425,7 @@ e2 = toy.embed(torch.tensor([[5, 3]]), toy.src_embed)[:, 1:]
 assert not torch.allclose(e1, e2), "the same token at another position must differ (positions added)"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_label_smoothing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: label smoothing and the warm-up schedule (4 points)
 #
 # * `label_smoothed_loss(logits, targets, smoothing, ignore_index)`: logits `(n, vocab)`, targets
@@ -417,7 +434,7 @@ assert not torch.allclose(e1, e2), "the same token at another position must diff
 #   Equal to `F.cross_entropy(label_smoothing=..., ignore_index=...)`, which you may not call.
 # * `warmup_lr(step, d_model, warmup)` $= d_{model}^{-0.5} \min(\text{step}^{-0.5}, \text{step}\cdot\text{warmup}^{-1.5})$ for step $\ge 1$.
 
-# %% solution id=training_pieces
+# %% nbgrader={"grade": false, "grade_id": "training_pieces", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.1,
                         ignore_index: int = -100) -> torch.Tensor:
     """Cross-entropy against (1 - eps) * one_hot + eps / vocab, averaged over non-ignored rows."""
@@ -438,13 +455,14 @@ def warmup_lr(step: int, d_model: int, warmup: int) -> float:
     return d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 steps = range(1, 20_001)
 plot_curves({f"d_model={d}, warmup={w}": [warmup_lr(s, d, w) for s in steps] for d, w in [(512, 4000), (128, 4000), (128, 400)]},
             ylabel="learning rate")
 plt.show()
 
-# %% test id=test_training_pieces points=4
+# %% nbgrader={"grade": true, "grade_id": "test_training_pieces", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """label_smoothed_loss equals F.cross_entropy(label_smoothing, ignore_index); warmup_lr peaks at the warm-up step."""
 g = torch.Generator().manual_seed(0)
 logits = torch.randn(6, 5, dtype=torch.float64, generator=g)
@@ -465,13 +483,13 @@ assert abs(warmup_lr(1, 128, 400) - 128 ** -0.5 * 400 ** -1.5) < 1e-15, "step 1"
 assert abs(warmup_lr(1600, 128, 400) - 128 ** -0.5 / 40) < 1e-15, "1/sqrt(step) after warm-up"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "task_numbers_english_words", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · The task: numbers to English words
 #
 # "342017" -> "three hundred forty - two thousand seventeen". Source tokens are digits; target
 # tokens are words and the hyphen. 1,000 held-out numbers never appear in training.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 def words_of(text: str) -> list[str]:
     return re.findall(r"[a-z]+|-", text)
 
@@ -496,7 +514,8 @@ train_src, train_tgt = encode_pairs(train_pairs)
 test_src, test_tgt = encode_pairs(test_pairs)
 MAX_LEN = test_tgt.shape[1] + 2
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_greedy_decoding", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 8 · Exercise 6: greedy decoding and beam search (3 points)
 #
 # * `greedy_decode(model, src, max_len)`: batch decoding from `<bos>`, arg-max at every step;
@@ -508,7 +527,7 @@ MAX_LEN = test_tgt.shape[1] + 2
 #   **length-normalised** score $\log p(Y) / \text{lp}(Y)$, $\text{lp}(Y) = ((5 + |Y|)/6)^\alpha$ (Wu et al., 2016).
 #   With `beam_size=1` it must return what greedy decoding returns.
 
-# %% solution id=decoding
+# %% nbgrader={"grade": false, "grade_id": "decoding", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 @torch.no_grad()
 def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int) -> torch.Tensor:
     """Batched greedy decoding; tokens after the first <eos> become <pad>."""
@@ -551,7 +570,8 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, beam_size: int = 4
     return best[1][1:]
     ### END SOLUTION
 
-# %% test id=test_decoding points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_decoding", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """greedy_decode agrees with the teacher-forced arg-max; beam size 1 equals greedy."""
 torch.manual_seed(0)
 toy = Seq2SeqTransformer(len(src_vocab), len(tgt_vocab), d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0).eval()
@@ -587,14 +607,14 @@ assert beam_search(EosModel(toy), src[:1], beam_size=3, max_len=6) == [tgt_vocab
 assert (greedy_decode(EosModel(toy), src, 4)[:, 1:] == tgt_vocab.pad_id).all(), "<pad> after <eos>"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 9 · Training
 #
 # Post-LN as in the paper, label smoothing 0.1, Adam(0.9, 0.98) with the warm-up schedule
 # (scaled for a short run), a fixed number of steps. The peak learning rate matters a lot for
 # post-LN: ten times higher and training stalls.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 seed_everything(0)
 # no dropout: the task is deterministic and the run is short; the paper used 0.1
 model = Seq2SeqTransformer(len(src_vocab), len(tgt_vocab), dropout=0.0).to(device)
@@ -626,7 +646,7 @@ print(f"trained {STEPS} steps in {history.seconds:.0f} s; greedy exact match {gr
 plot_history(history, log_y=True)
 plt.show()
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 start = time.perf_counter()
 beam_hits = 0
 for i in range(len(test_pairs)):
@@ -635,7 +655,7 @@ for i in range(len(test_pairs)):
 beam_accuracy = beam_hits / len(test_pairs)
 print(f"beam (4) exact match {beam_accuracy:.1%} in {time.perf_counter() - start:.0f} s; greedy {greedy_accuracy:.1%}")
 
-# %% test id=test_trained_translator points=3
+# %% nbgrader={"grade": true, "grade_id": "test_trained_translator", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The trained model reaches at least 99% greedy exact match on 1,000 held-out numbers, and beam search is at least as good."""
 assert len(test_pairs) == 1000
 assert greedy_accuracy >= 0.99, f"expected at least 99% greedy exact match, got {greedy_accuracy:.1%}"
@@ -648,14 +668,14 @@ fresh_acc = sum(tgt_vocab.decode(p) == tgt_vocab.decode(t) for p, t in zip(token
 assert fresh_acc >= 0.97, f"expected at least 97% on other unseen numbers, got {fresh_acc:.1%}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "cross_attention_trained_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 10 · Cross-attention of the trained model
 #
 # Each panel is one head of the last decoder layer: each row is the step that predicts that
 # output word, columns are the digits.
 # Heads learn to read the digit that decides the current word ("hundred" looks at the hundreds digit).
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 digits = "342017"
 src = torch.tensor([src_vocab.encode(list(digits))], device=device)
 tokens = greedy_decode(model, src, MAX_LEN)[0]
@@ -669,7 +689,7 @@ fig = show_attention_grid(weights[-1][0, :, :len(output)], queries=output, keys=
 fig.suptitle(f"{digits} -> {' '.join(output)}", y=1.05)
 plt.show()
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * **Multi-head attention**, **LayerNorm** and the **feed-forward** network match PyTorch's modules
@@ -680,7 +700,7 @@ plt.show()
 # * **Greedy** decoding is beam search with one beam; a wider beam with a **length penalty** can only
 #   help the model's own score, and here matches or beats greedy.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762

@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "title", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # # 09 · ALBERT: a lighter BERT
 #
 # **Learning objectives.** After this notebook you can
@@ -11,14 +20,14 @@
 #
 # **Estimated time.** 2 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: BERT-large has 334M parameters and ALBERT-large 18M with the same depth and width.
 # Two ideas do it; neither makes the model faster (the compute is the same), they make it smaller.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Setup
 
-# %% locked id=setup
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import io
 import math
 import random
@@ -42,7 +51,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "where_bert_parameters_are", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 1 · Where BERT's parameters are
 #
 # * **Embeddings**: $V \times H$. With $V = 30{,}000$ and $H = 4096$ that is 123M parameters for a
@@ -56,7 +66,7 @@ print(describe_environment(device))
 # | $V, E, H, I, L$ | vocabulary, embedding size, hidden size, feed-forward size, layers | `vocab_size, embedding_size, hidden, intermediate, layers` |
 # | share | which sub-layers are shared across layers | `share` in `{"none", "attention", "ffn", "all"}` |
 
-# %% locked id=config
+# %% nbgrader={"grade": false, "grade_id": "config", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 @dataclass(frozen=True)
 class AlbertConfig:
     """A BERT/ALBERT encoder. embedding_size=None means BERT's unfactorised V x H table."""
@@ -76,7 +86,8 @@ class AlbertConfig:
 
 TINY = AlbertConfig(vocab_size=50, embedding_size=8, hidden=16, layers=3, heads=4, intermediate=32, max_positions=12)
 
-# %% [markdown] slide
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_factorised_embeddings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: factorised embeddings (3 points)
 #
 # Complete `FactorisedEmbeddings(config)`: with `E = config.embedding_size or config.hidden`, tables
@@ -84,7 +95,7 @@ TINY = AlbertConfig(vocab_size=50, embedding_size=8, hidden=16, layers=3, heads=
 # then `projection` = `nn.Linear(E, H)`, or `nn.Identity()` when `embedding_size` is `None` (BERT).
 # `forward(input_ids, segment_ids=None)` -> `(batch, seq, H)`: sum, normalise, project.
 
-# %% solution id=factorised_embeddings
+# %% nbgrader={"grade": false, "grade_id": "factorised_embeddings", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class FactorisedEmbeddings(nn.Module):
     """Token + segment + position embeddings of size E, LayerNorm, then a projection to H."""
 
@@ -109,7 +120,8 @@ class FactorisedEmbeddings(nn.Module):
         return self.projection(self.norm(summed))                                            # (batch, seq, H)
         ### END SOLUTION
 
-# %% test id=test_factorised_embeddings points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_factorised_embeddings", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """FactorisedEmbeddings: E-sized tables, LayerNorm over E, then E -> H; BERT (embedding_size=None) has no projection."""
 torch.manual_seed(0)
 emb = FactorisedEmbeddings(TINY).double()
@@ -128,7 +140,7 @@ assert_close(emb(ids), emb(ids, torch.zeros_like(ids)), "segment_ids=None means 
 assert emb.norm.normalized_shape == (8,) and emb.norm.eps == 1e-12, "LayerNorm over E with the config's eps"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_cross_layer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 3 · Exercise 2: cross-layer sharing (3 points)
 #
 # Complete `SharedEncoder(config)`: `layers`, an `nn.ModuleList` of `config.layers`
@@ -146,7 +158,7 @@ assert emb.norm.normalized_shape == (8,) and emb.norm.eps == 1e-12, "LayerNorm o
 # their gradients). Any other value of `share` raises `ValueError`. `forward(x, attention_mask=None)`
 # runs the layers in order (`attention_mask` True = real token).
 
-# %% solution id=shared_encoder
+# %% nbgrader={"grade": false, "grade_id": "shared_encoder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class SharedEncoder(nn.Module):
     """A stack of Transformer encoder layers with ALBERT's cross-layer parameter sharing."""
 
@@ -179,7 +191,8 @@ class SharedEncoder(nn.Module):
         return x
         ### END SOLUTION
 
-# %% test id=test_shared_encoder points=3
+
+# %% nbgrader={"grade": true, "grade_id": "test_shared_encoder", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """SharedEncoder shares exactly what `share` says; "all" applies one layer L times."""
 torch.manual_seed(0)
 counts = {share: count_parameters(SharedEncoder(replace(TINY, share=share))) for share in ("none", "attention", "ffn", "all")}
@@ -214,7 +227,7 @@ l0 = SharedEncoder(replace(TINY, share="none")).layers[0]
 assert not l0.norm_first and l0.norm1.eps == 1e-12, "post-LN, eps from the config"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_reproduce_paper", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 4 · Exercise 3: reproduce the paper's table (3 points)
 #
 # `AlbertModel` (given) is your embeddings, your encoder and a tanh pooler `Linear(H, H)` on `[CLS]`.
@@ -223,7 +236,7 @@ assert not l0.norm_first and l0.norm1.eps == 1e-12, "post-LN, eps from the confi
 # The check instantiates each model on PyTorch's **meta** device, where tensors have shapes but
 # no memory, so even the 235M-parameter model costs nothing to build.
 
-# %% locked id=albert_model
+# %% nbgrader={"grade": false, "grade_id": "albert_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class AlbertModel(nn.Module):
     """Embeddings (factorised or not), a shared or unshared encoder, and the [CLS] pooler."""
 
@@ -248,7 +261,8 @@ PAPER = {  # Lan et al. (2019), Table 1: parameters as printed
     "ALBERT xxlarge": (AlbertConfig(hidden=4096, layers=12, heads=64, intermediate=16384), 235e6),
 }
 
-# %% solution id=parameter_count
+
+# %% nbgrader={"grade": false, "grade_id": "parameter_count", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def albert_parameter_count(config: AlbertConfig) -> int:
     """Closed-form parameter count of AlbertModel(config)."""
     ### BEGIN SOLUTION
@@ -265,7 +279,8 @@ def albert_parameter_count(config: AlbertConfig) -> int:
     return embeddings + encoder + h * h + h
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 def meta_count(config: AlbertConfig) -> int:
     with torch.device("meta"):
         return count_parameters(AlbertModel(config))
@@ -276,13 +291,13 @@ for name, (config, paper) in PAPER.items():
     print(f"{name:>15} {format_count(paper):>7} {format_count(albert_parameter_count(config)):>8} "
           f"{format_count(meta_count(config)):>14}  {str(config.embedding_size):>4} {config.hidden:>5} {config.layers:>3}  {config.share}")
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "counts_land_within", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # The counts land within about 1% of the paper for BERT and for ALBERT base, large and xlarge
 # (with the paper's 30,000-piece vocabulary and the pooler). **xxlarge** comes out at 223M against
 # the printed 235M: the released ALBERT-xxlarge checkpoints have 223M parameters too, so the
 # paper's figure, not the configuration, is the odd one out.
 
-# %% test id=test_parameter_count points=3
+# %% nbgrader={"grade": true, "grade_id": "test_parameter_count", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """albert_parameter_count equals models built on the meta device, and the paper's table within 6%."""
 for name, (config, paper) in PAPER.items():
     ours = albert_parameter_count(config)
@@ -297,7 +312,7 @@ for share in ("none", "attention", "ffn", "all"):
         assert got == meta_count(cfg), f"share={share}, E={e}: {got} vs {meta_count(cfg)}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_sentence_order", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Exercise 4: sentence-order prediction (2 points)
 #
 # NSP turned out to be too easy: a random sentence from another document usually has another
@@ -306,7 +321,7 @@ for share in ("none", "attention", "ffn", "all"):
 # Complete `sop_pairs(documents, n, rng)`: `n` triples `(a, b, in_order)`, each from one document
 # with a sentence and its successor, swapped with probability 1/2. Use only `rng`.
 
-# %% solution id=sop_pairs
+# %% nbgrader={"grade": false, "grade_id": "sop_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sop_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
     """Return n (a, b, in_order) triples of consecutive sentences, half of them swapped."""
     ### BEGIN SOLUTION
@@ -319,7 +334,8 @@ def sop_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tu
     return pairs
     ### END SOLUTION
 
-# %% test id=test_sop_pairs points=2
+
+# %% nbgrader={"grade": true, "grade_id": "test_sop_pairs", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """sop_pairs: consecutive sentences of one document, about half swapped, labels say which."""
 toy_docs = [[f"d{d} s{i}" for i in range(5)] for d in range(6)]
 pairs = sop_pairs(toy_docs, 2_000, random.Random(0))
@@ -338,7 +354,7 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
     sop_pairs(toy_docs, 10, random.Random(1))
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_sentencepiece_unigram", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: a SentencePiece unigram tokenizer (2 points)
 #
 # ALBERT tokenizes with **SentencePiece** (Kudo and Richardson, 2018): it treats the text as a raw
@@ -350,11 +366,12 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
 # `user_defined_symbols`, no BOS/EOS), and return a `spm.SentencePieceProcessor`. Pass
 # `minloglevel=2` to keep it quiet.
 
-# %% locked id=specials
+# %% nbgrader={"grade": false, "grade_id": "specials", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNK, CLS, SEP, MASK = range(5)
 
-# %% solution id=sentencepiece
+
+# %% nbgrader={"grade": false, "grade_id": "sentencepiece", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def train_sentencepiece(lines: list[str], vocab_size: int) -> spm.SentencePieceProcessor:
     """Train a unigram SentencePiece model in memory; SPECIALS get ids 0-4."""
     ### BEGIN SOLUTION
@@ -366,14 +383,15 @@ def train_sentencepiece(lines: list[str], vocab_size: int) -> spm.SentencePieceP
     return spm.SentencePieceProcessor(model_proto=model.getvalue())
     ### END SOLUTION
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 lines = [line for article in wikipedia_articles() for line in article.split("\n")]
 start = time.perf_counter()
 sp = train_sentencepiece(lines[:3_000], vocab_size=4_000)
 print(f"trained a {sp.get_piece_size():,}-piece unigram model in {time.perf_counter() - start:.1f} s")
 print(sp.encode("Unaffable anarchists hypothesised.", out_type=str))
 
-# %% test id=test_sentencepiece points=2
+# %% nbgrader={"grade": true, "grade_id": "test_sentencepiece", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The unigram model has the requested size, the specials at ids 0-4, ▁ word starts, and decodes exactly."""
 assert sp.get_piece_size() == 4_000, f"expected 4,000 pieces, got {sp.get_piece_size()}"
 assert [sp.id_to_piece(i) for i in range(5)] == SPECIALS, f"ids 0-4 must be {SPECIALS}"
@@ -390,7 +408,7 @@ probe = train_sentencepiece(lines[:400], vocab_size=500)
 assert probe.get_piece_size() == 500, "vocab_size must be used"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_small_bert_against", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 7 · Experiment: a small BERT against a small ALBERT
 #
 # Same width ($H = 128$), depth ($L = 2$), heads and feed-forward size, same data (windows of 48
@@ -398,7 +416,7 @@ assert probe.get_piece_size() == 500, "vocab_size must be used"
 # BERT: a $V \times H$ table and two separate layers. ALBERT: $E = 32$ and one shared layer.
 # The masked-LM head maps $H \to E$ and decodes with the (tied) token table.
 
-# %% locked id=masked_lm
+# %% nbgrader={"grade": false, "grade_id": "masked_lm", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
                  generator: torch.Generator, rate: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's 80/10/10 masked-LM corruption (notebook 04); returns (inputs, labels with -100 where not chosen)."""
@@ -430,7 +448,8 @@ class MaskedLM(nn.Module):
         h = self.norm(F.gelu(self.dense(hidden[positions])))  # (n_chosen, E)
         return h @ self.model.embeddings.token.weight.T + self.bias
 
-# %% fragment
+
+# %% slideshow={"slide_type": "fragment"}
 stream = torch.tensor([i for line in lines for i in sp.encode(line)])
 split = int(len(stream) * 0.95)
 train_stream, held_out_stream = stream[:split], stream[split:]
@@ -499,7 +518,7 @@ axes[1].set_xlabel("step")
 axes[1].legend(fontsize=8)
 plt.show()
 
-# %% test id=test_albert_experiment points=2
+# %% nbgrader={"grade": true, "grade_id": "test_albert_experiment", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """ALBERT has at most half of BERT's parameters and both learn: accuracy at least 1.25x the most-frequent-piece baseline."""
 bert, albert = results["BERT (E = H, no sharing)"], results["ALBERT (E = 32, all shared)"]
 assert albert["parameters"] * 2 <= bert["parameters"], f"ALBERT {albert['parameters']:,} vs BERT {bert['parameters']:,}"
@@ -509,7 +528,7 @@ for name, r in results.items():
 assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32, all shared)"]), "the experiment uses your model"
 ### END HIDDEN TESTS
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_result", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Reading the result
 #
 # ALBERT stores far fewer parameters but runs the same computation: two layer applications
@@ -518,7 +537,7 @@ assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32
 # more slowly than BERT in the same steps, as ALBERT-base trails BERT-base in the paper. The
 # paper spends the saved memory on width (xxlarge, $H = 4096$) to come out ahead.
 
-# %% [markdown] slide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * **Factorised embeddings** replace $V \times H$ with $V \times E + E \times H$; the token table is
@@ -530,7 +549,7 @@ assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32
 # * **Sentence-order prediction** asks for coherence rather than topic; **SentencePiece** unigram
 #   tokenizes raw text reversibly.
 
-# %% [markdown] subslide
+# %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Lan et al. (2019). *ALBERT: A Lite BERT for Self-supervised Learning of Language Representations.* arXiv:1909.11942

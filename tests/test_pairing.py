@@ -1,0 +1,171 @@
+"""Each solution notebook and its text twin stay in step, edited from either side, and nothing is lost."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_tools.pairing import Pair, out_of_step
+
+ASSIGNMENT = "04_masking"
+
+
+def _course_copy(root: Path, tmp: Path) -> Path:
+    """A course root with one assignment: the same configuration files, solution, twin and release."""
+    for name in ("jupytext.toml", "nbgrader_config.py"):
+        shutil.copy(root / name, tmp / name)
+    for folder in ("solutions", "nbsource", "notebooks"):
+        shutil.copytree(root / folder / ASSIGNMENT, tmp / folder / ASSIGNMENT)
+    return tmp
+
+
+def _course(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course_tools.cli", *args], cwd=tmp, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _cell(nb, cell_id):
+    return next(c for c in nb.cells if c.id == cell_id)
+
+
+def test_every_pair_is_in_step_and_the_twins_live_outside_solutions(root):
+    assert out_of_step(root) == [], "run `course sync`"
+    for notebook in sorted((root / "solutions").glob("[0-9][0-9]_*/*.ipynb")):
+        pair = Pair.of(root, notebook.parent.name)
+        assert pair.twin.is_file(), f"{notebook.name} has no text twin in nbsource/"
+        assert not list(notebook.parent.glob("*.py")), f"a .py beside {notebook.name} would be released to students"
+
+
+def test_the_check_names_the_pair_and_the_command(root, tmp_path):
+    course = _course_copy(root, tmp_path)
+    twin = Pair.of(course, ASSIGNMENT).twin
+    twin.write_text(twin.read_text().replace("# # 04 · Masking", "# # 04 · Masking, retitled"))
+    result = _course(course, "sync", "--check")
+    assert result.returncode == 1
+    assert f"solutions/{ASSIGNMENT}/{ASSIGNMENT}.ipynb and nbsource/{ASSIGNMENT}/{ASSIGNMENT}.py differ" in result.stdout
+    assert "course sync" in result.stdout and "build/sync-backup" in result.stdout
+
+
+@pytest.mark.slow
+def test_an_edit_in_jupyterlab_reaches_the_twin_and_the_release(root, tmp_path):
+    course = _course_copy(root, tmp_path)
+    pair = Pair.of(course, ASSIGNMENT)
+    before = pair.notebook.read_text()
+    nb = nbformat.read(pair.notebook, as_version=4)          # as JupyterLab reads and writes it
+    _cell(nb, "intuition_rectangles_ragged_data").source += "\n\nA sentence the instructor added in JupyterLab."
+    _cell(nb, "test_masks").metadata["nbgrader"]["points"] = 5.0       # Create assignment: points 3 -> 5
+    nbformat.write(nb, pair.notebook)
+    result = _course(course, "sync", ASSIGNMENT)
+    assert result.returncode == 0, result.stderr
+    text = pair.twin.read_text()
+    assert "# A sentence the instructor added in JupyterLab." in text
+    assert '"grade_id": "test_masks", "locked": true, "points": 5.0' in text
+    released = nbformat.read(course / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    assert "A sentence the instructor added in JupyterLab." in _cell(released, "intuition_rectangles_ragged_data").source
+    assert _cell(released, "test_masks").metadata["nbgrader"]["points"] == 5.0
+    assert nbformat.read(pair.notebook, as_version=4) == nb, "the notebook itself is kept as edited"
+    backups = list((course / "build" / "sync-backup").rglob(f"{ASSIGNMENT}.py"))
+    assert len(backups) == 1 and "A sentence the instructor added" not in backups[0].read_text(), \
+        "the twin's previous text is kept"
+    assert before != pair.notebook.read_text()
+
+
+@pytest.mark.slow
+def test_an_edit_in_the_text_twin_reaches_the_notebook_and_the_release(root, tmp_path):
+    course = _course_copy(root, tmp_path)
+    pair = Pair.of(course, ASSIGNMENT)
+    ids = [c.id for c in nbformat.read(pair.notebook, as_version=4).cells]
+    text = pair.twin.read_text()
+    text = text.replace('"grade_id": "test_masks", "locked": true, "points": 3.0',
+                        '"grade_id": "test_masks", "locked": true, "points": 4.0')
+    text = text.replace("# ## 1 · Intuition: rectangles of ragged data\n",
+                        "# ## 1 · Intuition: rectangles of ragged data\n#\n# Edited in a text editor.\n")
+    assert text != pair.twin.read_text()
+    pair.twin.write_text(text)
+    result = _course(course, "sync", ASSIGNMENT)
+    assert result.returncode == 0, result.stderr
+    nb = nbformat.read(pair.notebook, as_version=4)
+    assert [c.id for c in nb.cells] == ids, "cell ids are kept"
+    assert "Edited in a text editor." in _cell(nb, "intuition_rectangles_ragged_data").source
+    assert _cell(nb, "test_masks").metadata["nbgrader"]["points"] == 4.0
+    released = nbformat.read(course / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    assert "Edited in a text editor." in _cell(released, "intuition_rectangles_ragged_data").source
+    assert _cell(released, "test_masks").metadata["nbgrader"]["points"] == 4.0
+    assert pair.twin.read_text() == text, "the twin is kept as edited"
+
+
+def test_a_cell_inserted_in_the_middle_renames_nothing(root, tmp_path):
+    course = _course_copy(root, tmp_path)
+    pair = Pair.of(course, ASSIGNMENT)
+    before = nbformat.read(pair.notebook, as_version=4)
+    text = pair.twin.read_text()
+    marker = "# %% [markdown]"
+    middle = [i for i in range(len(text)) if text.startswith(marker, i)][len(before.cells) // 4]
+    pair.twin.write_text(text[:middle] + "# %% [markdown]\n# An inserted cell.\n\n" + text[middle:])
+    from course_tools.pairing import sync
+
+    assert sync(course, [ASSIGNMENT], prefer="text")
+    after = nbformat.read(pair.notebook, as_version=4)
+    assert len(after.cells) == len(before.cells) + 1
+    new = [c for c in after.cells if c.id not in {b.id for b in before.cells}]
+    assert len(new) == 1 and new[0].source == "An inserted cell."
+    assert [c.id for c in after.cells if c is not new[0]] == [c.id for c in before.cells]
+
+
+def test_jupyterlab_saves_the_twin_too(root, tmp_path):
+    """What `make lab-instructor` does on save: jupytext's contents manager writes both files."""
+    from jupytext import TextFileContentsManager
+
+    course = _course_copy(root, tmp_path)
+    pair = Pair.of(course, ASSIGNMENT)
+    manager = TextFileContentsManager(root_dir=str(course))
+    path = f"solutions/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
+    model = manager.get(path)
+    _cell(model["content"], "summary").source += "\n* Saved from JupyterLab."
+    manager.save(model, path)
+    assert "# * Saved from JupyterLab." in pair.twin.read_text()
+    assert out_of_step(course) == []
+
+
+def test_notebooks_are_written_as_nbformat_writes_them(root):
+    for path in sorted([*root.glob("solutions/[0-9][0-9]_*/*.ipynb"), *root.glob("notebooks/[0-9][0-9]_*/*.ipynb")]):
+        raw = path.read_text(encoding="utf-8")
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        rewritten = nbformat.writes(nb)
+        assert raw in (rewritten, rewritten + "\n"), f"{path.relative_to(root)} is not in nbformat's canonical form"
+
+
+def test_cell_ids_name_what_a_cell_is(root):
+    import re
+
+    for path in sorted(root.glob("solutions/[0-9][0-9]_*/*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        ids = [c.id for c in nb.cells]
+        assert len(set(ids)) == len(ids)
+        positional = [i for i in ids if re.fullmatch(r"\d\d-cell-\d+|[0-9a-f]{8}", i)]
+        assert not positional, f"{path.name}: positional or random ids {positional}"
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            assert grade_id in (None, cell.id), f"{path.name}: cell {cell.id} has grade_id {grade_id}"
+
+
+def test_notebooks_hold_only_what_students_get(root):
+    markers = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+    for folder in sorted((root / "notebooks").iterdir()):
+        if not folder.is_dir():
+            continue
+        solution_dir = root / "solutions" / folder.name
+        allowed = {p.relative_to(solution_dir) for p in solution_dir.rglob("*") if p.is_file()}
+        for path in folder.rglob("*"):
+            if not path.is_file() or {".ipynb_checkpoints", "__pycache__"} & set(path.parts):
+                continue
+            relative = path.relative_to(folder)
+            assert relative in allowed, f"notebooks/{folder.name}/{relative} is not part of the release"
+            assert path.suffix != ".py" or (solution_dir / relative).is_file(), f"a text twin in notebooks/: {relative}"
+            data = path.read_bytes().decode("utf-8", errors="replace")
+            for marker in markers:
+                assert marker not in data, f"notebooks/{folder.name}/{relative} contains {marker!r}"
