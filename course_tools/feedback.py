@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from nbconvert.preprocessors import Preprocessor
+from nbgrader.utils import is_grade
 from traitlets import Bool, Integer
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n?(.*?)### END HIDDEN TESTS", re.S)
@@ -14,7 +15,7 @@ def hidden_lines(nb, min_chars: int = 12) -> set[str]:
     """The hidden tests' lines (stripped, long enough to be recognisable) in a notebook's graded cells."""
     lines: set[str] = set()
     for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+        if is_grade(cell):
             for block in HIDDEN.findall(cell.get("source", "")):
                 lines.update(line.strip() for line in block.splitlines() if len(line.strip()) >= min_chars)
     return lines
@@ -68,7 +69,7 @@ class HideTestTracebacks(Preprocessor):
     enabled = Bool(True).tag(config=True)  # nbconvert preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):  # noqa: D102 - nbconvert API
-        if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+        if cell.cell_type == "code" and is_grade(cell):
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")

@@ -36,6 +36,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
+from nbgrader.utils import is_grade
 from traitlets import Bool, Integer
 
 KERNEL_DIED = "KernelDied"
@@ -382,7 +383,7 @@ class GuardedExecute(Execute):
                         cells[index].outputs = [_error(KERNEL_DIED, "not run: the kernel died too many times")]
                 break
         for index in order:  # nbgrader scores a cell by its first error, stderr or value: errors first
-            if cells[index].get("metadata", {}).get("nbgrader", {}).get("grade"):
+            if is_grade(cells[index]):
                 cells[index].outputs = errors_first(cells[index].outputs)
         self.hold_points = dict(hold)  # every cell after which the probe saw a change (for reports and tests)
         if hold and self.holds:

@@ -43,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_solution
 
 from course_tools.build import list_assignments, with_scripts_on_path
 from course_tools.integrity import (
@@ -299,7 +300,7 @@ def with_answers(release: nbformat.NotebookNode, solution: nbformat.NotebookNode
     import re
 
     answers = {c.id: c.source for c in solution.cells
-               if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+               if is_solution(c)}
     nb = nbformat.from_dict(json.loads(json.dumps(release)))
     for cell in nb.cells:
         if cell.id in answers:

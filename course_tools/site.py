@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_grade
 
 from course_tools.build import list_assignments
 from course_tools.slides import mathjax_source, notebook_title
@@ -74,7 +75,7 @@ def overview(path: Path) -> Overview:
             objectives[-1] = f"{objectives[-1]} {line.strip()}"
     estimated = _paragraph(head, "Estimated time")
     hours = re.match(r"([\d.]+)\s*hour", estimated)
-    graded = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    graded = [c for c in nb.cells if is_grade(c)]
     return Overview(
         assignment=path.parent.name, title=title, objectives=objectives,
         prerequisites=_paragraph(head, "Prerequisites"), estimated_time=estimated,

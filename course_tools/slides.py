@@ -28,8 +28,6 @@ MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 TEMPLATE = "course_reveal"
 # reveal.js themes that import fonts from Google (simple, night, ...) would need the network.
 THEME = "white"
-HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
-HIDDEN_END = "### END HIDDEN TESTS"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 SLIDE_STARTS = ("slide", "subslide")
 
@@ -86,23 +84,21 @@ def copy_assets(out: Path) -> None:
 
 
 def strip_hidden_tests(nb: nbformat.NotebookNode) -> int:
-    """Remove every ``### BEGIN/END HIDDEN TESTS`` region and the solution markers in place.
+    """Remove every hidden-test region (nbgrader's own ``ClearHiddenTests``) and the solution markers, in place.
 
     Returns how many hidden-test regions went. The solution code itself stays: it is the lecture.
     """
-    removed = 0
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    clear = ClearHiddenTests()
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    removed = sum(clear.begin_test_delimeter in line for cell in code for line in cell.source.splitlines())
+    for cell in code:
+        clear._remove_hidden_test_region(cell)
     for cell in nb.cells:
-        if cell.cell_type != "code" or "###" not in cell.source:
-            continue
-        kept, hiding = [], False
-        for line in cell.source.splitlines():
-            if line.strip() == HIDDEN_BEGIN:
-                hiding, removed = True, removed + 1
-            elif line.strip() == HIDDEN_END:
-                hiding = False
-            elif not hiding and line.strip() not in SOLUTION_MARKERS:
-                kept.append(line)
-        cell.source = "\n".join(kept).rstrip()
+        if cell.cell_type == "code" and "###" in cell.source:
+            kept = [line for line in cell.source.splitlines() if line.strip() not in SOLUTION_MARKERS]
+            cell.source = "\n".join(kept).rstrip()
     return removed
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_grade, is_solution
 
 
 @dataclass
@@ -36,8 +37,7 @@ def graded_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     """Return the notebook's autograded test cells (nbgrader ``grade`` code cells)."""
     return [
         c for c in nb.cells
-        if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")
-        and not c.get("metadata", {}).get("nbgrader", {}).get("solution")
+        if c.cell_type == "code" and is_grade(c) and not is_solution(c)
     ]
 
 
