@@ -20,6 +20,25 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="session")
+def build_check(root):
+    """`course build --check` run once for the whole session (an nbgrader process per assignment), from
+    notebooks/ (the command finds the repository from a subfolder): (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from course_tools.cli import main
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(root / "notebooks")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["build", "--check"])
+    finally:
+        os.chdir(here)
+    return status, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

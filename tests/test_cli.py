@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
 import nbformat
 import pytest
+import torch
 
-from course_tools.cli import main, parser
+from course_tools.cli import main
 from course_tools.validate import graded_cells, report, results
 
 
@@ -16,24 +23,87 @@ def _graded(source: str, grade_id: str, points: float = 1) -> nbformat.NotebookN
     return cell
 
 
-def test_parser_knows_every_command():
-    for command in (["build"], ["validate", "x.ipynb"], ["grade", "subs"], ["doctor"]):
-        assert parser().parse_args(command).command == command[0]
+def test_the_course_script_runs_the_commands(root):
+    """The installed `course` script: real output and exit codes, from a subfolder of the course."""
+    course = [str(Path(sys.executable).parent / "course")]
+    env = {**os.environ, "COURSE_DEVICE": "cpu"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(course + list(args), cwd=root / "notebooks", env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    doctor = run("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"torch   {torch.__version__}" in doctor.stdout.splitlines() and "device  cpu" in doctor.stdout.splitlines()
+    unknown = run("build", "99_nothing")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert "course build: no such assignment in solutions/: 99_nothing" in unknown.stderr and "03_attention" in unknown.stderr
 
 
-def test_doctor(capsys):
+def test_doctor(capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert "torch" in out and "nbgrader" in out and "ok      wordsim353" in out
+    lines = out.splitlines()
+    assert f"torch   {torch.__version__}" in lines and "device  cpu" in lines, out
+    assert f"{'nbgrader':<15} {metadata.version('nbgrader')}" in lines and "COURSE_DEVICE=cpu" in out
+    assert "  ok      wordsim353" in lines, out
 
 
-def test_build_check_and_unknown_assignment(capsys, monkeypatch, root):
+def test_doctor_fails_naming_a_missing_data_set(capsys, monkeypatch):
+    import course_utils.data
+
+    monkeypatch.setattr(course_utils.data, "available_datasets", lambda: {"wordsim353": True, "polarity": False})
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "  ok      wordsim353" in out and "  MISSING polarity" in out
+
+
+def test_build_names_unknown_assignments(capsys, monkeypatch, root):
     monkeypatch.chdir(root / "notebooks")  # found from a subfolder too
+    assert main(["build", "99_nothing", "03_attention"]) == 2
+    err = capsys.readouterr().err
+    assert "no such assignment in solutions/: 99_nothing;" in err and "'03_attention'" in err
+
+
+@pytest.mark.slow
+def test_build_check_from_a_subfolder(build_check):
+    """`course build --check` from notebooks/ (run once per session, tests/conftest.py)."""
+    status, out, err = build_check
+    assert (status, err) == (0, ""), out + err
+    assert out.strip() == "notebooks/ is up to date with solutions/"
+
+
+@pytest.mark.slow
+def test_build_writes_a_release_and_check_names_stale_files(tmp_path, capsys, monkeypatch, root):
+    """On a one-assignment course: --check names the missing release (exit 1), build writes it, --check is 0."""
+    course = tmp_path / "course"
+    nb = nbformat.v4.new_notebook()
+    answer = nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION")
+    answer.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "grade_id": "f",
+                                   "schema_version": 3}
+    nb.cells = [nbformat.v4.new_markdown_cell("# 01 · Tiny"), answer, _graded('"""f is 1"""\nassert f() == 1', "t")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (course / "solutions" / "01_tiny").mkdir(parents=True)
+    nbformat.write(nb, course / "solutions" / "01_tiny" / "01_tiny.ipynb")
+    (course / "nbgrader_config.py").write_text((root / "nbgrader_config.py").read_text())
+    (course / "notebooks" / "00_gone").mkdir(parents=True)
+    monkeypatch.chdir(course)
+    assert main(["build", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "stale student notebooks" in out and "notebooks/01_tiny/01_tiny.ipynb" in out
+    assert "notebooks/00_gone/ (no solutions/00_gone)" in out
+    assert not (course / "notebooks" / "01_tiny").exists() and (course / "notebooks" / "00_gone").exists(), \
+        "--check writes nothing"
+    assert main(["build"]) == 0
+    assert "wrote notebooks/01_tiny/01_tiny.ipynb" in capsys.readouterr().out
+    released = (course / "notebooks" / "01_tiny" / "01_tiny.ipynb").read_text()
+    assert "return 1" not in released and "raise NotImplementedError()" in released
+    assert not (course / "notebooks" / "00_gone").exists()
     assert main(["build", "--check"]) == 0
-    assert main(["build", "99_nothing"]) == 2
-    assert "no such assignment" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts a kernel
 def test_validate_reports_pass_and_fail(tmp_path, capsys):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 2"), _graded('"""x is 2"""\nassert x == 2', "good", 2),
@@ -63,10 +133,13 @@ def test_results_and_report_on_unexecuted_cells():
 
 
 @pytest.mark.parametrize("argv", [[], ["nonsense"]])
-def test_bad_arguments_exit_nonzero(argv):
+def test_bad_arguments_exit_nonzero(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+    usage = capsys.readouterr().err
+    offered = set(usage.split("{", 1)[1].split("}", 1)[0].split(",")) if usage.startswith("usage: course ") else set()
+    assert {"build", "validate", "grade", "slides", "site", "lab", "doctor"} <= offered, usage
 
 
 def test_build_ignores_jupyter_checkpoints(tmp_path):

@@ -46,6 +46,7 @@ def graded(root, tmp_path_factory):
     return rows, out, paths, before
 
 
+@pytest.mark.slow  # a grading run of 03_attention
 def test_grades_csv_row_by_row(graded):
     rows, out, _, _ = graded
     with (out / "grades.csv").open() as handle:
@@ -61,6 +62,7 @@ def test_grades_csv_row_by_row(graded):
     assert [r.student for r in rows] == ["alice", "bob", "carol"]
 
 
+@pytest.mark.slow  # a grading run of 03_attention
 def test_feedback_has_no_hidden_tests(graded, root):
     _, out, _, _ = graded
     solution = json.loads((root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
@@ -78,6 +80,7 @@ def test_feedback_has_no_hidden_tests(graded, root):
         assert not leaked, f"hidden tests shown to {student}: {leaked[:2]}"
 
 
+@pytest.mark.slow  # a grading run of 03_attention
 def test_originals_untouched(graded):
     _, _, paths, before = graded
     for path in paths:

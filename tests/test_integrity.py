@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 
 import nbformat
 import pytest
@@ -135,6 +138,29 @@ def test_kernelspec_and_bwrap_command(tmp_path):
     env = kernel_env("/h", "/t", {"COURSE_CACHE": "/c", "SECRET": "x", "PATH": "/grader/bin"})
     assert env["HOME"] == "/h" and env["COURSE_CACHE"] == "/c" and "SECRET" not in env
     assert "/grader/bin" not in env["PATH"], "the kernel's PATH is the course's, not the grader's"
+
+
+def test_isolation_reports_the_machines_real_sandbox(monkeypatch):
+    """What the grade report says matches what the machine has; CI must have a working bubblewrap."""
+    from course_tools import sandbox
+
+    monkeypatch.delenv("COURSE_NO_SANDBOX", raising=False)
+    installed = shutil.which("bwrap")
+    # the real state, probed here: can bubblewrap start a process in fresh namespaces on this machine?
+    works = installed is not None and subprocess.run(
+        [installed, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+        capture_output=True, check=False).returncode == 0
+    if os.environ.get("CI") == "true":
+        assert works, f"CI installs bubblewrap (tools/system-deps.sh) and grades in it; bwrap here: {installed}"
+    if works:
+        assert sandbox.bwrap_path() == installed and sandbox.isolation() == "bubblewrap sandbox"
+    else:
+        assert sandbox.bwrap_path() is None and sandbox.isolation() == "not sandboxed (install bubblewrap)"
+    monkeypatch.setenv("COURSE_NO_SANDBOX", "1")  # the instructor's switch
+    assert sandbox.isolation() == "not sandboxed (install bubblewrap)"
+    monkeypatch.delenv("COURSE_NO_SANDBOX")
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)  # what the grader sees without bubblewrap
+    assert sandbox.isolation() == "not sandboxed (install bubblewrap)"
 
 
 @pytest.mark.parametrize("code, flag", [

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_tools.cli import main, parser
+from course_tools.cli import main
 from course_tools.lab import CONFIG, lab_command, lab_environment
 from course_tools.site import overview, readme_sections, sequence_page
 from course_tools.slides import (
@@ -149,8 +149,46 @@ def test_slides_and_site_commands(tmp_path, capsys, root, monkeypatch):
     assert decks == sorted(f"{p.parent.name}.slides.html" for p in (root / "solutions").glob("*/*.ipynb"))
     index = (tmp_path / "all" / "index.html").read_text()
     assert all(f'href="{d}"' in index for d in decks)
-    for command in (["slides", "--all"], ["site"], ["lab", "--instructor"]):
-        assert parser().parse_known_args(command)[0].command == command[0]
+
+
+def test_site_command_names_what_is_missing_before_building(tmp_path, capsys, monkeypatch):
+    """`course site` from a course with no release, a README without a page's section, or a slides
+    folder without decks: exit 2, a message naming the fix, and no book built."""
+    root = _tiny_course(tmp_path, "# 01 · Tiny")
+    monkeypatch.chdir(root / "solutions")  # found from a subfolder
+    out = tmp_path / "site"
+    assert main(["site", "--slides", str(tmp_path), "--out", str(out)]) == 2
+    assert "course site: no *.slides.html in" in capsys.readouterr().err
+    readme = (root / "README.md").read_text()
+    (root / "README.md").write_text(readme.replace("## Instructors", "## Graders"))
+    assert main(["site", "--out", str(out)]) == 2
+    assert "README.md has no '## Instructors' section" in capsys.readouterr().err
+    (root / "README.md").write_text(readme)
+    (root / "notebooks" / "01_tiny" / "01_tiny.ipynb").unlink()
+    assert main(["site", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "course site: no student notebooks" in err and "run `course build` first" in err
+    assert not (out / "_build").exists(), "jupyter-book never ran"
+
+
+@pytest.mark.parametrize("instructor", [False, True])
+def test_lab_command_serves_the_right_folder_with_the_right_settings(tmp_path, capsys, monkeypatch, instructor):
+    """`course lab [--instructor] ARGS`: the exchange made, JupyterLab started on notebooks/ (students) or
+    the course (instructors) with the matching configuration and ARGS (JupyterLab itself is not started)."""
+    root = _tiny_course(tmp_path, "# 01 · Tiny")
+    monkeypatch.chdir(root / "notebooks")
+    started = []
+    monkeypatch.setattr(os, "execve", lambda program, argv, env: started.append((program, argv, env)))
+    assert main(["lab", *(["--instructor"] if instructor else []), "--port", "8899"]) == 0
+    [(program, argv, env)] = started
+    served = root if instructor else root / "notebooks"
+    assert argv[:3] == [program, "-m", "jupyterlab"] and f"--ServerApp.root_dir={served}" in argv
+    assert argv[-2:] == ["--port", "8899"], "the other arguments go to jupyter lab"
+    assert f"serving {served}, exchange {root / 'exchange'}" in capsys.readouterr().out
+    assert (root / "exchange").is_dir() and (root / "exchange").stat().st_mode & 0o777 == 0o777
+    assert env["COURSE_EXCHANGE"] == str(root / "exchange")
+    assert (str(CONFIG / "student") in env["JUPYTER_CONFIG_PATH"].split(os.pathsep)) is not instructor
+    assert (root / "grading").is_dir() is instructor, "the formgrader's gradebook folder, for instructors only"
 
 
 def _tiny_course(tmp_path: Path, markdown: str) -> Path:
@@ -166,6 +204,7 @@ def _tiny_course(tmp_path: Path, markdown: str) -> Path:
     return root
 
 
+@pytest.mark.slow  # three jupyter-book builds (about 20 s)
 def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
     from course_tools.site import build_site
 
@@ -195,6 +234,7 @@ def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
         build_site(broken, tmp_path / "b" / "site", progress=False)
 
 
+@pytest.mark.slow  # runs a notebook
 def test_build_deck_draws_figures_under_agg_and_reports_a_failing_cell(tmp_path, monkeypatch):
     from course_tools.slides import build_deck
 
