@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
 import shutil
@@ -65,14 +64,12 @@ def test_release_is_up_to_date_byte_for_byte(build_check):
     assert status == 0 and "notebooks/ is up to date with solutions/" in out, f"run `course build`:\n{out}{err}"
 
 
-def test_solutions_match_their_authoring_sources(root):
-    spec = importlib.util.spec_from_file_location("py2nb", root / "tools" / "py2nb.py")
-    py2nb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(py2nb)
-    for source in sorted((root / "tools" / "nbsource").glob("*.py")):
-        expected = py2nb.dumps(py2nb.parse(source.read_text(encoding="utf-8"), source.stem))
-        actual = py2nb.target_for(source).read_text(encoding="utf-8")
-        assert actual == expected, f"{source.name} and its solution notebook differ: run `python tools/py2nb.py`"
+def test_solutions_are_in_step_with_their_text_twins(root, monkeypatch):
+    """The check CI runs: `course sync --check` (every pair is also tested end to end in test_pairing.py)."""
+    from course_tools.cli import main
+
+    monkeypatch.chdir(root)
+    assert main(["sync", "--check"]) == 0, "run `course sync`: the side edited last wins, the other is backed up"
 
 
 def _leaks(solution: list[dict], release: list[dict]) -> list[str]:
