@@ -26,6 +26,7 @@ student) are never remembered.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -36,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -429,11 +431,83 @@ def make_scratch(job: Job, notebook: nbformat.NotebookNode) -> Scratch:
     return Scratch(folder=folder, sid=sid, runtime=runtime, env=env)
 
 
-def autograde(job: Job, scratch: Scratch) -> subprocess.CompletedProcess:
-    """nbgrader autograde of the one student, within the notebook's limit plus a margin."""
+@dataclass
+class ApiResult:
+    """What one call of nbgrader's Python API reported (the shape ``_tail`` reads)."""
+
+    returncode: int
+    stdout: str
+    stderr: str = ""
+
+
+class GradingTimeout(Exception):
+    """The last-resort limit of one nbgrader call (the guarded executor's deadlines come first)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"grading exceeded {timeout:.0f} s")
+        self.timeout = timeout
+
+
+@contextlib.contextmanager
+def _in_scratch(scratch: Scratch, limit: float):
+    """Run nbgrader in this process as its command line would run in the scratch course: its working
+    folder, its environment (kernel specs, runtime folder, threads), and a last-resort alarm."""
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    alarm = threading.current_thread() is threading.main_thread()
+    if alarm:
+        def expire(signum, frame):
+            raise GradingTimeout(limit)
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    os.environ.clear()
+    os.environ.update(with_scripts_on_path(scratch.env))
+    os.chdir(scratch.folder)
+    try:
+        yield
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def nbgrader_api(scratch: Scratch):
+    """nbgrader's Python API on the scratch course, configured by its nbgrader_config.py (loaded as nbgrader does)."""
+    import logging
+
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(scratch.folder)).load_config()
+    config.CourseDirectory.root = str(scratch.folder)
+    log = logging.getLogger(f"course.nbgrader.{scratch.sid}")
+    log.propagate = False                     # what nbgrader logs goes to the result, not the grader's console
+    log.handlers = [logging.NullHandler()]
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config, log=log)
+
+
+def _api_call(scratch: Scratch, limit: float, call: str, *args, **kwargs) -> ApiResult:
+    with _in_scratch(scratch, limit):
+        try:
+            result = getattr(nbgrader_api(scratch), call)(*args, **kwargs)
+        except GradingTimeout:
+            raise
+        except Exception as error:  # nbgrader's own failure, reported like its command line would
+            return ApiResult(1, "", f"{type(error).__name__}: {error}")
+    text = "\n".join(filter(None, [result.get("log", ""), result.get("error", "")]))
+    if "GradingTimeout" in text:   # the alarm fired inside nbgrader, which caught it
+        raise GradingTimeout(limit)
+    return ApiResult(0 if result.get("success") else 1, text)
+
+
+def autograde(job: Job, scratch: Scratch) -> ApiResult:
+    """nbgrader autograde of the one student (its Python API, in this worker), within the notebook's limit plus a margin."""
     limit = (job.settings.notebook_timeout or 3600) + 180
-    return nbgrader_cmd(["autograde", job.template.assignment, f"--student={scratch.sid}", "--create", "--force"],
-                        cwd=scratch.folder, timeout=limit, env=scratch.env)
+    return _api_call(scratch, limit, "autograde", job.template.assignment, scratch.sid, force=True, create=True)
 
 
 def score(row: GradeRow, scratch: Scratch, assignment: str) -> None:
@@ -501,8 +575,7 @@ def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
 def feedback(job: Job, row: GradeRow, scratch: Scratch) -> None:
     """Generate the feedback HTML and copy it, and the graded notebook, to OUT."""
     assignment = job.template.assignment
-    result = nbgrader_cmd(["generate_feedback", assignment, f"--student={scratch.sid}", "--force"],
-                          cwd=scratch.folder, timeout=300, env=scratch.env)
+    result = _api_call(scratch, 300, "generate_feedback", assignment, scratch.sid, force=True)
     for html in (scratch.folder / "feedback" / scratch.sid / assignment).glob("*.html"):
         dest = job.out / "feedback" / job.student / assignment / html.name
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -541,7 +614,8 @@ def grade_one(job: Job) -> GradeRow:
         row.status, row.reason = "invalid", str(error)
     except Exception as error:  # one broken submission must never stop the others
         row.status = "error"
-        row.reason = (f"grading exceeded {error.timeout:.0f} s" if isinstance(error, subprocess.TimeoutExpired)
+        row.reason = (f"grading exceeded {error.timeout:.0f} s"
+                      if isinstance(error, (subprocess.TimeoutExpired, GradingTimeout))
                       else f"{type(error).__name__}: {error}"[:400])
     finally:
         if scratch is not None:
@@ -579,6 +653,16 @@ def _worker_init() -> None:
 # --------------------------------------------------------------------------- the run
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes forked from this one, with nbgrader already imported (once, not per student)."""
+    import multiprocessing
+
+    import nbgrader.apps  # noqa: F401  (imported here, inherited by every fork)
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_init)
+
+
 def _solution_runtime(template: Template, work: Path, settings: Settings) -> float:
     """Grade the instructor's own solution once (cached) and return its runtime in seconds."""
     cache = work / "solution.json"
@@ -589,7 +673,8 @@ def _solution_runtime(template: Template, work: Path, settings: Settings) -> flo
     probe = replace(settings, notebook_timeout=settings.notebook_timeout or 3600)
     job = Job(student="_solution", folder=None, template=template, work=work, out=work / "solution-feedback",
               settings=probe, notebook=json.loads(json.dumps(solved_release(template))))
-    row = grade_one(job)
+    with _pool(1) as pool:
+        row = pool.submit(grade_one, job).result()
     if row.score < template.max_score or row.status != "graded":
         raise RuntimeError(f"the solution of {template.assignment} scores {row.score:g}/{template.max_score:g} "
                            f"when graded ({row.status}: {row.reason}); fix solutions/ (or the grader) before "
@@ -707,11 +792,8 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
         print(f"{len(found)} student(s): {len(rows)} already graded, {len(todo)} to grade with "
               f"{min(len(todo), jobs or os.cpu_count() or 1) or 1} worker process(es)", flush=True)
     if todo:
-        import multiprocessing
-
         workers = max(1, min(len(todo), jobs or os.cpu_count() or 1))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_worker_init) as pool:
+        with _pool(workers) as pool:
             futures = {pool.submit(grade_and_remember, job): job for job in todo}
             try:
                 from concurrent.futures import as_completed

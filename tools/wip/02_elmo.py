@@ -1,4 +1,13 @@
-# %% [markdown] slide
+# ---
+# jupyter:
+#   celltoolbar: Slideshow
+#   kernelspec:
+#     display_name: Python 3 (course)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "title", "schema_version": 3}
 # # 02 · ELMo: contextual word vectors
 #
 # **Learning objectives.** After this notebook you can
@@ -11,13 +20,13 @@
 #
 # **Estimated time.** 2 hours. The notebook runs in about two minutes on a laptop CPU.
 
-# %% [markdown] notes
+# %% [markdown] slideshow={"slide_type": "notes"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "notes_intro", "schema_version": 3}
 # Speaker notes: start with "bank" in two sentences and the word2vec vector that has to serve both.
 
-# %% [markdown] subslide
+# %% [markdown] slideshow={"slide_type": "subslide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "setup_text", "schema_version": 3}
 # ## Setup
 
-# %% locked id=setup
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "setup", "schema_version": 3}
 import math
 import re
 from collections import Counter
@@ -36,7 +45,8 @@ seed_everything(0)
 device = get_device()
 print(describe_environment(device))
 
-# %% [markdown] slide
+
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "intuition_one_word_several", "schema_version": 3}
 # ## 1 · Intuition: one word, several meanings
 #
 # word2vec gives "bank" one vector, whether the sentence is about rivers or money. ELMo
@@ -47,12 +57,12 @@ print(describe_environment(device))
 # Its input is not a word id but the word's **characters**: a convolutional network reads
 # them, so unseen words still get a sensible vector and "running"/"runner" share parts.
 
-# %% [markdown] subslide
+# %% [markdown] slideshow={"slide_type": "subslide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "data_wikipedia_sample", "schema_version": 3}
 # The data: the Wikipedia sample as one long stream of tokens, cut into windows of 32 tokens.
 # The output vocabulary (what the language model predicts) is the 5,000 most frequent words
 # plus `<unk>`; the input reads every word's characters, so it has no unknown words.
 
-# %% locked id=corpus
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "corpus", "schema_version": 3}
 def tokenize(text: str) -> list[str]:
     """Lowercase word tokens (letters, with inner apostrophes), as in notebook 01."""
     return re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
@@ -93,7 +103,8 @@ all_ids = stream_ids.view(n_windows, SEQ)                         # (windows, SE
 print(f"{len(tokens):,} tokens; {len(words):,} output words ({(all_ids == UNK).double().mean():.1%} of tokens are <unk>); "
       f"{len(chars)} characters; {split:,} training and {n_windows - split:,} held-out windows of {SEQ}")
 
-# %% [markdown] slide
+
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "math", "schema_version": 3}
 # ## 2 · The math
 #
 # A word $w$ of characters $c_1..c_L$ becomes $x = \text{Proj}(\text{Highway}(\max_t \text{Conv}(E c)))$.
@@ -115,7 +126,7 @@ print(f"{len(tokens):,} tokens; {len(words):,} output words ({(all_ids == UNK).d
 # | $h_{k,j}$ | `(layers, batch, seq, 2*hidden)` | layer $j$ at token $k$ | `layers` |
 # | $w$, $\gamma$ | `(layers,)`, scalar | mix weights (before softmax), scale | `weights`, `gamma` |
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "exercise_1_highway_layer", "schema_version": 3}
 # ## 3 · Exercise 1: a highway layer (2 points)
 #
 # Complete `Highway.forward`: for each layer in `self.layers` (an `nn.Linear(dim, 2 * dim)`
@@ -123,7 +134,7 @@ print(f"{len(tokens):,} tokens; {len(words):,} output words ({(all_ids == UNK).d
 # $W_g x + b_g$ (second)), compute $y$ as above and feed it to the next layer.
 # The gate biases start at $-1$ so that a new network mostly carries its input through.
 
-# %% solution id=highway
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": true, "grade": false, "locked": false, "grade_id": "highway", "schema_version": 3}
 class Highway(nn.Module):
     """Highway layers: y = g * relu(W_h x) + (1 - g) * x, with a learned gate g."""
 
@@ -143,7 +154,8 @@ class Highway(nn.Module):
         return x
         ### END SOLUTION
 
-# %% test id=test_highway points=2
+
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": true, "locked": true, "points": 2.0, "grade_id": "test_highway", "schema_version": 3}
 """Highway: closed form with chosen weights; a closed gate copies the input, an open one transforms."""
 layer = Highway(2, 1).double()
 with torch.no_grad():
@@ -172,7 +184,7 @@ with torch.no_grad():
 assert not torch.allclose(two(z), z), "the second layer must be used"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "exercise_2_character_cnn", "schema_version": 3}
 # ## 4 · Exercise 2: the character-CNN word encoder (3 points)
 #
 # Complete `CharCNN.forward(char_ids)`: `char_ids` `(..., max_chars)` with 0 = padding.
@@ -187,7 +199,7 @@ assert not torch.allclose(two(z), z), "the second layer must be used"
 #
 # Returns `(..., out_dim)`.
 
-# %% solution id=char_cnn
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": true, "grade": false, "locked": false, "grade_id": "char_cnn", "schema_version": 3}
 class CharCNN(nn.Module):
     """Characters -> word vector: embeddings, convolutions of several widths, max, highway, projection."""
 
@@ -220,7 +232,8 @@ class CharCNN(nn.Module):
         return self.project(h).reshape(*shape, -1)                      # (..., out_dim)
         ### END SOLUTION
 
-# %% test id=test_char_cnn points=3
+
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": true, "locked": true, "points": 3.0, "grade_id": "test_char_cnn", "schema_version": 3}
 """CharCNN: output shape, and a word's vector does not depend on the padding after it."""
 torch.manual_seed(0)
 encoder_demo = CharCNN(len(chars), out_dim=24).double()
@@ -245,7 +258,7 @@ encoder_demo(batch).sum().backward()
 assert encoder_demo.embed.weight.grad[char_to_id["b"]].abs().sum() > 0, "no gradient reaches the characters"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "exercise_3_reversing_padded", "schema_version": 3}
 # ## 5 · Exercise 3: reversing padded sequences (2 points)
 #
 # The backward LM reads each sentence from its end. With padding, `x.flip(1)` would put the
@@ -253,7 +266,7 @@ assert encoder_demo.embed.weight.grad[char_to_id["b"]].abs().sum() > 0, "no grad
 # first `lengths[b]` items of each row `b` and leave the padding where it is. Use one
 # `gather` (or index) with a computed index tensor; no Python loop over the batch.
 
-# %% solution id=reverse_padded
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": true, "grade": false, "locked": false, "grade_id": "reverse_padded", "schema_version": 3}
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse the first lengths[b] steps of each row of x (batch, seq, ...); padding stays."""
     ### BEGIN SOLUTION
@@ -265,7 +278,8 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index)
     ### END SOLUTION
 
-# %% test id=test_reverse_padded points=2
+
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": true, "locked": true, "points": 2.0, "grade_id": "test_reverse_padded", "schema_version": 3}
 """reverse_padded: each row reversed within its length, padding untouched."""
 x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9]])
 got = reverse_padded(x, torch.tensor([3, 2, 4]))
@@ -280,7 +294,7 @@ one = reverse_padded(torch.tensor([[7, 0, 0]]), torch.tensor([1]))
 assert one.tolist() == [[7, 0, 0]], f"length 1: {one.tolist()}"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "exercise_4_bidirectional_language", "schema_version": 3}
 # ## 6 · Exercise 4: the bidirectional language model (4 points)
 #
 # Complete `BiLM.forward(char_ids, lengths)`, returning
@@ -295,7 +309,7 @@ assert one.tolist() == [[7, 0, 0]], f"length 1: {one.tolist()}"
 # `lm_loss` (given) predicts token $t+1$ from `forward_states[:, t]` and token $t-1$ from
 # `backward_states[:, t]` with the **shared** softmax `self.softmax`.
 
-# %% solution id=bilm
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": true, "grade": false, "locked": false, "grade_id": "bilm", "schema_version": 3}
 class BiLM(nn.Module):
     """Character-CNN token encoder, separate forward and backward LSTMs, a shared softmax."""
 
@@ -331,7 +345,8 @@ class BiLM(nn.Module):
         return 0.5 * (F.cross_entropy(forward_logits.flatten(0, 1), targets_f.flatten()) +
                       F.cross_entropy(backward_logits.flatten(0, 1), targets_b.flatten()))
 
-# %% test id=test_bilm points=4
+
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": true, "locked": true, "points": 4.0, "grade_id": "test_bilm", "schema_version": 3}
 """BiLM: forward states ignore the future, backward states ignore the past, padding changes nothing."""
 torch.manual_seed(0)
 lm_demo = BiLM(len(chars), len(words), dim=16).double()
@@ -360,14 +375,14 @@ assert_close(bp[1, :3], b3[0], "a short row's backward states start at its own l
 assert lm_demo.forward_lstm is not lm_demo.backward_lstm
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "training_bidirectional_lm", "schema_version": 3}
 # ## 7 · Training the bidirectional LM
 #
 # Adam, a fixed number of steps sized for about a minute on two CPU cores, and held-out
 # perplexity $\exp(\text{mean NLL})$ compared with the **unigram** model that predicts every
 # token from its training frequency alone.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 seed_everything(0)
 lm = BiLM(len(chars), len(words)).to(device)
 print(f"{count_parameters(lm):,} parameters")
@@ -399,7 +414,7 @@ print(f"trained in {history.seconds:.0f} s; held-out perplexity {lm_perplexity:.
 plot_history(history, log_y=True)
 plt.show()
 
-# %% test id=test_trained_lm points=3
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": true, "locked": true, "points": 3.0, "grade_id": "test_trained_lm", "schema_version": 3}
 """The trained biLM's held-out perplexity is at most half the unigram perplexity."""
 assert lm_perplexity <= 0.5 * unigram_perplexity, \
     f"expected perplexity <= {0.5 * unigram_perplexity:.0f} (half the unigram's), got {lm_perplexity:.0f}"
@@ -409,14 +424,14 @@ assert abs(again - lm_perplexity) / lm_perplexity < 0.01, "the reported perplexi
 assert 1 < again < unigram_perplexity, "a perplexity must lie between 1 and the unigram baseline"
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "exercise_5_scalar_mix", "schema_version": 3}
 # ## 8 · Exercise 5: the scalar mix (2 points)
 #
 # Write `ScalarMix(n_layers)` with parameters `weights` `(n_layers,)` (zeros: an equal mix at
 # the start) and `gamma` (one). `forward(layers)` takes `(n_layers, ..., dim)` and returns
 # $\gamma \sum_j \operatorname{softmax}(w)_j\, h_j$, shape `(..., dim)`.
 
-# %% solution id=scalar_mix
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": true, "grade": false, "locked": false, "grade_id": "scalar_mix", "schema_version": 3}
 class ScalarMix(nn.Module):
     """gamma * sum_j softmax(w)_j * layer_j."""
 
@@ -434,7 +449,8 @@ class ScalarMix(nn.Module):
         return self.gamma * torch.tensordot(s.to(layers.dtype), layers, dims=([0], [0]))
         ### END SOLUTION
 
-# %% test id=test_scalar_mix points=2
+
+# %% slideshow={"slide_type": "-"} nbgrader={"solution": false, "grade": true, "locked": true, "points": 2.0, "grade_id": "test_scalar_mix", "schema_version": 3}
 """ScalarMix: an equal mix at the start; softmax weights and gamma as in the formula."""
 mix = ScalarMix(3)
 layers = torch.stack([torch.full((2, 4), v) for v in (1.0, 2.0, 6.0)])
@@ -455,7 +471,7 @@ with torch.no_grad():
 assert_close(mix(layers), torch.full((2, 4), 1.0), "softmax, not raw weights", atol=1e-5)
 ### END HIDDEN TESTS
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "contextual_against_static", "schema_version": 3}
 # ## 9 · Contextual against static
 #
 # ELMo's layers for a token: layer 0 is the character encoding (duplicated to match widths),
@@ -464,7 +480,7 @@ assert_close(mix(layers), torch.full((2, 4), 1.0), "softmax, not raw weights", a
 # the water": its static vector is the same in both, its ELMo vectors are not. The nearest
 # corpus tokens to each ELMo vector show which sense each one caught.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 lm.eval()
 mix = ScalarMix(2).to(device)
 
@@ -502,7 +518,7 @@ for ax, matrix, title in ((axes[0], static_similarity, "static: one vector per w
 fig.colorbar(image, ax=axes, fraction=0.03)
 plt.show()
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 # nearest corpus tokens to each occurrence (2,000 held-out windows as the search space)
 corpus_sentences = [[words[i] if i != UNK else "<unk>" for i in row.tolist()] for row in held_ids[:2000]]
 corpus_vectors, _, _ = elmo_vectors(corpus_sentences)
@@ -513,14 +529,14 @@ for vector, label in zip(picked, labels):
     shown = [" ".join(corpus_sentences[flat_words[j][0]][max(0, flat_words[j][1] - 2):flat_words[j][1] + 3]) for j in best]
     print(f"{label:>18}: " + " | ".join(shown))
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "features_classifier", "schema_version": 3}
 # ## 10 · Features for a classifier
 #
 # Mean-pooled ELMo vectors against mean-pooled static (layer 0) vectors as features for a
 # logistic-regression classifier on the two-class newsgroup set (alt.atheism vs sci.space):
 # 140 posts to train, 60 to test. The language model stays frozen.
 
-# %% fragment
+# %% slideshow={"slide_type": "fragment"}
 texts, labels_news, names = newsgroups()
 documents = [tokenize(t.split("\n\n", 1)[-1])[:200] or ["empty"] for t in texts]
 pooled = {"ELMo": [], "static": []}
@@ -550,7 +566,7 @@ plt.ylim(0.4, 1.0)
 plt.title(f"{names[0]} vs {names[1]}: test accuracy")
 plt.show()
 
-# %% [markdown] slide
+# %% [markdown] slideshow={"slide_type": "slide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "summary", "schema_version": 3}
 # ## Summary
 #
 # * A **character CNN** with **highway** layers builds word vectors from spelling, so no word is
@@ -562,7 +578,7 @@ plt.show()
 #   "state" in Alabama and "state" of matter come apart, which no static vector can do.
 # * Next, notebook 03 replaces recurrence as the way to look at context: **attention**.
 
-# %% [markdown] subslide
+# %% [markdown] slideshow={"slide_type": "subslide"} nbgrader={"solution": false, "grade": false, "locked": true, "grade_id": "further_reading", "schema_version": 3}
 # ## Further reading
 #
 # * Peters et al. (2018). *Deep contextualized word representations.* arXiv:1802.05365
