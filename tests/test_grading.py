@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_tools.grading import GradeRow, find_submissions, grade, summary, with_answers
+from course_tools.grading import GradeRow, Settings, find_submissions, grade, summary, with_answers
 
 ASSIGNMENT = "03_attention"
 
@@ -42,7 +42,9 @@ def graded(root, tmp_path_factory):
     paths = [_write(submissions, s, nb) for s, nb in
              (("alice", solved), ("bob", untouched), ("carol", wrong))]
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-    rows = grade(root, submissions, ASSIGNMENT, out=out, jobs=2)
+    # an explicit notebook limit: the default (timing the solution first) is tested on the small
+    # fixture assignment (test_grading_hardened.py); here it would be a fourth run of 03
+    rows = grade(root, submissions, ASSIGNMENT, out=out, jobs=2, settings=Settings(notebook_timeout=1800))
     return rows, out, paths, before
 
 
