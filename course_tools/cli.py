@@ -23,7 +23,17 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _needs(*modules: str) -> None:
+    """Fail at once, before any work, when an instructor-only package is missing."""
+    import importlib.util
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
 def _sync(args: argparse.Namespace) -> int:
+    _needs("jupytext")
     from course_tools.build import build, repo_root
     from course_tools.pairing import out_of_step, sync
 
@@ -88,6 +98,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _slides(args: argparse.Namespace) -> int:
+    _needs("sphinx_revealjs", "jupyter_server_mathjax")
     from course_tools.build import list_assignments, repo_root
     from course_tools.slides import build_deck, write_index
 
@@ -109,6 +120,7 @@ def _slides(args: argparse.Namespace) -> int:
 
 
 def _site(args: argparse.Namespace) -> int:
+    _needs("jupyter_book")
     from course_tools.build import repo_root
     from course_tools.site import build_site
 
@@ -135,8 +147,8 @@ def _doctor(args: argparse.Namespace) -> int:
     from course_utils.runtime import describe_environment, get_device
 
     print(describe_environment(get_device()))
-    for package in ("nbgrader", "nbval", "jupyterlab", "gensim", "matplotlib", "tqdm",
-                    "jupyter-book", "sphinx-revealjs", "selenium"):
+    for package in ("nbgrader", "jupyterlab", "gensim", "matplotlib", "tqdm",
+                    "jupytext", "jupyter-book", "sphinx-revealjs", "nbval", "selenium"):
         try:
             print(f"{package:<15} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
