@@ -1,4 +1,4 @@
-"""The ``course`` command: sync, build, validate, grade, slides, site, lab, doctor."""
+"""The ``course`` command: sync, build, validate, mutants, grade, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -53,6 +53,26 @@ def _sync(args: argparse.Namespace) -> int:
     for name in build(root, args.assignments or None):   # writes only the student notebooks that changed
         print(f"wrote {name}")
     return 0
+
+
+def _mutants(args: argparse.Namespace) -> int:
+    from course_tools.build import list_assignments, repo_root
+    from course_tools.mutants import mistakes_path, run_mistakes
+
+    root = repo_root()
+    wanted = list_assignments(root) if args.all else [args.assignment]
+    if not args.all and not args.assignment:
+        raise ValueError("name an assignment, or --all")
+    failed = False
+    for assignment in wanted:
+        if args.all and not mistakes_path(root, assignment).is_file():
+            print(f"{assignment}: no list of mistakes ({mistakes_path(root, assignment).relative_to(root)})")
+            failed = True
+            continue
+        report = run_mistakes(root, assignment, args.only or None, timeout=args.timeout)
+        print(report.table())
+        failed |= report.score < 1.0
+    return 1 if failed else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -189,6 +209,17 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     b.add_argument("--check", action="store_true", help="only compare; exit 1 naming each stale file")
     b.set_defaults(run=_build)
+
+    m = sub.add_parser("mutants", help="apply each listed plausible mistake to the solution and report which "
+                                       "graded tests catch it",
+                       description="Mistakes are listed in nbsource/<assignment>/mistakes.toml (see "
+                                   "course_tools/mutants.py). One kernel per notebook. Exit 1 when any "
+                                   "mistake passes every test.")
+    m.add_argument("assignment", nargs="?", help="assignment id, e.g. 03_attention")
+    m.add_argument("--all", action="store_true", help="every assignment (one without a list fails)")
+    m.add_argument("--only", action="append", default=[], metavar="TEXT", help="only mistakes whose name holds TEXT")
+    m.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    m.set_defaults(run=_mutants)
 
     v = sub.add_parser("validate", help="run a notebook and report each graded test")
     v.add_argument("notebook")

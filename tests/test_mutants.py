@@ -1,0 +1,76 @@
+"""course mutants: each listed mistake is applied, judged by the graded tests, and undone."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_tools.mutants import MistakeListError, load_mistakes, mistakes_path, run_mistakes
+from course_tools.pairing import read_text_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = "99_fixture"
+LIST = (ROOT / "tests" / "fixtures" / f"{FIX}.mistakes.toml").read_text()
+pytestmark = pytest.mark.slow  # each test starts a kernel
+
+
+def _course(tmp: Path, mistakes: str = LIST) -> Path:
+    (tmp / "solutions" / FIX).mkdir(parents=True)
+    text = (ROOT / "tests" / "fixtures" / f"{FIX}.py").read_text()
+    nbformat.write(read_text_notebook(text), tmp / "solutions" / FIX / f"{FIX}.ipynb")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp / "nbgrader_config.py")
+    mistakes_path(tmp, FIX).parent.mkdir(parents=True)
+    mistakes_path(tmp, FIX).write_text(mistakes)
+    return tmp
+
+
+def test_every_listed_mistake_is_caught_by_the_tests_of_its_exercise(tmp_path):
+    report = run_mistakes(_course(tmp_path), FIX, progress=False)
+    assert [(o.mistake.name, o.caught_by) for o in report.outcomes] == [
+        ("subtracts", ["test_add"]),
+        ("sum of squares without the square root", ["test_norm"]),
+        ("sum of absolute values", ["test_norm"]),
+        ("divides by one too many", ["test_mean"]),
+    ]
+    assert report.score == 1.0
+    assert [m.name for m in report.uncatchable] == ["a median"]
+    table = report.table()
+    assert "4 mistakes, 4 caught (100%)" in table and "not listed: for the fixture's tests" in table
+
+
+def test_a_mistake_the_tests_miss_is_reported_and_fails_the_command(tmp_path):
+    course = _course(tmp_path, LIST + '\n[[mistake]]\ncell = "add"\nname = "adds the other way round"\n'
+                                      'replace = "return a + b"\nby = "return b + a"\n')
+    result = subprocess.run([sys.executable, "-m", "course_tools.cli", "mutants", FIX], cwd=course,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "5 mistakes, 4 caught (80%)" in result.stdout
+    assert "adds the other way round" in result.stdout and "MISSED" in result.stdout
+
+
+def test_a_list_that_no_longer_matches_the_notebook_is_an_error(tmp_path):
+    course = _course(tmp_path, '[[mistake]]\ncell = "add"\nname = "stale"\nreplace = "return a+b"\nby = "x"\n')
+    with pytest.raises(MistakeListError, match="occurs 0 times in cell 'add'"):
+        run_mistakes(course, FIX, progress=False)
+    course2 = _course(tmp_path / "b", '[[mistake]]\ncell = "test_add"\nname = "n"\nreplace = "a"\nby = "b"\n')
+    with pytest.raises(MistakeListError, match="not a solution cell"):
+        run_mistakes(course2, FIX, progress=False)
+
+
+def test_a_mistake_that_leaks_into_later_exercises_stops_the_run(tmp_path):
+    leaky = LIST + ('\n[[mistake]]\ncell = "add"\nname = "subtracts, and breaks math.sqrt for everyone"\n'
+                    'replace = "return a + b"\nby = "import math\\n    math.sqrt = lambda v: -1.0\\n    return a - b"\n')
+    course = _course(tmp_path, leaky)
+    with pytest.raises(RuntimeError, match="test_norm no longer pass"):
+        run_mistakes(course, FIX, progress=False)
+
+
+def test_every_notebook_lists_its_mistakes_outside_the_release():
+    for folder in sorted((ROOT / "solutions").glob("[0-9][0-9]_*")):
+        path = mistakes_path(ROOT, folder.name)
+        if path.exists():
+            assert load_mistakes(path), f"{path} lists nothing"
+        assert not list((ROOT / "notebooks" / folder.name).glob("*.toml")), "a list of mistakes in the release"
