@@ -106,9 +106,12 @@ def read_text_notebook(text: str) -> nbformat.NotebookNode:
     return nb
 
 
-def _name_cells_in(notebook: Path) -> None:
+def _tidy(notebook: Path) -> None:
+    """After jupytext wrote the notebook: new cells named after their grade ids, and no per-notebook
+    jupytext metadata (the pairing and its filters live in jupytext.toml, for every notebook alike)."""
     nb = nbformat.read(notebook, as_version=4)
-    if name_cells_after_grade_ids(nb):
+    named = name_cells_after_grade_ids(nb)
+    if named or nb.metadata.pop("jupytext", None) is not None:
         nbformat.write(nb, notebook)
 
 
@@ -137,7 +140,7 @@ def sync(root: Path, wanted: list[str] | None = None, prefer: str | None = None)
         os.utime(source, (now, now))           # jupytext --sync reads the most recently modified side
         pair.twin.parent.mkdir(parents=True, exist_ok=True)
         jupytext_cli(["--sync", "--quiet", str(source)])
-        _name_cells_in(pair.notebook)
+        _tidy(pair.notebook)
         line = f"{target.relative_to(root)} <- {source.relative_to(root)}"
         done.append(line + (f" (previous copy: {backup.relative_to(root)})" if backup else ""))
     return done

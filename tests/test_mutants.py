@@ -74,3 +74,22 @@ def test_every_notebook_lists_its_mistakes_outside_the_release():
         if path.exists():
             assert load_mistakes(path), f"{path} lists nothing"
         assert not list((ROOT / "notebooks" / folder.name).glob("*.toml")), "a list of mistakes in the release"
+
+
+LISTED = sorted(p.parent.name for p in (ROOT / "nbsource").glob("[0-9][0-9]_*/mistakes.toml"))
+
+
+@pytest.mark.parametrize("assignment", LISTED)
+def test_the_graded_tests_catch_every_listed_mistake(assignment):
+    """What CI asks of every listed notebook: at least 3 mistakes per graded exercise, all caught."""
+    from nbgrader.utils import is_solution
+
+    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    listed = [m for m in load_mistakes(mistakes_path(ROOT, assignment)) if not m.uncatchable]
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_solution(cell):
+            count = sum(m.cell == cell.id for m in listed)
+            assert count >= 3, f"{assignment}: exercise {cell.id} lists {count} plausible mistakes, fewer than 3"
+    report = run_mistakes(ROOT, assignment, progress=False)
+    print(report.table())
+    assert report.score == 1.0, report.table()

@@ -95,6 +95,7 @@ def test_an_edit_in_the_text_twin_reaches_the_notebook_and_the_release(root, tmp
     assert "Edited in a text editor." in _cell(released, "intuition_rectangles_ragged_data").source
     assert _cell(released, "test_masks").metadata["nbgrader"]["points"] == 4.0
     assert pair.twin.read_text() == text, "the twin is kept as edited"
+    assert "jupytext" not in nb.metadata, "the pairing lives in jupytext.toml, not in each notebook"
 
 
 def test_a_cell_inserted_in_the_middle_renames_nothing(root, tmp_path):

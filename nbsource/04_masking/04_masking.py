@@ -183,7 +183,9 @@ assert_close(big, torch.tensor([[0.0, 1.0]]), "a huge masked score must not win"
 # * `masked_cross_entropy(logits, targets, mask)`: `logits` `(batch, seq, vocab)`, `targets`
 #   `(batch, seq)`, `mask` `(batch, seq)` -> the mean cross-entropy over **real tokens** (not the
 #   mean of per-sequence means). It must equal `F.cross_entropy(..., ignore_index=-100)` with the
-#   padded targets set to -100. Compute it from `F.log_softmax`; do not call `F.cross_entropy`.
+#   padded targets set to -100. At padded positions `targets` may hold anything, -100 included
+#   (an index `gather` cannot take): only positions where `mask` is True count. Compute it from
+#   `F.log_softmax`; do not call `F.cross_entropy`.
 
 # %% nbgrader={"grade": false, "grade_id": "masked_reductions", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
