@@ -159,10 +159,15 @@ def lsh_attention(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, ch
 
 
 # %% nbgrader={"grade": false, "grade_id": "reference", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
-    """Full attention with shared query-keys and the same self rule: the reference for one chunk."""
+def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                        allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Full attention with shared query-keys and the same self rule: the reference for one chunk.
+
+    ``allowed`` (n, n), optional: True where query i may see key j at all."""
     n, d = qk.shape[1], qk.shape[2]
     scores = qk @ F.normalize(qk, dim=-1).transpose(-2, -1) / math.sqrt(d)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     if causal:
         scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=qk.device).triu(1), torch.finfo(scores.dtype).min)
     scores = scores.masked_fill(torch.eye(n, dtype=torch.bool, device=qk.device), -1e5)
@@ -199,6 +204,16 @@ clustered = torch.randn(1, 4, 8, dtype=torch.float64).repeat_interleave(8, dim=1
 values = torch.randn(1, 32, 8, dtype=torch.float64)
 approx = lsh_attention(clustered, values, torch.randn(4, 8, 4, dtype=torch.float64), chunk_size=8)
 assert (approx - shared_qk_attention(clustered, values)).abs().max() < 0.5, "on clustered inputs LSH finds the mass"
+# every position in one bucket: sorted order is sequence order, so chunk k sees chunks k and k - 1 (0 sees the last)
+base = torch.randn(8, dtype=torch.float64)
+one_bucket = base + 0.01 * torch.randn(1, 16, 8, dtype=torch.float64)
+towards = (base / base.norm())[:, None]                                     # (d, 1): two buckets, all in 0
+assert (lsh_hash(one_bucket, towards) == 0).all()
+chunk = torch.arange(16) // 4
+allowed = (chunk[None, :] == chunk[:, None]) | (chunk[None, :] == (chunk[:, None] - 1) % 4)
+assert_close(lsh_attention(one_bucket, values[:, :16], towards[None], chunk_size=4),
+             shared_qk_attention(one_bucket, values[:, :16], allowed=allowed),
+             "one bucket, chunks of 4: each chunk attends to itself and the chunk before", atol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_reversible_residual", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
