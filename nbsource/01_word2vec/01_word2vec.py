@@ -220,9 +220,13 @@ again = skipgram_pairs(positions, 4, torch.Generator().manual_seed(1))
 assert torch.equal(again, pairs), "the same generator seed must give the same pairs"
 other = skipgram_pairs(positions, 4, torch.Generator().manual_seed(2))
 assert not torch.equal(other, pairs), "the generator must be used"
-left = (pairs[:, 1] < pairs[:, 0]).sum().item()
-right = (pairs[:, 1] > pairs[:, 0]).sum().item()
-assert abs(left - right) < 0.001 * len(pairs) + 10, "each center uses the same reach on both sides"
+# one b per center: a center away from the ends uses exactly the distances 1..b, on both sides
+used = torch.zeros(40_000, 9, dtype=torch.bool)                # used[center, offset + 4]
+used[pairs[:, 0], pairs[:, 1] - pairs[:, 0] + 4] = True
+right_used, left_used = used[4:-4, 5:], used[4:-4, :4].flip(1)  # distances 1..4 on each side
+assert torch.equal(right_used, left_used), "each center must use the same b on both sides"
+gaps = (right_used[:, 1:] & ~right_used[:, :-1]).sum().item()
+assert gaps == 0, f"a center that uses distance d must use every distance below d (one b per center): {gaps} centers do not"
 edge = skipgram_pairs(torch.tensor([5, 6]), 3, torch.Generator().manual_seed(0))
 assert sorted(map(tuple, edge.tolist())) == [(5, 6), (6, 5)], f"pairs must not cross the ends: {edge.tolist()}"
 expected_pairs = 2 * sum((40_000 - d) * (4 - d + 1) / 4 for d in range(1, 5))
@@ -348,10 +352,12 @@ assert abs(loss_dup.item() - expected) < 1e-6, "duplicated examples must give th
 loss3 = model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2, 2]]))
 assert abs(loss3.item() - (-(logsig(0.0) + 3 * logsig(1.0)))) < 1e-6, "negatives must be summed"
 assert model_demo.in_embed.sparse and model_demo.out_embed.sparse, "use sparse=True embeddings"
-# no overflow for large scores
+# no overflow for large scores: v = (1000, 0), u_o = (-1, 1) scores -1000, the noise u = (0.5, 0) scores 500 (twice)
 with torch.no_grad():
-    model_demo.in_embed.weight.mul_(100)
-assert torch.isfinite(model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2]]))), "use F.logsigmoid"
+    model_demo.in_embed.weight.mul_(1000)
+big = model_demo(torch.tensor([0]), torch.tensor([2]), torch.tensor([[0, 0]]))
+assert torch.isfinite(big) and abs(big.item() - 2000.0) < 1e-2, \
+    f"expected -logsig(-1000) - 2 logsig(-500) = 2000 (use F.logsigmoid), got {big.item()}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_nearest_neighbours", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -407,9 +413,27 @@ batch = three_cos_add(toy, torch.tensor([1, 1]), torch.tensor([0, 0]), torch.ten
 assert batch.tolist() == [3, 3], f"batched questions: {batch.tolist()}"
 assert len(most_similar(vecs, torch.tensor([0.0, 1.0]), k=3)) == 3
 scaled = toy.clone()
-scaled[3] *= 50
+scaled[4] *= 50
 assert three_cos_add(scaled, torch.tensor([1]), torch.tensor([0]), torch.tensor([2])).item() == 3, \
-    "vectors must be normalised: a long vector must not win by length"
+    "candidates must be normalised: a long wrong vector must not win by its length"
+long_b = toy.clone()
+long_b[0] *= 20
+got = three_cos_add(long_b, torch.tensor([1]), torch.tensor([0]), torch.tensor([2])).item()
+assert got == 3, f"a, b and c are normalised first: a longer 'king' must not change the answer (expected 3, got {got})"
+# a distractor that answers a - b + c instead of b - a + c
+with_distractor = torch.cat([toy, torch.tensor([[1.0, -1.0, 1.0]])])
+got = three_cos_add(with_distractor, torch.tensor([1]), torch.tensor([0]), torch.tensor([2])).item()
+assert got == 3, f"the target is b - a + c: expected 3 (queen), got {got}"
+# a, b and c all lie closer to the target than the only other word: each must be excluded
+close = torch.tensor([[1.0, 1.1], [1.1, 1.0], [1.0, 1.0], [1.0, -1.0]])
+got = three_cos_add(close, torch.tensor([0]), torch.tensor([1]), torch.tensor([2])).item()
+assert got == 3, f"a, b and c must all be excluded: expected 3, got {got}"
+# cosine, not dot product or distance: a long vector 5 x further along the query is not the most similar
+spread = torch.tensor([[1.0, 0.0], [5.0, 1.0], [0.0, 1.0]])
+got = most_similar(spread, torch.tensor([5.0, 0.0]), k=2)
+assert got == [0, 1], f"cosine similarity: expected [0, 1] (cosines 1 and 0.98), got {got}"
+got = most_similar(vecs, torch.tensor([1.0, 0.0]), k=4, exclude=(1,))
+assert got == [0, 4, 2, 3], f"k = 4 of the 4 words left after excluding id 1: expected [0, 4, 2, 3], got {got}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
