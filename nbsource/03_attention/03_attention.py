@@ -287,8 +287,20 @@ ctx, w = layer(q, k, vals, mask)
 check_shape(ctx, (2, 2), "context")
 check_shape(w, (2, 6), "weights")
 assert (w[1, 2:] == 0).all(), f"padding positions must get weight 0, got {w[1, 2:]}"
-expected = torch.softmax(layer.v(torch.tanh(layer.w_query(q)[:, None] + layer.w_key(k))).squeeze(-1)[1, :2], -1)
-assert_close(w[1, :2], expected, "weights of the second sequence", atol=1e-12)
+# closed form with hand-set weights: W_q q = (q_1, 2 q_3), W_k k = k, v = (1, -1)
+small = AdditiveAttention(d_query=3, d_key=2, d_attn=2).double()
+with torch.no_grad():
+    small.w_query.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))
+    small.w_key.weight.copy_(torch.eye(2))
+    small.v.weight.copy_(torch.tensor([[1.0, -1.0]]))
+query = torch.tensor([[0.5, 7.0, -0.25]], dtype=torch.float64)                 # W_q q = (0.5, -0.5)
+keys = torch.tensor([[[1.0, 0.0], [-0.5, 0.5], [3.0, 3.0]]], dtype=torch.float64)
+# e_1 = tanh(1.5) - tanh(-0.5), e_2 = tanh(0) - tanh(0) = 0, key 3 masked; values = I, so context = weights
+e1 = math.tanh(1.5) + math.tanh(0.5)
+expected = torch.tensor([[1 / (1 + math.exp(-e1)), 1 / (1 + math.exp(e1)), 0.0]], dtype=torch.float64)
+small_ctx, small_w = small(query, keys, torch.eye(3, dtype=torch.float64)[None], torch.tensor([[True, True, False]]))
+assert_close(small_w, expected, "weights with W_q = [[1, 0, 0], [0, 0, 2]], W_k = I, v = (1, -1)", atol=1e-12)
+assert_close(small_ctx, expected, "context with values = I (the weights themselves)", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 names = {n for n, _ in layer.named_parameters()}
 assert names == {"w_query.weight", "w_key.weight", "v.weight"}, f"expected three bias-free Linear layers, got {sorted(names)}"
@@ -332,9 +344,10 @@ with torch.no_grad():
     layer.w.weight.copy_(torch.eye(3))
 q = torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64)
 k = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 5.0, 0.0], [-1.0, 0.0, 0.5]]], dtype=torch.float64)
-ctx, w = layer(q, k, k)
+ctx, w = layer(q, k, torch.eye(3, dtype=torch.float64)[None])
 check_shape(w, (1, 3), "weights")
 assert_close(w, torch.softmax(torch.tensor([[3.0, 0.0, 0.0]], dtype=torch.float64), -1), "weights with W = I")
+assert_close(ctx, w, "context with values = I (the weights themselves)", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 # a non-symmetric W catches q^T W^T k; a mask must still be honoured
 torch.manual_seed(2)
@@ -342,12 +355,14 @@ layer = MultiplicativeAttention(4, 2).double()
 q, k = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 5, 2, dtype=torch.float64)
 mask = torch.ones(3, 5, dtype=torch.bool)
 mask[0, 3:] = False
-ctx, w = layer(q, k, k, mask)
+vals = torch.randn(3, 5, 6, dtype=torch.float64)
+ctx, w = layer(q, k, vals, mask)
+check_shape(ctx, (3, 6), "context")
+# q^T W k_j = (q^T W) . k_j: the built-in dot-product attention with queries q^T W and no scale is the twin
 W = layer.w.weight.detach()                                   # (d_query, d_key)
-expected_scores = torch.einsum("bq,qk,bsk->bs", q, W, k)
-expected = torch.softmax(expected_scores.masked_fill(~mask, float("-inf")), -1)
-assert_close(w, expected, "weights with a random W and a mask", atol=1e-12)
-check_shape(ctx, (3, 2), "context")
+twin = lambda values: F.scaled_dot_product_attention((q @ W)[:, None], k, values, attn_mask=mask[:, None], scale=1.0)[:, 0]
+assert_close(ctx, twin(vals), "context with a random W and a mask", atol=1e-10)
+assert_close(w, twin(torch.eye(5, dtype=torch.float64).expand(3, 5, 5)), "weights with a random W and a mask", atol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_scaled_dot", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -507,6 +522,8 @@ a, b = saturation(64, True, n_queries=100, k_len=10, seed=3), saturation(64, Tru
 assert a == b, "the same seed must give the same result"
 assert saturation(64, True, seed=1) != saturation(64, True, seed=2), "the seed must be used"
 assert isinstance(a[0], float) and isinstance(a[1], float), f"expected two Python floats, got {type(a[0]).__name__}, {type(a[1]).__name__}"
+# scaled scores keep unit variance: far from uniform (1/16) as well as from saturated, even at d_k = 1024
+assert 2 / 16 < scaled_big[0] < 0.5, f"scaled at d_k = 1024: expected a largest weight near 0.25, got {scaled_big[0]:.3f} (divided by sqrt(d_k)?)"
 # the two regimes cross at d_k = 1: scaling changes nothing there
 assert abs(saturation(1, True)[0] - saturation(1, False)[0]) < 1e-12, "at d_k = 1 scaling must change nothing"
 w_small = saturation(2, False, k_len=16)[0]
@@ -639,19 +656,34 @@ noisy[1, 2:] = 100.0
 logits_noisy, _, _ = toy.decoder(torch.tensor([1, 1]), hidden, noisy, mask)
 assert_close(logits_noisy, logits, "logits when padded memory is changed", atol=1e-10)
 ### BEGIN HIDDEN TESTS
-# the query must be the *previous* hidden state and the token must matter
-_, _, w_a = toy.decoder(torch.tensor([1, 1]), hidden, memory, mask)
+# the query is the *previous* hidden state: the weights depend on it, and not on the token
 _, _, w_b = toy.decoder(torch.tensor([1, 1]), hidden + 0.5, memory, mask)
-assert not torch.allclose(w_a, w_b), "attention weights ignore the hidden state"
-assert_close(w_a, toy.decoder.attention(hidden, memory, memory, mask)[1], "query = previous hidden", atol=1e-12)
-l_a, _, _ = toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)
+assert not torch.allclose(weights, w_b), "attention weights ignore the hidden state"
+l_a, _, w_a = toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)
+assert_close(w_a, weights, "weights for another prev_token (the query is the previous hidden state)", atol=1e-12)
 assert not torch.allclose(l_a, logits), "logits ignore the previous token"
-# logits come from the updated hidden state
-emb = toy.decoder.embed(torch.tensor([1, 1]))
-ctx = toy.decoder.attention(hidden, memory, memory, mask)[0]
-h_new = toy.decoder.rnn(torch.cat([emb, ctx], -1), hidden)
-assert_close(new_hidden, h_new, "hidden = GRUCell(cat[embedding, context], hidden)", atol=1e-12)
-assert_close(logits, toy.decoder.out(torch.cat([h_new, ctx, emb], -1)), "logits = out(cat[hidden, context, embedding])", atol=1e-12)
+# hand-set weights pick one part of each concatenation; context = weights @ memory, the embedding is a table row
+context = (weights.unsqueeze(1) @ memory).squeeze(1)                      # (2, d_memory = 16)
+embedded = toy.decoder.embed.weight[[1, 1]]                              # (2, d_embed = 32)
+picked = AttentionDecoder(9, d_memory=16, d_hidden=16).double()
+picked.load_state_dict(toy.decoder.state_dict())
+def pick(rows: int, columns: int, start: int) -> torch.Tensor:
+    """A (rows, columns) matrix that copies inputs start .. start + rows - 1."""
+    return torch.eye(columns, dtype=torch.float64)[start:start + rows]
+with torch.no_grad():
+    picked.out.bias.zero_()
+    for start, part, name in ((0, new_hidden, "the new hidden state"), (16, context, "the context"), (32, embedded, "the embedding")):
+        picked.out.weight.copy_(pick(9, 64, start))
+        got = picked(torch.tensor([1, 1]), hidden, memory, mask)[0]
+        assert_close(got, part[:, :9], f"logits = out(cat[hidden, context, embedding]): columns {start}.. must hold {name}", atol=1e-12)
+    # a GRUCell whose gates are all 0.5 except n = tanh(x[start:start + 16]): h' = (tanh(x[...]) + h) / 2
+    for weight in (picked.rnn.weight_ih, picked.rnn.weight_hh, picked.rnn.bias_ih, picked.rnn.bias_hh):
+        weight.zero_()
+    for start, part, name in ((0, embedded, "the embedding"), (32, context, "the context")):
+        picked.rnn.weight_ih[32:] = pick(16, 48, start)
+        got = picked(torch.tensor([1, 1]), hidden, memory, mask)[1]
+        assert_close(got, (torch.tanh(part[:, :16]) + hidden) / 2,
+                     f"hidden = GRUCell(cat[embedding, context], hidden): inputs {start}.. must hold {name}", atol=1e-12)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_9_greedy_decoding", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
