@@ -146,6 +146,13 @@ expected, _ = theirs(x, x, x, attn_mask=~causal)
 assert_close(out, expected, "causal self-attention", atol=1e-10)
 assert (w[..., ~causal] == 0).all(), "masked weights must be exactly zero"
 assert_close(w.sum(-1), torch.ones(2, 4, 5, dtype=torch.float64), "weights sum to 1 over keys", atol=1e-12)
+values = torch.randn(2, 7, 16, dtype=torch.float64)
+assert_close(mine(x, memory, values)[0], theirs(x, memory, values)[0], "values differ from keys: project `value`", atol=1e-10)
+none = keep.clone()
+none[1] = False                                                     # the second row may attend to nothing
+out, w = mine(x, memory, memory, mask=none[:, None, None, :])
+assert not out.isnan().any() and (w[1] == 0).all(), "an all-masked row gets zero weights, not NaN"
+assert_close(out[1], mine.w_o.bias.expand(5, 16), "zero weights: the output is w_o's bias", atol=1e-12)
 names = sorted(n.split(".")[0] for n, _ in mine.named_parameters())
 assert set(names) == {"w_q", "w_k", "w_v", "w_o"}, f"expected w_q, w_k, w_v, w_o as nn.Linear, got {sorted(set(names))}"
 one_head = MultiHeadAttention(8, 1).double()
@@ -212,8 +219,14 @@ with torch.no_grad():
     ln.bias.copy_(ref.bias)
 x = torch.randn(3, 4, 6, dtype=torch.float64) * 3 + 1
 assert_close(ln(x), ref(x), "LayerNorm vs nn.LayerNorm", atol=1e-12)
-ff = FeedForward(6, 10).double()
-assert_close(ff(x), ff.linear2(F.relu(ff.linear1(x))), "FeedForward", atol=1e-12)
+ff = FeedForward(6, 12).double()
+eye = torch.eye(6, dtype=torch.float64)
+with torch.no_grad():                                 # hidden = [x; -x], output = relu(x) + relu(-x) + 0.5
+    ff.linear1.weight.copy_(torch.cat([eye, -eye]))
+    ff.linear1.bias.zero_()
+    ff.linear2.weight.copy_(torch.cat([eye, eye], dim=1))
+    ff.linear2.bias.fill_(0.5)
+assert_close(ff(x), x.abs() + 0.5, "FeedForward with W1 = [I; -I], W2 = [I, I], b2 = 0.5 gives |x| + 0.5", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 tiny = torch.tensor([[1e-4, -1e-4, 2e-4]], dtype=torch.float64)
 assert_close(LayerNorm(3).double()(tiny), nn.LayerNorm(3).double()(tiny), "eps inside the square root matters for tiny inputs", atol=1e-9)
@@ -221,7 +234,13 @@ with mock.patch.object(nn.LayerNorm, "forward", side_effect=AssertionError("do n
         mock.patch.object(F, "layer_norm", side_effect=AssertionError("do not use F.layer_norm")):
     LayerNorm(6).double()(x)
 assert sorted(n for n, _ in LayerNorm(4).named_parameters()) == ["bias", "weight"]
-assert isinstance(ff.linear1, nn.Linear) and ff.linear1.out_features == 10
+assert isinstance(ff.linear1, nn.Linear) and ff.linear1.out_features == 12
+torch.manual_seed(0)
+dropping = FeedForward(6, 64, dropout=0.5).double().train()
+y = dropping(x)
+assert not torch.equal(y, dropping(x)), "dropout must be applied in training"
+zeros = (y == 0).double().mean().item()
+assert zeros < 0.05, f"dropout goes on the hidden layer, before linear2: expected almost no zero outputs, got {zeros:.0%}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_encoder_decoder", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -315,13 +334,25 @@ torch.manual_seed(0)
 x, memory = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 6, 16, dtype=torch.float64)
 src_keep = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
 causal = torch.ones(5, 5, dtype=torch.bool).tril()
+
+
+def randomise_norms(layer: nn.Module) -> nn.Module:
+    """Give every LayerNorm its own gain and bias, so that swapping two norms shows."""
+    with torch.no_grad():
+        for module in layer.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    return layer
+
+
 for norm_first in (False, True):
-    theirs = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).double()
+    theirs = randomise_norms(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).double())
     mine = EncoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first).double()
     copy_encoder_layer(mine, theirs)
     assert_close(mine(memory, src_keep[:, None, None, :]), theirs(memory, src_key_padding_mask=~src_keep),
                  f"encoder layer, norm_first={norm_first}", atol=1e-10)
-    theirs_d = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).double()
+    theirs_d = randomise_norms(nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).double())
     mine_d = DecoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first).double()
     copy_decoder_layer(mine_d, theirs_d)
     out, weights = mine_d(x, memory, causal, src_keep[:, None, None, :])
@@ -409,12 +440,21 @@ class Seq2SeqTransformer(nn.Module):
 """The model scales embeddings by sqrt(d_model), adds positions, and ties the output to the target embedding."""
 toy = Seq2SeqTransformer(7, 9, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.0).double()
 tokens = torch.tensor([[3, 3, 5]])
-expected = toy.tgt_embed(tokens) * math.sqrt(8) + sinusoidal_encoding(3, 8).double()
-assert_close(toy.embed(tokens, toy.tgt_embed), expected, "embedding * sqrt(d_model) + positions", atol=1e-12)
-h = torch.randn(1, 2, 8, dtype=torch.float64)
-assert_close(toy.logits(h), h @ toy.tgt_embed.weight.T, "logits tied to the target embedding", atol=1e-12)
+pe = sinusoidal_encoding(3, 8).double()
+with torch.no_grad():
+    toy.tgt_embed.weight.zero_()
+assert_close(toy.embed(tokens, toy.tgt_embed)[0], pe, "an all-zero table leaves the encodings of positions 0, 1, 2", atol=1e-12)
+with torch.no_grad():
+    toy.tgt_embed.weight.fill_(0.5)
+assert_close(toy.embed(tokens, toy.tgt_embed)[0] - pe, torch.full((3, 8), 0.5 * math.sqrt(8), dtype=torch.float64),
+             "a table of 0.5s: every entry is 0.5 * sqrt(d_model) = 1.414 plus the position's encoding", atol=1e-12)
+with torch.no_grad():
+    toy.tgt_embed.weight.copy_(torch.randn(9, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+unit = torch.eye(8, dtype=torch.float64)[None]                                 # 8 positions holding e_1 .. e_8
+assert_close(toy.logits(unit)[0], toy.tgt_embed.weight.T, "tied: the logits of e_k are column k of the target embedding", atol=1e-12)
 check_shape(toy(torch.tensor([[1, 2, 0]]), torch.tensor([[1, 4]])), (1, 2, 9), "logits (batch, tgt_len, vocab)")
 ### BEGIN HIDDEN TESTS
+h = torch.randn(1, 2, 8, dtype=torch.float64)
 with torch.no_grad():
     toy.tgt_embed.weight[4] += 1.0
 assert_close(toy.logits(h)[..., 4], h @ toy.tgt_embed.weight[4], "changing the embedding changes the logits (tied)", atol=1e-12)
@@ -423,6 +463,13 @@ assert not any(p.shape == (9, 8) for n, p in toy.named_parameters() if not n.sta
 e1 = toy.embed(torch.tensor([[3]]), toy.src_embed)
 e2 = toy.embed(torch.tensor([[5, 3]]), toy.src_embed)[:, 1:]
 assert not torch.allclose(e1, e2), "the same token at another position must differ (positions added)"
+dropping = Seq2SeqTransformer(7, 9, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.5).double().train()
+with torch.no_grad():
+    dropping.src_embed.weight.zero_()
+torch.manual_seed(0)
+out, pe = dropping.embed(torch.tensor([[1, 2, 3, 4]]), dropping.src_embed)[0], sinusoidal_encoding(4, 8).double()
+assert ((out == 0) & (pe != 0)).any(), "dropout applies to the sum, positions included"
+assert_close(out[out != 0], 2 * pe[out != 0], "what dropout keeps is scaled by 1 / (1 - p) = 2", atol=1e-12)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_label_smoothing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -572,7 +619,7 @@ def beam_search(model: Seq2SeqTransformer, src: torch.Tensor, beam_size: int = 4
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_decoding", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""greedy_decode agrees with the teacher-forced arg-max; beam size 1 equals greedy."""
+"""greedy_decode agrees with the teacher-forced arg-max; beam size 1 equals greedy; beam search returns the finished hypothesis with the best normalised score."""
 torch.manual_seed(0)
 toy = Seq2SeqTransformer(len(src_vocab), len(tgt_vocab), d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0).eval()
 src = test_src[:3]
@@ -588,6 +635,39 @@ for b in range(3):
     one = beam_search(toy, src[b:b + 1], beam_size=1, max_len=6)
     greedy = [t for t in tokens[b].tolist() if t != tgt_vocab.pad_id]
     assert one == greedy, f"row {b}: beam size 1 gave {one}, greedy {greedy}"
+
+
+class Scripted(nn.Module):
+    """A model whose next-token probabilities are a table: prefix after <bos> -> {token: p}; other prefixes end."""
+
+    def __init__(self, table: dict) -> None:
+        super().__init__()
+        self.table = table
+
+    def encode(self, src, src_mask):
+        return torch.zeros(src.shape[0], src.shape[1], 16)
+
+    def decode(self, tgt, memory, src_mask):
+        logits = torch.full((tgt.shape[0], tgt.shape[1], len(tgt_vocab)), -1e9)
+        for row, prefix in enumerate(tgt.tolist()):
+            for t in range(len(prefix)):                                # position t has read prefix[:t + 1]
+                for token, p in self.table.get(tuple(prefix[1:t + 1]), {tgt_vocab.eos_id: 1.0}).items():
+                    logits[row, t, token] = math.log(p)
+        return logits, []
+
+    def forward(self, src, tgt_in, pad_id=0):
+        return self.decode(tgt_in, self.encode(src, None), None)[0]
+
+
+A, B, C, D = tgt_vocab.encode(["one", "two", "three", "four"])
+E = tgt_vocab.eos_id
+# [E] has p = 0.45, [A, B, E] has 0.55 * 0.9 * 0.9 = 0.4455: more likely, [E] loses after length
+# normalisation (alpha = 1): log 0.45 / 1 = -0.80 < log 0.4455 / (8/6) = -0.61
+script = Scripted({(): {A: 0.55, E: 0.45}, (A,): {B: 0.9, C: 0.1}, (A, B): {E: 0.9, D: 0.1}, (A, C): {E: 0.5, D: 0.5}})
+got = beam_search(script, src[:1], beam_size=2, max_len=5, alpha=1.0)
+assert got == [A, B, E], f"expected [A, B, <eos>] = {[A, B, E]} (best log p / lp among the finished), got {got}"
+greedy = greedy_decode(script, src[:1], 5)[0].tolist()
+assert greedy == [A, B, E, tgt_vocab.pad_id, tgt_vocab.pad_id], f"greedy on the script: expected A, B, <eos>, <pad>, <pad>, got {greedy}"
 ### BEGIN HIDDEN TESTS
 wide = beam_search(toy, src[:1], beam_size=4, max_len=6)
 assert isinstance(wide, list) and all(isinstance(t, int) for t in wide), "beam_search returns a list of ints"
@@ -605,6 +685,16 @@ class EosModel(nn.Module):
         return logits, w
 assert beam_search(EosModel(toy), src[:1], beam_size=3, max_len=6) == [tgt_vocab.eos_id], "a finished beam ends with <eos>"
 assert (greedy_decode(EosModel(toy), src, 4)[:, 1:] == tgt_vocab.pad_id).all(), "<pad> after <eos>"
+assert (greedy_decode(EosModel(toy), src, 4)[:, 0] == E).all(), "the first <eos> itself is kept"
+# after max_len = 2 steps the beam holds [A, B] (p 0.56, unfinished) and [E] (0.3): return the finished one
+script = Scripted({(): {A: 0.7, E: 0.3}, (A,): {B: 0.8, C: 0.2}})
+got = beam_search(script, src[:1], beam_size=2, max_len=2, alpha=1.0)
+assert got == [E], f"the best *finished* hypothesis: expected [<eos>] = {[E]}, got {got}"
+# |Y| counts the output tokens with <eos>, without <bos>: [E] scores log 0.4206 / (6/6) = -0.866,
+# [A, E] log(0.5 * 0.7358) / (7/6) = -0.857 and wins (counting <bos> would make [E] win)
+script = Scripted({(): {A: 0.5, E: 0.4206, D: 0.0794}, (A,): {E: 0.7358, B: 0.2642}})
+got = beam_search(script, src[:1], beam_size=2, max_len=4, alpha=1.0)
+assert got == [A, E], f"lp(Y) = ((5 + |Y|) / 6) ** alpha with |Y| = 2 for [A, <eos>]: expected {[A, E]}, got {got}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
