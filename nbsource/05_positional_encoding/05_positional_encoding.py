@@ -104,7 +104,10 @@ assert is_permutation_equivariant(with_positions, x, perm) is False, "adding pos
 ### BEGIN HIDDEN TESTS
 assert is_permutation_equivariant(lambda inp: inp.flip(1), x, perm) is False, "a layer that reverses order is not equivariant"
 assert is_permutation_equivariant(lambda inp: inp * 2, x, perm) is True
-assert is_permutation_equivariant(lambda inp: inp + 1e-9 * torch.arange(7.0, dtype=inp.dtype)[None, :, None], x, perm, atol=1e-6) is True, "atol must be used"
+# a layer that moves position j by eps * j: equivariant within atol exactly when eps * (largest shift) <= atol
+nudge = lambda eps: (lambda inp: inp + eps * torch.arange(7.0, dtype=inp.dtype)[None, :, None])
+assert is_permutation_equivariant(nudge(1e-4), x, perm, atol=1e-3) is True, "differences of at most 6e-4 are within atol = 1e-3: atol must be used"
+assert is_permutation_equivariant(nudge(1e-2), x, perm, atol=1e-3) is False, "differences of 1e-2 or more exceed atol = 1e-3"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_sinusoidal_encodings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -235,16 +238,21 @@ assert_close(layer(y) - y, layer.positions.weight[:3].detach()[None], "added, no
 # ## 6 · Exercise 5: T5's relative position buckets (3 points)
 #
 # T5 adds a learned scalar per head to each attention score, chosen by the **bucket** of the
-# relative position $n - m$ (key minus query). With `bidirectional=True` half the buckets are for
-# keys after the query. Within each half, offsets below `max_exact = buckets_per_side // 2` get a
-# bucket each; larger ones share **logarithmically** wider buckets up to `max_distance`, beyond
-# which everything falls in the last bucket:
+# relative position $r = n - m$ (key minus query). With `bidirectional=True` (T5's encoder)
+# `buckets_per_side = num_buckets // 2`: keys at or before the query use buckets
+# `0 .. buckets_per_side - 1` by the distance $|r|$, keys after it ($r > 0$) the same buckets shifted by
+# `buckets_per_side`. With `bidirectional=False` (T5's decoder, which only looks back)
+# `buckets_per_side = num_buckets`, all for the past: the distance is $\max(-r, 0)$, so keys after the
+# query fall in bucket 0. Within a side, a distance $\delta$ below `max_exact = buckets_per_side // 2`
+# gets bucket $\delta$; larger ones share **logarithmically** wider buckets up to `max_distance`,
+# beyond which everything falls in the last bucket of the side:
 #
-# $$\text{bucket}(r) = \text{max\_exact} + \left\lfloor \frac{\log(r / \text{max\_exact})}{\log(\text{max\_distance} / \text{max\_exact})} (\text{buckets\_per\_side} - \text{max\_exact}) \right\rfloor, \text{ capped at buckets\_per\_side} - 1$$
+# $$\text{bucket}(\delta) = \text{max\_exact} + \left\lfloor \frac{\log(\delta / \text{max\_exact})}{\log(\text{max\_distance} / \text{max\_exact})} (\text{buckets\_per\_side} - \text{max\_exact}) \right\rfloor, \text{ capped at buckets\_per\_side} - 1$$
 #
 # Write `t5_bucket(relative, num_buckets=32, max_distance=128, bidirectional=True)` (`relative`
-# is a LongTensor of $n - m$) and `RelativeBias(num_heads, ...)` whose `forward(q_len, k_len)`
-# returns `(num_heads, q_len, k_len)` from an `nn.Embedding(num_buckets, num_heads)` named `bias`.
+# is a LongTensor of $n - m$) and `RelativeBias(num_heads, num_buckets=32, max_distance=128,
+# bidirectional=True)` whose `forward(q_len, k_len)` returns `(num_heads, q_len, k_len)`: entry
+# `[h, m, n]` is head `h`'s bias for the bucket of $n - m$, from an `nn.Embedding(num_buckets, num_heads)` named `bias`.
 
 # %% nbgrader={"grade": false, "grade_id": "relative_bias", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def t5_bucket(relative: torch.Tensor, num_buckets: int = 32, max_distance: int = 128,
@@ -304,6 +312,13 @@ assert causal.tolist() == [1, 5, 0, 16 + int(math.log(20 / 16) / math.log(8) * 1
 b = bias(4, 4)
 assert torch.equal(b[:, 0, 1], b[:, 2, 3]) and torch.equal(b[:, 1, 0], b[:, 3, 2]), "the bias depends only on the offset"
 assert not torch.equal(b[:, 0, 1], b[:, 1, 0]), "bidirectional: before and after differ"
+# entry [h, m, n] uses the bucket of n - m (key minus query): +3 -> bucket 19, -3 -> bucket 3
+assert torch.equal(b[:, 0, 3], bias.bias.weight[19]), "query 0, key 3: r = n - m = +3 must use bucket 19 (key minus query)"
+assert torch.equal(b[:, 3, 0], bias.bias.weight[3]), "query 3, key 0: r = n - m = -3 must use bucket 3 (key minus query)"
+one_way = RelativeBias(num_heads=2, bidirectional=False)
+c = one_way(3, 3)
+assert torch.equal(c[:, 0, 2], one_way.bias.weight[0]) and torch.equal(c[:, 2, 0], one_way.bias.weight[2]), \
+    "RelativeBias(bidirectional=False): a key 2 after the query uses bucket 0, one 2 before it bucket 2"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_rotary_embeddings", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
