@@ -225,6 +225,10 @@ changed[1, 3:] = 5.0
 assert_close(encoder(changed, mask)[1, :3], out[1, :3], "padding must not change real positions", atol=1e-5)
 l0 = SharedEncoder(replace(TINY, share="none")).layers[0]
 assert not l0.norm_first and l0.norm1.eps == 1e-12, "post-LN, eps from the config"
+twin = nn.TransformerEncoderLayer(16, 4, 32, 0.0, activation="gelu", layer_norm_eps=1e-12, batch_first=True).eval()
+twin.load_state_dict(l0.state_dict())
+assert_close(l0.eval()(x), twin(x), "a layer with the same weights as nn.TransformerEncoderLayer(..., activation='gelu', "
+             "layer_norm_eps=eps, batch_first=True) must give the same output", atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_reproduce_paper", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
