@@ -168,9 +168,18 @@ check_shape(embeddings(ids, seg), (2, 6, 16), "embeddings")
 for name, rows in (("token", 50), ("segment", 2), ("position", 12)):
     table = getattr(embeddings, name)
     assert isinstance(table, nn.Embedding) and table.num_embeddings == rows, f"{name}: expected nn.Embedding with {rows} rows"
-summed = embeddings.token.weight[ids] + embeddings.segment.weight[seg] + embeddings.position.weight[:6]
-assert_close(embeddings(ids, seg), F.layer_norm(summed, (16,), embeddings.norm.weight, embeddings.norm.bias, 1e-12),
-             "LayerNorm(token + segment + position)", atol=1e-10)
+import transformers
+from transformers.models.bert.modeling_bert import BertEmbeddings as HFBertEmbeddings
+
+theirs = HFBertEmbeddings(transformers.BertConfig(vocab_size=50, hidden_size=16, max_position_embeddings=12, type_vocab_size=2,
+                                                 layer_norm_eps=1e-12, hidden_dropout_prob=0.0)).double().eval()
+with torch.no_grad():
+    embeddings.norm.weight.uniform_(0.5, 1.5)                               # not the (1, 0) of a fresh LayerNorm
+    embeddings.norm.bias.uniform_(-0.5, 0.5)
+theirs.load_state_dict({"word_embeddings.weight": embeddings.token.weight, "token_type_embeddings.weight": embeddings.segment.weight,
+                        "position_embeddings.weight": embeddings.position.weight, "LayerNorm.weight": embeddings.norm.weight,
+                        "LayerNorm.bias": embeddings.norm.bias})
+assert_close(embeddings(ids, seg), theirs(ids, seg), "vs transformers' BertEmbeddings with the same tables", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 assert_close(embeddings(ids), embeddings(ids, torch.zeros_like(ids)), "segment_ids=None means segment 0", atol=0)
 assert embeddings.norm.eps == 1e-12, f"LayerNorm eps must come from the config (1e-12), got {embeddings.norm.eps}"
@@ -178,7 +187,11 @@ assert not torch.allclose(embeddings(ids, seg), embeddings(ids, 1 - seg)), "segm
 short = embeddings(ids[:, :3], seg[:, :3])
 assert_close(short, embeddings(ids, seg)[:, :3], "positions start at 0 whatever the length", atol=1e-12)
 dropping = BertEmbeddings(replace(TINY, dropout=0.5)).train()
-assert not torch.equal(dropping(ids, seg), dropping(ids, seg)), "dropout must be applied in training mode"
+torch.manual_seed(0)
+dropped = dropping(ids, seg)
+assert not torch.equal(dropped, dropping(ids, seg)), "dropout must be applied in training mode"
+zeros = (dropped == 0).double().mean().item()
+assert 0.35 < zeros < 0.65, f"dropout after LayerNorm zeroes about half the outputs (p = 0.5), got {zeros:.0%}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_three_sums", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -323,6 +336,8 @@ assert n_b == 6, f"the shorter sentence (6 tokens) must be kept whole; kept {n_b
 ids, segments = encode_pair(tokenizer, " ".join(["history"] * 12), " ".join(["music"] * 12), max_len=14)
 assert (segments.count(0) - 2, segments.count(1) - 1) == (5, 6), "equal lengths: drop from A first, then alternate"
 assert tokenizer.decode(tokenizer.encode("The Cat").ids) == "the cat", "lower-casing normaliser and WordPiece decoder"
+decoded = tokenizer.decode(tokenizer.encode("Hypothesised").ids)
+assert decoded == "hypothesised", f"the WordPiece decoder glues ## pieces back together: expected 'hypothesised', got {decoded!r}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_next_sentence", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -549,21 +564,37 @@ def init_bert_weights(model: nn.Module) -> nn.Module:
 
 # %% nbgrader={"grade": true, "grade_id": "test_bert_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BertModel: shapes, the tanh pooler on [CLS], padding ignored; BertForPreTraining: tied decoder, NSP on pooled, mlm_positions."""
+import transformers
+from transformers.models.bert.modeling_bert import BertPooler, BertPreTrainingHeads
+
 torch.manual_seed(0)
 model = init_bert_weights(BertForPreTraining(TINY)).eval()
+with torch.no_grad():                                 # the heads' bias and LayerNorm start at 0 and (1, 0): make them show
+    model.mlm_bias.normal_()
+    model.mlm_norm.weight.uniform_(0.5, 1.5)
+    model.mlm_norm.bias.normal_(0, 0.5)
+hf_tiny = transformers.BertConfig(vocab_size=50, hidden_size=16, layer_norm_eps=1e-12, hidden_act="gelu")
+hf_pooler, hf_heads = BertPooler(hf_tiny).eval(), BertPreTrainingHeads(hf_tiny).eval()
+hf_pooler.dense.load_state_dict(model.bert.pooler.state_dict())
+hf_heads.predictions.transform.dense.load_state_dict(model.mlm_dense.state_dict())
+hf_heads.predictions.transform.LayerNorm.load_state_dict(model.mlm_norm.state_dict())
+hf_heads.predictions.decoder.load_state_dict({"weight": model.bert.embeddings.token.weight, "bias": model.mlm_bias})
+hf_heads.seq_relationship.load_state_dict(model.nsp.state_dict())
 ids = torch.tensor([[CLS, 7, 9, SEP, 11, SEP, PAD, PAD], [CLS, 5, SEP, 8, 12, 13, 14, SEP]])
 seg = torch.tensor([[0, 0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 1, 1]])
 mask = ids != PAD
 hidden, pooled = model.bert(ids, seg, mask)
 check_shape(hidden, (2, 8, 16), "hidden_states")
-assert_close(pooled, torch.tanh(model.bert.pooler(hidden[:, 0])), "pooled = tanh(pooler(hidden[:, 0]))", atol=1e-6)
+with torch.no_grad():
+    expected_mlm, expected_nsp = hf_heads(hidden, pooled)
+    assert_close(pooled, hf_pooler(hidden), "pooled vs transformers' BertPooler (tanh of a linear map of [CLS])", atol=1e-6)
 other = ids.clone()
 other[0, 6:] = 21                                                            # change what the padding holds
 assert_close(model.bert(other, seg, mask)[0][0, :6], hidden[0, :6], "padding must not change real positions", atol=1e-5)
 mlm, nsp = model(ids, seg, mask)
 check_shape(mlm, (2, 8, 50), "mlm_logits")
 check_shape(nsp, (2, 2), "nsp_logits")
-assert_close(nsp, model.nsp(pooled), "NSP head on the pooled output", atol=1e-6)
+assert_close(nsp, expected_nsp, "NSP head on the pooled output vs transformers' BertPreTrainingHeads", atol=1e-6)
 big = [n for n, p in model.named_parameters() if p.shape == (50, 16)]
 assert big == ["bert.embeddings.token.weight"], f"the decoder must reuse the token embeddings, found (V, H) parameters {big}"
 ### BEGIN HIDDEN TESTS
@@ -572,8 +603,7 @@ chosen[0, 2] = chosen[1, 4] = chosen[1, 6] = True
 few, _ = model(ids, seg, mask, chosen)
 check_shape(few, (3, 50), "mlm_logits at mlm_positions")
 assert_close(few, mlm[chosen], "mlm_positions selects rows of the full MLM logits", atol=1e-5)
-h = model.mlm_norm(F.gelu(model.mlm_dense(hidden)))
-assert_close(mlm, h @ model.bert.embeddings.token.weight.T + model.mlm_bias, "dense -> GELU -> LayerNorm -> tied decoder + bias", atol=1e-5)
+assert_close(mlm, expected_mlm, "MLM head vs transformers' BertPreTrainingHeads (dense, GELU, LayerNorm, tied decoder + bias)", atol=1e-5)
 assert model.mlm_bias.shape == (50,) and model.mlm_norm.eps == 1e-12
 layer = model.bert.layers[0]
 assert isinstance(layer, nn.TransformerEncoderLayer) and len(model.bert.layers) == 2, "config.layers nn.TransformerEncoderLayer"
@@ -675,14 +705,24 @@ def convert_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) ->
 
 # %% nbgrader={"grade": false, "grade_id": "reference_bert", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def reference_bert(config: BertConfig, seed: int = 0):
-    """A randomly initialised transformers.BertModel with our config (built offline, eval mode)."""
+    """A randomly initialised transformers.BertModel with our config (built offline, eval mode).
+
+    Its LayerNorms and biases get random values too (not 1 and 0), so that a weight loaded into
+    the wrong place changes the output."""
     import transformers
     torch.manual_seed(seed)
-    return transformers.BertModel(transformers.BertConfig(
+    reference = transformers.BertModel(transformers.BertConfig(
         vocab_size=config.vocab_size, hidden_size=config.hidden, num_hidden_layers=config.layers,
         num_attention_heads=config.heads, intermediate_size=config.intermediate,
         max_position_embeddings=config.max_positions, type_vocab_size=config.segments,
         layer_norm_eps=config.eps, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    with torch.no_grad():
+        for name, parameter in reference.named_parameters():
+            if "LayerNorm.weight" in name:
+                parameter.uniform_(0.5, 1.5)
+            elif name.endswith("bias"):
+                parameter.normal_(0, 0.1)
+    return reference
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_convert_weights", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -746,9 +786,13 @@ class BertClassifier(nn.Module):
 torch.manual_seed(0)
 classifier = BertClassifier(BertModel(TINY), n_classes=3).eval()
 ids = torch.tensor([[CLS, 7, 9, SEP, PAD], [CLS, 5, 6, 8, SEP]])
+with torch.no_grad():                                  # the classifier copies pooled[:, :3] and adds 1, 2, 3
+    classifier.classifier.weight.copy_(torch.eye(3, 16))
+    classifier.classifier.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
 logits = classifier(ids, attention_mask=ids != PAD)
 check_shape(logits, (2, 3), "logits")
-assert_close(logits, classifier.classifier(classifier.bert(ids, None, ids != PAD)[1]), "classifier(pooled)", atol=1e-6)
+_, pooled = classifier.bert(ids, None, ids != PAD)
+assert_close(logits, pooled[:, :3] + torch.tensor([1.0, 2.0, 3.0]), "with W = the first 3 rows of I and b = (1, 2, 3): pooled[:, :3] + b", atol=1e-6)
 ### BEGIN HIDDEN TESTS
 assert isinstance(classifier.classifier, nn.Linear) and classifier.classifier.in_features == 16
 shared = BertModel(TINY)
