@@ -571,7 +571,8 @@ MAX_LEN = test_tgt.shape[1] + 2
 #   the `beam_size` best prefixes by summed log-probability; a prefix that emits `<eos>` is finished;
 #   stop when `beam_size` hypotheses are finished or after `max_len` steps; return the tokens
 #   (up to and including `<eos>`, no `<bos>`) of the finished hypothesis with the best
-#   **length-normalised** score $\log p(Y) / \text{lp}(Y)$, $\text{lp}(Y) = ((5 + |Y|)/6)^\alpha$ (Wu et al., 2016).
+#   **length-normalised** score $\log p(Y) / \text{lp}(Y)$, $\text{lp}(Y) = ((5 + |Y|)/6)^\alpha$ (Wu et al., 2016),
+#   where $|Y|$ counts the returned tokens (`<eos>` included, `<bos>` not).
 #   With `beam_size=1` it must return what greedy decoding returns.
 
 # %% nbgrader={"grade": false, "grade_id": "decoding", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
