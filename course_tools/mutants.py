@@ -142,8 +142,12 @@ def _failed(cell: nbformat.NotebookNode) -> bool:
 
 
 def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, timeout: int = 600,
-                 progress: bool = True) -> Report:
-    """Run every listed mistake of ``assignment`` against its graded tests (see the module's docstring)."""
+                 progress: bool = True, whole: bool = False) -> Report:
+    """Run every listed mistake of ``assignment`` against its graded tests (see the module's docstring).
+
+    ``whole``: the first run goes to the end of the notebook, as nbval would (every cell must run
+    without an error, every graded cell must score full points); the test suite uses it, so that
+    each solution notebook runs once in CI, for both checks."""
     from nbclient import NotebookClient
 
     started = time.perf_counter()
@@ -159,18 +163,21 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
     plan = _plan(nb, mistakes)
     by_id = {c.id: (i, c) for i, c in enumerate(nb.cells)}
     needed = [by_id[i][0] for m, tests in plan.items() for i in (m.cell, *m.rerun, *tests)]
-    last = max(needed, default=-1)
+    last = len(nb.cells) - 1 if whole else max(needed, default=-1)
     os.environ.setdefault("MPLBACKEND", "Agg")
     client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
                             kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
                             resources={"metadata": {"path": str(notebook.parent)}})
 
     def run(cell_id: str, source: str | None = None) -> bool:
-        """Run a cell (optionally with another source) on a copy; True when it would score full points."""
+        """Run a cell (optionally with another source) on a copy; True when it would score full points
+        (graded cells: no error and no stderr, as nbgrader scores them; other cells: no error)."""
         index, cell = by_id[cell_id]
         copy = nbformat.from_dict(dict(cell, outputs=[], source=cell.source if source is None else source))
         client.execute_cell(copy, index)
-        return not _failed(copy)
+        if is_grade(cell) or source is not None:
+            return not _failed(copy)
+        return not any(output.get("output_type") == "error" for output in copy.get("outputs", []))
 
     outcomes = []
     with client.setup_kernel():
@@ -192,8 +199,10 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
             if not run(m.cell, mutated):
                 outcome.caught_by.append(f"{m.cell} (the mistaken cell itself fails)")
             else:
-                outcome.caught_by += [c for c in m.rerun if not run(c)]
-                outcome.caught_by += [t for t in plan[m] if not run(t)]
+                for other in (*m.rerun, *plan[m]):      # the first failure is enough
+                    if not run(other):
+                        outcome.caught_by.append(other)
+                        break
             restored = run(m.cell) and all([run(c) for c in m.rerun]) and all([run(t) for t in plan[m]])
             if not restored:
                 raise RuntimeError(f"after restoring the solution from {m.name!r}, its tests no longer pass: "

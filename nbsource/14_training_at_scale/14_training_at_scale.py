@@ -276,6 +276,9 @@ assert_close(naive_accumulation_gradient(model, even), correct_gradient(even), "
 ### BEGIN HIDDEN TESTS
 g = naive_accumulation_gradient(model, uneven)
 assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "one flat vector"
+each = [correct_gradient([micro]) for micro in uneven]        # each micro-batch's own token mean
+assert_close(naive_accumulation_gradient(model, uneven), sum(each) / len(each),
+             "the mean over micro-batches of each one's mean over its real tokens", atol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_mixed_precision", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -285,15 +288,16 @@ assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), 
 # network are often that small, so float16 training multiplies the loss by a **scale** $S$ (say
 # $2^{16}$) before `backward` and divides the gradients by $S$ before the step (`torch.amp.GradScaler`
 # does this and adapts $S$). bfloat16 keeps float32's 8 exponent bits and needs no scaling, at the
-# cost of precision (8 bits of mantissa).
+# cost of precision (7 stored mantissa bits, float32 has 23).
 #
 # * `through_float16(values, scale)`: what survives a trip through float16 with loss scaling:
 #   `(values * scale).half().float() / scale`.
 # * `mixed_precision_step(model, inputs, targets, optimizer, device, scaler=None)`: one training step
-#   under `torch.autocast(device.type, dtype)` with bfloat16 on CPU and float16 on CUDA; on CUDA
-#   use the `GradScaler`: scale the loss before back-propagating, let the scaler make the optimizer
-#   step (it unscales, and skips steps whose gradients overflowed), then let it update its scale.
-#   Return the loss as a float.
+#   (zero the gradients first) under `torch.autocast(device.type, dtype)` with bfloat16 on CPU and
+#   float16 on CUDA. When a `GradScaler` is given (on CUDA; the tests also pass one on the CPU),
+#   scale the loss before back-propagating, let the scaler make the optimizer step (it unscales,
+#   and skips steps whose gradients overflowed), then let it update its scale. Return the loss as
+#   a float.
 
 # %% nbgrader={"grade": false, "grade_id": "mixed_precision", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def through_float16(values: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -353,6 +357,21 @@ with mock.patch.object(torch.autocast, "__init__", spy):
 expected = torch.float16 if device.type == "cuda" else torch.bfloat16
 assert seen and seen[0][1] == expected, f"autocast with {expected} on {device.type}, saw {seen}"
 assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters stay float32 (autocast casts per operation)"
+# loss scaling changes nothing but the gradients' range: two steps with a GradScaler (and gradients
+# left over from before) end where two steps without one do
+torch.manual_seed(0)
+plain_model, scaled_model = tiny_transformer().to(device), tiny_transformer().to(device)
+scaled_model.load_state_dict(plain_model.state_dict())
+for p in scaled_model.parameters():
+    p.grad = torch.ones_like(p)
+opt_plain = torch.optim.SGD(plain_model.parameters(), lr=0.1)
+opt_scaled = torch.optim.SGD(scaled_model.parameters(), lr=0.1)
+grad_scaler = torch.amp.GradScaler(device.type, init_scale=2.0 ** 10)
+for _ in range(2):
+    mixed_precision_step(plain_model, x, y, opt_plain, device, scaler=None)
+    mixed_precision_step(scaled_model, x, y, opt_scaled, device, scaler=grad_scaler)
+for a, b in zip(plain_model.parameters(), scaled_model.parameters()):
+    assert_close(b, a, "two steps with a GradScaler (scaled loss, unscaled step) vs without", atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_activation_checkpointing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -422,6 +441,10 @@ calls = []
 with mock.patch.dict(globals(), {"checkpoint": lambda f, *a, **k: calls.append(k) or f(*a)}):
     CheckpointedStack(layers)(x[:1])
 assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), "one non-reentrant checkpoint per layer"
+with torch.no_grad():
+    for flag in (False, True):
+        assert_close(CheckpointedStack(layers, flag)(x[:2]), nn.Sequential(*layers)(x[:2]),
+                     f"use_checkpoint={flag}: the layers in order, like nn.Sequential", atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_data_parallelism", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
