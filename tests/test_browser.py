@@ -239,12 +239,12 @@ class Lab:
         self.url = f"http://127.0.0.1:{self.port}"
         args = f"--no-browser --port {self.port} --ServerApp.ip=127.0.0.1 --IdentityProvider.token={TOKEN}"
         # -o: do not (re)install the environment the tests already run in
-        command = ["make", "-s", "-o", ".venv/.installed", target,
+        command = ["make", "-s", "-o", ".venv/.installed", "-o", ".venv/.installed-dev", target,
                    f"BIN={Path(sys.executable).parent}", f"LAB_ARGS={args}"]
         self.log = log
         self.process = subprocess.Popen(command, cwd=root, stdout=log.open("w"), stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600   # a cap on polling, not a wait: a loaded machine starts slowly
         while True:
             try:
                 self.get("/api/status")
