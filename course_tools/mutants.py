@@ -14,9 +14,9 @@ material: it never reaches ``solutions/``, the release or feedback)::
 
 The runner starts **one kernel** per notebook and runs the solution notebook once, from the top to
 the last cell any mistake needs. Then, for each mistake: it runs the mutated solution cell, the
-``rerun`` cells and the tests, and records which tests nbgrader would score below full points;
-then it restores the original cell, runs the ``rerun`` cells and the tests again, and checks that
-they all pass; at the end every test runs once more. A mistake whose effect outlives its
+``rerun`` cells and the tests, up to the first test that nbgrader would score below full points.
+Then it restores the original cell, runs again every cell that ran with the mistake, and checks
+that they pass; at the end every test runs once more. A mistake whose effect outlives its
 restoration (a leak into the next one) stops the run with an error instead of a score.
 """
 
@@ -196,14 +196,17 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
                 print(f"\r{assignment}: mistake {number}/{len(mistakes)}: {m.name[:50]}".ljust(79), end="", flush=True)
             outcome = Outcome(m)
             mutated = by_id[m.cell][1].source.replace(m.replace, m.by)
+            ran = []
             if not run(m.cell, mutated):
                 outcome.caught_by.append(f"{m.cell} (the mistaken cell itself fails)")
             else:
                 for other in (*m.rerun, *plan[m]):      # the first failure is enough
+                    ran.append(other)
                     if not run(other):
                         outcome.caught_by.append(other)
                         break
-            restored = run(m.cell) and all([run(c) for c in m.rerun]) and all([run(t) for t in plan[m]])
+            # undo: the original cell, then every cell that ran with the mistake, which must pass again
+            restored = run(m.cell) and all([run(c) for c in ran])
             if not restored:
                 raise RuntimeError(f"after restoring the solution from {m.name!r}, its tests no longer pass: "
                                    f"the mistake leaked into the kernel (make the tests or rerun cells independent)")
