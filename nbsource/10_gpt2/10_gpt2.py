@@ -190,6 +190,8 @@ for _ in range(200):
     assert bpe_decode(bpe_encode(s, merges), merges) == s, f"round trip failed for {s!r}"
 assert train_bpe("qq " * 10 + "ab ac ad ae", 257) == [(113, 113)], "pair counts are weighted by how often each chunk occurs"
 assert bpe_encode("abc", [(97, 98), (98, 99)]) == [256, 99], "apply the lowest-ranked (earliest learned) merge first"
+got = bpe_encode("abc", [(98, 99), (97, 98)])
+assert got == [97, 256], f"the lowest-ranked merge present goes first wherever it is in the chunk: expected [97, 256], got {got}"
 assert bpe_encode("ab cd", [(98, 32)]) == [97, 98, 32, 99, 100], "merges never cross chunk boundaries"
 two = train_bpe("ab ab ab cd", 258)
 assert two[0] == (97, 98) and two[1] in ((32, 256), (99, 100)), f"the second merge may use the first: {two}"
@@ -490,6 +492,9 @@ cold = sample_next(logits.repeat(4000, 1), temperature=0.25, generator=g)
 assert (cold == 0).double().mean() > 0.9, "low temperature concentrates on the best token"
 hot = sample_next(logits.repeat(4000, 1), temperature=4.0, generator=g)
 assert (hot == 4).double().mean() > 0.12, "high temperature flattens the distribution"
+nucleus = sample_next(logits.repeat(4000, 1), temperature=4.0, top_p=0.5, generator=g)
+assert set(nucleus.tolist()) == {0, 1, 2}, \
+    f"divide by the temperature, then filter: at T=4 the 0.5-nucleus holds tokens 0, 1, 2, got {sorted(set(nucleus.tolist()))}"
 two_rows = torch.stack([logits[0], logits[0].flip(0)])
 assert sample_next(two_rows, temperature=0).tolist() == [0, 4], "row-wise"
 ### END HIDDEN TESTS
@@ -548,17 +553,24 @@ with torch.no_grad():
     logits, past = model(ids[:, :7])
     two, _ = model(ids[:, 7:9], past)
 assert_close(two, full[:, 7:9], "two new tokens at once after a cache", atol=1e-5)
-calls = []
+calls, cached = [], []
 original_forward = GPT2.forward
 def spy(self, x, past=None):
     calls.append(x.shape[1])
+    cached.append(0 if past is None else past[0][0].shape[2])
     return original_forward(self, x, past)
 with mock.patch.object(GPT2, "forward", spy):
     generate(model, ids[:, :3], 5, use_cache=True)
 assert calls[0] == 3 and all(c == 1 for c in calls[1:]), f"with the cache, feed one token per step, got lengths {calls}"
+assert cached[1:] == list(range(3, 3 + len(cached) - 1)), f"each step passes the previous call's presents (all earlier positions), got cache lengths {cached}"
 greedy = generate(model, ids[:, :3], 4, temperature=0)
 with torch.no_grad():
-    assert greedy[0, 3] == model(ids[:1, :3])[0][0, -1].argmax(), "temperature 0 is greedy"
+    expected = ids[:, :3]
+    for _ in range(4):
+        expected = torch.cat([expected, model(expected)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+assert torch.equal(greedy, expected), f"temperature 0 is greedy: expected {expected.tolist()}, got {greedy.tolist()}"
+top1 = generate(model, ids[:, :3], 4, top_k=1, generator=torch.Generator().manual_seed(2))
+assert torch.equal(top1, expected), f"top_k=1 is greedy too (pass the filters on): expected {expected.tolist()}, got {top1.tolist()}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training_small_gpt_2", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
