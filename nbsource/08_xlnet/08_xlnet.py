@@ -72,7 +72,8 @@ print(describe_environment(device))
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_two_masks", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: the two masks of an order (3 points)
 #
-# * `sample_order(seq_len, generator)`: a uniformly random permutation of `0..seq_len-1` (`torch.randperm`).
+# * `sample_order(seq_len, generator)`: a uniformly random permutation of `0..seq_len-1`, drawn by
+#   `torch.randperm` with `generator` (the same seed gives the same order).
 # * `permutation_masks(order)`: for an order `(seq,)` or a batch of orders `(batch, seq)`, return
 #   `(content_mask, query_mask)` of shape `(..., seq, seq)`, True = may attend. Position `i` may see
 #   position `j` in the **content** stream when `rank[j] <= rank[i]` (itself and what precedes it in
@@ -139,6 +140,8 @@ for b in range(4):
 reverse = torch.arange(5).flip(0)
 assert torch.equal(permutation_masks(reverse)[0], torch.ones(5, 5, dtype=torch.bool).triu()), "reversed order"
 assert not torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_order(50, torch.Generator().manual_seed(2)))
+assert torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_order(50, torch.Generator().manual_seed(1))), \
+    "the generator decides the order: the same seed must give the same order"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_two_stream", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -266,11 +269,14 @@ for p in range(5):
     expected = reference(g[:, p:p + 1], h, h, attn_mask=~query_mask[p:p + 1])[0] if query_mask[p].any() else None
     if expected is not None:
         assert_close(new_g[:, p:p + 1], expected, f"query stream at position {p}", atol=1e-10)
-one_head = TwoStreamAttention(8, 1).double()
+one_head, twin = TwoStreamAttention(8, 1).double(), nn.MultiheadAttention(8, 1, batch_first=True).double()
+with torch.no_grad():
+    twin.in_proj_weight.copy_(torch.cat([one_head.w_q.weight, one_head.w_k.weight, one_head.w_v.weight]))
+    twin.in_proj_bias.copy_(torch.cat([one_head.w_q.bias, one_head.w_k.bias, one_head.w_v.bias]))
+    twin.out_proj.load_state_dict(one_head.w_o.state_dict())
 x = torch.randn(1, 3, 8, dtype=torch.float64)
 allow = torch.ones(3, 3, dtype=torch.bool)
-weights = torch.softmax(one_head.w_q(x) @ one_head.w_k(x).transpose(-2, -1) / math.sqrt(8), -1)
-assert_close(one_head.attend(x, x, allow), one_head.w_o(weights @ one_head.w_v(x)), "scale by sqrt(d_head)", atol=1e-10)
+assert_close(one_head.attend(x, x, allow), twin(x, x, x)[0], "one head vs nn.MultiheadAttention: scale by 1/sqrt(d_head) = 1/sqrt(8)", atol=1e-10)
 changed = tokens.clone()
 target = orders[0, -1].item()
 changed[0, orders[0, 0]] = (tokens[0, orders[0, 0]] + 1) % 20
@@ -318,6 +324,7 @@ assert prediction_targets(orders, 1).all(), "k=1 predicts everything"
 assert prediction_targets(orders, 6).sum(1).tolist() == [1, 1] and prediction_targets(orders, 6)[0, 5], "k=6: only the last step"
 batch = torch.stack([torch.randperm(12) for _ in range(5)])
 assert (prediction_targets(batch, 4).sum(1) == 3).all(), "seq // k targets per row"
+assert prediction_targets(orders, 4).sum(1).tolist() == [1, 1], "seq = 6, k = 4: seq // k = 1 target per row (rounded down)"
 logits[~targets] = 1e4                                          # garbage where nothing is predicted
 assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-targets must not count", atol=1e-6)
 ### END HIDDEN TESTS
@@ -597,6 +604,7 @@ for seg in three:
     out, mem = xl_forward(layers, seg, mem, mem_len=6)
 assert_close(out, full[:, 6:9], "three segments, memory 6: the last segment sees everything before it", atol=1e-10)
 assert all(m.shape[1] == 6 for m in mem), "memory grows up to mem_len and stays there"
+assert_close(mem[0], text[:, 3:9].detach(), "after 9 positions, layer 0 remembers the last 6 of them (positions 3..8)", atol=0)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "what_came_next_mpnet", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
