@@ -175,6 +175,17 @@ def test_notebook_anatomy(root, assignment):
         elif _nbgrader(cell).get("grade"):
             pending = None
     assert pending is None, f"{pending} has no graded test"
+    # the rhythm: prompt -> solution -> "try it" (an ungraded code cell that calls the student's
+    # function and shows what it does) -> visible test -> hidden tests
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "code" and _nbgrader(cell).get("solution"):
+            between = []
+            for later in cells[i + 1:]:
+                if _nbgrader(later).get("grade"):
+                    break
+                between.append(later)
+            assert any(c["cell_type"] == "code" and not _nbgrader(c) and c["text"].strip() for c in between), \
+                f"{cell['id']} has no 'try it' cell between it and its test"
 
 
 @pytest.mark.slow
