@@ -11,6 +11,10 @@ folders, the sandboxed kernel and the execution guards), so a change here, such 
 import os
 import sys
 
+from nbgrader.converters import GenerateAssignment
+
+from course_tools.release import DropSpeakerNotes
+
 c = get_config()  # noqa: F821  (provided by nbgrader)
 
 c.CourseDirectory.course_id = "pytorch-nlp-course"
@@ -35,3 +39,8 @@ c.ClearOutput.remove_metadata_fields = {"collapsed", "scrolled", "execution", "E
 # Training cells run longer than nbgrader's 30 s default; graded test cells stay well under.
 c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
+
+# The release leaves out the lecturer's speaker notes (cells of slide type "notes"): first, so that
+# nbgrader never records them.
+c.GenerateAssignment.preprocessors = [
+    DropSpeakerNotes, *GenerateAssignment.class_traits()["preprocessors"].default()]

@@ -1,4 +1,5 @@
-"""Shared fixtures. Notebook tests (nbval) run from solutions/ through pytest's testpaths."""
+"""Shared fixtures. Each solution notebook runs once, in tests/test_mutants.py (whole notebook, then its
+listed mistakes); `pytest solutions` runs them under nbval instead (`make test-gpu`)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ def screenshot(root, request):
 
 
 def pytest_terminal_summary(terminalreporter):
+    # tests/test_mutants.py records each solution notebook's run as a user property
+    runs = sorted(value for reports in terminalreporter.stats.values() for report in reports
+                  for name, value in getattr(report, "user_properties", ()) if name == "notebook_run")
+    if runs:
+        terminalreporter.section("solution notebooks: the top-to-bottom run, then the listed mistakes")
+        for assignment, first, mistakes, total in runs:
+            terminalreporter.write_line(f"{assignment:<28} run {first:5.0f} s   {mistakes:3d} mistakes {total - first:5.0f} s")
     if SCREENSHOTS:
         terminalreporter.section("browser screenshots")
         for test, path in SCREENSHOTS:

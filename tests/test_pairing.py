@@ -170,3 +170,10 @@ def test_notebooks_hold_only_what_students_get(root):
             data = path.read_bytes().decode("utf-8", errors="replace")
             for marker in markers:
                 assert marker not in data, f"notebooks/{folder.name}/{relative} contains {marker!r}"
+            if path.suffix == ".ipynb":
+                cells = nbformat.read(path, as_version=4).cells
+                notes = [c.id for c in cells if c.metadata.get("slideshow", {}).get("slide_type") == "notes"]
+                assert not notes, f"notebooks/{folder.name}/{relative} holds the lecturer's speaker notes: {notes}"
+                solution = nbformat.read(solution_dir / relative, as_version=4).cells
+                kept = [c.id for c in solution if c.metadata.get("slideshow", {}).get("slide_type") != "notes"]
+                assert [c.id for c in cells] == kept, f"notebooks/{folder.name}/{relative}: cells differ from the solution's"

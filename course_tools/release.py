@@ -1,0 +1,22 @@
+"""What nbgrader's ``generate_assignment`` does beyond its defaults, for this course (nbgrader_config.py).
+
+Imports only nbgrader: the config that loads it is read by plain nbgrader, by ``course build`` and by
+JupyterLab's nbgrader extensions on a student's install.
+"""
+
+from __future__ import annotations
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+
+def is_speaker_notes(cell) -> bool:
+    return cell.get("metadata", {}).get("slideshow", {}).get("slide_type") == "notes"
+
+
+class DropSpeakerNotes(NbGraderPreprocessor):
+    """Remove speaker-notes cells (slide type ``notes``): they are the lecturer's, kept in solutions/
+    and in the slides, never in the release (and so never in a submission, its feedback or the site)."""
+
+    def preprocess(self, nb, resources):
+        nb.cells = [cell for cell in nb.cells if not is_speaker_notes(cell)]
+        return nb, resources
