@@ -79,3 +79,22 @@ def test_the_learner_library_imports_nothing_of_the_grader(root):
     for tool in ("course_tools", "nbgrader", "nbconvert", "nbclient", "jupytext", "jupyter_book", "sphinx",
                  "sphinx_revealjs", "selenium", "pytest", "nbval"):
         assert tool not in loaded, f"importing course_utils imported {tool}"
+
+
+def test_the_package_builds_quietly_with_its_data(root, tmp_path):
+    """Building the wheel (what `pip install` does) warns of no data folder missing from the packages,
+    and the wheel holds JupyterLab's settings and the slides template."""
+    import subprocess
+    import sys
+    import zipfile
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "--quiet", "-w", str(tmp_path), str(root)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "absent from the `packages` configuration" not in done.stdout + done.stderr, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for data in ("course_tools/labconfig/student/jupyter_server_config.json",
+                 "course_tools/labconfig/common/labconfig/page_config.json",
+                 "course_tools/templates/course_reveal/index.html.j2", "course_tools/release.py"):
+        assert data in names, f"the wheel lacks {data}"
