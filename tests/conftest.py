@@ -72,6 +72,7 @@ def screenshot(root, request):
 def pytest_terminal_summary(terminalreporter):
     # tests/test_mutants.py records each solution notebook's run as a user property
     runs = sorted(value for reports in terminalreporter.stats.values() for report in reports
+                  if getattr(report, "when", None) == "call"
                   for name, value in getattr(report, "user_properties", ()) if name == "notebook_run")
     if runs:
         terminalreporter.section("solution notebooks: the top-to-bottom run, then the listed mistakes")
