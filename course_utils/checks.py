@@ -41,15 +41,30 @@ def assert_close(
             f"{name}: NaN pattern differs ({int(nan_a.sum())} NaN in actual, "
             f"{int(nan_e.sum())} in expected)"
         )
+    positions = (~nan_a).flatten().nonzero()[:, 0]       # flat index of each compared element
     a, e = a[~nan_a], e[~nan_e]
     if a.numel() == 0:
         return
     diff = (a - e).abs()
     bad = diff > atol + rtol * e.abs()
     if bool(bad.any()):
-        rel = (diff / e.abs().clamp_min(1e-300)).max().item()
+        nonzero = e != 0
+        rel = (diff[nonzero] / e[nonzero].abs()).max().item() if bool(nonzero.any()) else float("inf")
+        where = bad.nonzero()[:, 0]            # the first elements that differ, both values shown
+        shown = where[:SHOWN]
+        more = ", ..." if len(where) > SHOWN else ""
         raise AssertionError(
             f"{name}: {int(bad.sum())} of {a.numel()} elements differ "
             f"(shape {tuple(actual.shape)}); max abs error {diff.max().item():.3g}, "
-            f"max rel error {rel:.3g}; tolerance atol={atol:g}, rtol={rtol:g}"
+            f"max rel error {rel:.3g}; tolerance atol={atol:g}, rtol={rtol:g}; "
+            f"expected {_values(e[shown])}{more}, got {_values(a[shown])}{more}"
+            + (f" (at flat positions {positions[shown].tolist()})" if actual.numel() > 1 else "")
         )
+
+
+SHOWN = 4   # differing elements a failure message shows
+
+
+def _values(values: torch.Tensor) -> str:
+    """A few numbers, readable: ``[0.5, -1.25, 3e-08]``."""
+    return "[" + ", ".join(f"{v:.4g}" for v in values.tolist()) + "]"

@@ -30,6 +30,18 @@ def test_assert_close_reports_errors():
         assert_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]), "logits", atol=1e-6)
     message = str(info.value)
     assert "logits" in message and "max abs error 0.5" in message and "1 of 2" in message
+    assert "expected [2.5], got [2] (at flat positions [1])" in message, "both values, where they differ"
+
+
+def test_assert_close_shows_a_few_values_not_the_whole_tensor():
+    got = torch.zeros(1000)
+    with pytest.raises(AssertionError) as info:
+        assert_close(got, torch.ones(1000), "big")
+    message = str(info.value)
+    assert "expected [1, 1, 1, 1], ..., got [0, 0, 0, 0], ..." in message and len(message) < 400
+    assert "max rel error 1" in message
+    with pytest.raises(AssertionError, match=r"max rel error inf"):
+        assert_close(torch.ones(2), torch.zeros(2), "against zeros")
 
 
 def test_assert_close_reports_shape_mismatch():
