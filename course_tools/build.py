@@ -105,8 +105,14 @@ def build(root: Path, assignments: list[str] | None = None, check: bool = False)
     if unknown:
         raise ValueError(f"no such assignment in solutions/: {', '.join(unknown)}; have {known}")
     changed: list[str] = []
+    from tqdm.auto import tqdm
+
+    # a bar on a terminal (nbgrader takes a few seconds per assignment); nothing when stderr is not one
+    bar = tqdm(wanted, desc="checking releases" if check else "building releases", unit="notebook",
+               disable=None, file=sys.stderr, leave=False)
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
-        for assignment in wanted:
+        for assignment in bar:
+            bar.set_postfix_str(assignment)
             fresh = _files(generate_release(root, assignment, Path(tmp)))
             current_dir = root / "notebooks" / assignment
             current = _files(current_dir) if current_dir.is_dir() else {}

@@ -166,6 +166,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from course_utils.data import available_datasets, gensim_data_dir
     from course_utils.runtime import describe_environment, get_device
 
+    print("course doctor: torch, the packages, the data sets (a few seconds) ...", flush=True)
     print(describe_environment(get_device()))
     for package in ("nbgrader", "jupyterlab", "gensim", "matplotlib", "tqdm",
                     "jupytext", "jupyter-book", "sphinx-revealjs", "nbval", "selenium"):

@@ -152,3 +152,36 @@ def test_build_ignores_jupyter_checkpoints(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.txt").write_text("x")
     assert sorted(_files(tmp_path)) == ["a.ipynb", "data/x.txt"]
+
+
+@pytest.mark.slow  # an nbgrader run
+def test_build_shows_a_progress_bar_on_a_terminal(root):
+    """`course build --check` takes seconds per notebook: on a terminal it shows a bar (none when piped)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    course = Path(sys.executable).parent / "course"
+    done = subprocess.Popen([str(course), "build", "--check", "04_masking"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:       # the command closed its terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif done.poll() is not None:
+            break
+    out, _ = done.communicate(timeout=120)
+    assert b"checking releases" in seen and b"04_masking" in seen, seen[:500]
+    assert b"checking releases" not in out, "no bar where the output is not a terminal"
