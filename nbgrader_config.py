@@ -29,6 +29,9 @@ c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 # `alembic` from PATH, so put this environment's scripts (.venv/bin) first.
 _here = os.path.dirname(os.path.abspath(globals().get("__file__", "nbgrader_config.py")))
 os.makedirs(os.path.join(_here, "grading"), exist_ok=True)
+# Releases, fetches and submissions go through the exchange: `exchange/` in the repository (ignored
+# by git) unless COURSE_EXCHANGE names another (`course lab` passes it on to JupyterLab).
+c.Exchange.root = os.environ.get("COURSE_EXCHANGE") or os.path.join(_here, "exchange")
 _scripts = os.path.dirname(sys.executable)
 if _scripts not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join([_scripts, os.environ.get("PATH", "")])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.utils import is_grade
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n?(.*?)### END HIDDEN TESTS", re.S)
 
@@ -58,20 +60,109 @@ class ScrubHiddenTestText(Preprocessor):
         return nb, resources
 
 
+def _message(cell) -> str:
+    """A failing cell's error as one readable line: ``AssertionError: what was expected and what came``."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")
+            return message if len(message) <= 400 else message[:397] + "..."
+    return ""
+
+
+def _what(source: str) -> str:
+    """The first line of a test cell's opening docstring: what the test checks."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return ""
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[0].value.value.strip().splitlines()[0]
+    return ""
+
+
 class HideTestTracebacks(Preprocessor):
     """Reduce the traceback of a failing graded test cell to its error message.
 
     nbgrader's ClearHiddenTests removes hidden tests from the cell's source, but a failing
     hidden assert's traceback still prints its own source lines. The student keeps the
-    message (which says what was expected and what came) and loses only the code.
+    message (which says what was expected and what came) and loses only the traceback.
     """
 
     enabled = Bool(True).tag(config=True)  # nbconvert preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):  # noqa: D102 - nbconvert API
         if cell.cell_type == "code" and is_grade(cell):
+            message = _message(cell)
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
-                    message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")
-                    output["traceback"] = [message or "a test failed", "(the test's code is not shown)"]
+                    output["traceback"] = [message or "a test failed"]
         return cell, resources
+
+
+# nbconvert's MathJax macro loads MathJax from this address; the course's feedback template swaps it
+CDN_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX-AMS_CHTML-full,Safe"
+SHOWN = ("Your notebook as it was graded, with its outputs. Each test shows its visible code; the hidden "
+         "tests' code is never shown: the table gives every test by name, its points and, when it fails, "
+         "its message.")
+
+
+class SummariseTests(Preprocessor):
+    """Gather, for the course's feedback template, every graded test: its name (grade id), what it checks
+    (its docstring's first line), its score and points and, when it fails, its message. Runs after
+    nbgrader's GetGrades (the scores) and ClearHiddenTests."""
+
+    enabled = Bool(True).tag(config=True)
+    mathjax_url = Unicode(CDN_MATHJAX, help="where the page loads MathJax from").tag(config=True)
+
+    def preprocess(self, nb, resources):  # noqa: D102 - nbconvert API
+        tests = []
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and is_grade(cell) and not meta.get("solution"):
+                score, points = float(meta.get("score") or 0), float(meta.get("points") or 0)
+                tests.append({"id": meta.get("grade_id", ""), "what": _what(cell.source), "score": score,
+                              "points": points, "passed": score >= points, "message": _message(cell)})
+        resources["course"] = {"tests": tests, "shown": SHOWN, "mathjax_url": self.mathjax_url,
+                               "cdn_mathjax": CDN_MATHJAX}
+        return nb, resources
+
+
+# ----------------------------------------------------------------------------- the page's template and MathJax
+MATHJAX_DIR = "_mathjax"     # OUT/feedback/_mathjax, two folders above each page (<student>/<assignment>/)
+
+
+FEEDBACK_TEMPLATE = {"template_name": "course_feedback", "template_file": "course_feedback.html.j2"}
+
+
+def feedback_template_dirs() -> list[str]:
+    """Template folders for the course's feedback page (``FEEDBACK_TEMPLATE``): the course's, whose
+    ``conf.json`` names nbgrader's ``feedback`` as its base, and nbgrader's own, where that one lives."""
+    import nbgrader
+
+    return [str(Path(__file__).parent / "templates"),
+            str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
+
+
+def _mathjax_source() -> Path | None:
+    try:
+        from course_tools.slides import mathjax_source
+        return mathjax_source()
+    except (ImportError, FileNotFoundError):      # jupyter-server-mathjax (the instructor extra) missing
+        return None
+
+
+def feedback_mathjax_url() -> str:
+    """Where feedback pages load MathJax: from beside them when the course ships it, else the CDN."""
+    if _mathjax_source() is None:
+        return CDN_MATHJAX
+    return f"../../{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+def copy_feedback_mathjax(feedback: Path) -> None:
+    """Put MathJax in ``feedback/_mathjax`` once, so that every page there typesets offline."""
+    source = _mathjax_source()
+    if source is not None and not (feedback / MATHJAX_DIR / "MathJax.js").is_file():
+        shutil.copytree(source, feedback / MATHJAX_DIR, dirs_exist_ok=True)

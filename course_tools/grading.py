@@ -48,6 +48,12 @@ import nbformat
 from nbgrader.utils import is_solution
 
 from course_tools.build import list_assignments, with_scripts_on_path
+from course_tools.feedback import (
+    FEEDBACK_TEMPLATE,
+    copy_feedback_mathjax,
+    feedback_mathjax_url,
+    feedback_template_dirs,
+)
 from course_tools.integrity import (
     BadSubmission,
     load_submission,
@@ -229,8 +235,12 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         f"c.KernelManager.connection_file = {runtime + '/kernel.json'!r}",
         'c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", '
         '"course_tools.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_tools.feedback.HideTestTracebacks", '
-        '"nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
+        '"course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
+        # the course's feedback page (course_tools/templates/course_feedback), MathJax from OUT/feedback/_mathjax
+        *(f"c.HTMLExporter.{key} = {value!r}" for key, value in FEEDBACK_TEMPLATE.items()),
+        f"c.HTMLExporter.extra_template_basedirs = {feedback_template_dirs()!r}",
+        f"c.SummariseTests.mathjax_url = {feedback_mathjax_url()!r}",
     ]
     if "max_lines" not in config.get("LimitOutput", {}):
         lines.append("c.LimitOutput.max_lines = 1000")
@@ -773,6 +783,7 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
         seconds = _solution_runtime(template, work, settings)
         settings = replace(settings, notebook_timeout=max(120, math.ceil(settings.runtime_factor * seconds) + 60))
     _write_atomic(work / "settings.json", json.dumps(asdict(settings)))
+    copy_feedback_mathjax(out / "feedback")
     found = find_submissions(submissions, assignment)
     key = _sha(template.digest.encode(), json.dumps(asdict(settings), sort_keys=True).encode())
     rows: dict[str, GradeRow] = {}

@@ -10,9 +10,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_tools.grading import GradeRow, Settings, find_submissions, grade, summary, with_answers
+from course_tools.grading import (
+    GradeRow,
+    Settings,
+    find_submissions,
+    grade,
+    summary,
+    with_answers,
+)
 
-ASSIGNMENT = "03_attention"
+ASSIGNMENT = "04_masking"   # the quickest real assignment (about 12 s), with equations
 
 
 def _solved_release(root: Path) -> dict:
@@ -35,20 +42,20 @@ def graded(root, tmp_path_factory):
     solved = _solved_release(root)
     untouched = json.loads((root / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
     wrong = json.loads(json.dumps(solved))
-    for cell in wrong["cells"]:  # the classic mistake: forget the 1/sqrt(d_k)
-        if cell["id"] == "scaled_dot_product_attention":
-            assert "/ math.sqrt(d_k)" in cell["source"]
-            cell["source"] = cell["source"].replace("/ math.sqrt(d_k)", "")
+    for cell in wrong["cells"]:  # a classic mistake: the masked mean divides by the padded length
+        if cell["id"] == "masked_reductions":
+            assert "weights.sum(1).clamp(min=1)" in cell["source"]
+            cell["source"] = cell["source"].replace("weights.sum(1).clamp(min=1)", "x.shape[1]")
     paths = [_write(submissions, s, nb) for s, nb in
              (("alice", solved), ("bob", untouched), ("carol", wrong))]
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
     # an explicit notebook limit: the default (timing the solution first) is tested on the small
-    # fixture assignment (test_grading_hardened.py); here it would be a fourth run of 03
+    # fixture assignment (test_grading_hardened.py); here it would be a fourth run of 04
     rows = grade(root, submissions, ASSIGNMENT, out=out, jobs=2, settings=Settings(notebook_timeout=1800))
     return rows, out, paths, before
 
 
-@pytest.mark.slow  # a grading run of 03_attention
+@pytest.mark.slow  # a grading run of 04_masking
 def test_grades_csv_row_by_row(graded):
     rows, out, _, _ = graded
     with (out / "grades.csv").open() as handle:
@@ -59,12 +66,12 @@ def test_grades_csv_row_by_row(graded):
     assert float(table["alice"]["score"]) == total and table["alice"]["failed_tests"] == ""
     assert float(table["bob"]["score"]) == 0 and len(table["bob"]["failed_tests"].split()) >= 5
     assert 0 < float(table["carol"]["score"]) < total
-    assert table["carol"]["failed_tests"] == "test_sdpa", table["carol"]
+    assert table["carol"]["failed_tests"] == "test_masked_reductions", table["carol"]
     assert all(r["status"] == "graded" and r["assignment"] == ASSIGNMENT for r in table.values())
     assert [r.student for r in rows] == ["alice", "bob", "carol"]
 
 
-@pytest.mark.slow  # a grading run of 03_attention
+@pytest.mark.slow  # a grading run of 04_masking
 def test_feedback_has_no_hidden_tests(graded, root):
     _, out, _, _ = graded
     solution = json.loads((root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
@@ -80,9 +87,18 @@ def test_feedback_has_no_hidden_tests(graded, root):
         assert "BEGIN HIDDEN TESTS" not in html
         leaked = [line for line in hidden if line in html]
         assert not leaked, f"hidden tests shown to {student}: {leaked[:2]}"
+        # the page typesets offline and names every test, with its points
+        assert "cdnjs" not in html and "../../_mathjax/MathJax.js" in html
+        tests = [c["metadata"]["nbgrader"] for c in solution["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
+        for test in tests:
+            assert f"<code>{test['grade_id']}</code>" in html, f"{student}'s feedback does not name {test['grade_id']}"
+        assert "Test cell" not in html and "is not shown)" not in html
+    assert (out / "feedback" / "_mathjax" / "MathJax.js").is_file(), "MathJax is copied beside the feedback"
+    carol = (out / "feedback" / "carol" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "<b>failed</b>: <code>AssertionError: " in carol, "a failing test shows its message in the table"
 
 
-@pytest.mark.slow  # a grading run of 03_attention
+@pytest.mark.slow  # a grading run of 04_masking
 def test_originals_untouched(graded):
     _, _, paths, before = graded
     for path in paths:
@@ -118,3 +134,44 @@ def test_hide_test_tracebacks_keeps_only_the_message():
     assert nb.cells[0].outputs[0].traceback[0] == "AssertionError: expected 3, got 2"
     assert "secret_check" not in "".join(nb.cells[0].outputs[0].traceback)
     assert nb.cells[1].outputs[0].traceback == ["student frame"], "student cells keep their traceback"
+
+
+def test_the_feedback_page_names_each_test_and_typesets_offline():
+    """The course's feedback template on a notebook as nbgrader hands it over (scores set by GetGrades)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from course_tools.feedback import (
+        FEEDBACK_TEMPLATE,
+        HideTestTracebacks,
+        SummariseTests,
+        feedback_mathjax_url,
+        feedback_template_dirs,
+    )
+
+    passing = nbformat.v4.new_code_cell('"""weights: each row sums to one."""\nassert True')
+    passing.metadata["nbgrader"] = {"grade": True, "grade_id": "test_weights", "points": 2.0, "score": 2.0}
+    failing = nbformat.v4.new_code_cell('"""scale: divides by sqrt(d_k)."""\nassert False')
+    failing.metadata["nbgrader"] = {"grade": True, "grade_id": "test_scale", "points": 3.0, "score": 0.0}
+    failing.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="expected 0.5, got 1.0",
+                                              traceback=["assert hidden_check(x) == 0.5"])]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$\\sqrt{d_k}$"), passing, failing])
+    config = Config()
+    for key, value in FEEDBACK_TEMPLATE.items():
+        setattr(config.HTMLExporter, key, value)
+    config.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
+    import nbgrader  # what nbgrader's GenerateFeedback adds: its bootstrap stylesheet
+    config.HTMLExporter.extra_template_paths = [str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
+                                                    / "static" / "node_modules" / "bootstrap" / "dist" / "css")]
+    config.SummariseTests.mathjax_url = feedback_mathjax_url()
+    exporter = HTMLExporter(config=config)
+    exporter.register_preprocessor(HideTestTracebacks(config=config), enabled=True)
+    exporter.register_preprocessor(SummariseTests(config=config), enabled=True)
+    html, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": "03", "score": 2, "max_score": 5,
+                                                                      "late_penalty": 0}})
+    assert "cdnjs" not in html and "_mathjax/MathJax.js" in html
+    assert "<code>test_weights</code>" in html and "each row sums to one." in html
+    assert "<b>failed</b>: <code>AssertionError: expected 0.5, got 1.0</code>" in html
+    assert "hidden_check" not in html, "a failing test's traceback is reduced to its message"
+    assert "Test cell" not in html

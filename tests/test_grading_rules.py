@@ -174,3 +174,5 @@ def test_plain_nbgrader_as_the_readme_says(tmp_path):
     assert changed == "", f"plain nbgrader changed tracked files:\n{changed}"
     feedback = list((copy / "grading" / "feedback").rglob("*.html"))
     assert feedback, "generate_feedback wrote no feedback"
+    released = copy / "exchange" / "pytorch-nlp-course" / "outbound" / "04_masking" / "04_masking.ipynb"
+    assert released.is_file(), "release_assignment put nothing in the repository's exchange/"
