@@ -72,11 +72,39 @@ print(describe_environment(device))
 # prediction*, NSP). After this **pre-training** on raw text, the same network is **fine-tuned**
 # on a small labelled task with one new linear layer on top of the `[CLS]` vector.
 #
-# ```
-# [CLS]  the  cat  [MASK]  on  the  mat  [SEP]  it  was  warm  [SEP]
-#   0     0    0     0      0   0    0     0     1   1     1     1     <- segment
-#   0     1    2     3      4   5    6     7     8   9    10    11     <- position
-# ```
+# The figure shows one pre-training input: a pair of sentences with one word masked. Each
+# position's vector is the sum of its token's embedding, its sentence's segment embedding and its
+# position's embedding (exercises 1 and 2).
+
+# %% slideshow={"slide_type": "fragment"}
+from matplotlib.patches import FancyBboxPatch
+
+figure_tokens = ["[CLS]", "the", "cat", "[MASK]", "on", "the", "mat", "[SEP]", "it", "was", "warm", "[SEP]"]
+figure_segments = [0] * 8 + [1] * 4
+fig, ax = plt.subplots(figsize=(12, 4.2))
+ax.set_xlim(-1.6, len(figure_tokens))
+ax.set_ylim(-0.6, 5.4)
+ax.axis("off")
+rows = [(4.0, "input", lambda i: figure_tokens[i], lambda i: "#f7c6c6" if figure_tokens[i] == "[MASK]" else "white"),
+        (2.9, "token", lambda i: f"E[{figure_tokens[i]}]", lambda i: "#fff6b3"),
+        (1.8, "segment", lambda i: "E_A" if figure_segments[i] == 0 else "E_B", lambda i: "#c9e7f7" if figure_segments[i] == 0 else "#9fd0ef"),
+        (0.7, "position", lambda i: f"E_{i}", lambda i: "#d9f0d3")]
+for y, label, text, color in rows:
+    ax.text(-0.7, y, label, ha="right", va="center", fontsize=10, weight="bold")
+    for i in range(len(figure_tokens)):
+        ax.add_patch(FancyBboxPatch((i - 0.42, y - 0.3), 0.84, 0.6, boxstyle="round,pad=0.03", fc=color(i), ec="black"))
+        ax.text(i, y, text(i), ha="center", va="center", fontsize=8)
+for i in range(len(figure_tokens)):
+    ax.text(i, 2.35, "+", ha="center", va="center", fontsize=11)
+    ax.text(i, 1.25, "+", ha="center", va="center", fontsize=11)
+ax.annotate("MLM: predict 'sat'\nfrom both sides", (3, 4.32), (3, 5.0), ha="center", fontsize=9, color="tab:red",
+            arrowprops=dict(arrowstyle="<-", color="tab:red"))
+ax.annotate("NSP: is B the sentence\nthat followed A?", (0, 4.32), (0, 5.0), ha="center", fontsize=9, color="tab:purple",
+            arrowprops=dict(arrowstyle="<-", color="tab:purple"))
+ax.text(3.5, -0.35, "sentence A (segment 0)", ha="center", fontsize=9)
+ax.text(9.5, -0.35, "sentence B (segment 1)", ha="center", fontsize=9)
+ax.set_title("BERT's input: the sum of three embeddings per position, then LayerNorm")
+plt.show()
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## The math
@@ -220,6 +248,20 @@ def one_hot_embedding(embeddings: BertEmbeddings, input_ids: torch.Tensor, segme
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+torch.manual_seed(0)
+tables = BertEmbeddings(TINY)
+pair = torch.tensor([[2, 7, 9, 3, 11, 3]])                                                   # (batch, seq)
+all_a, a_then_b = torch.zeros_like(pair), torch.tensor([[0, 0, 0, 0, 1, 1]])
+with torch.no_grad():
+    summed = one_hot_embedding(tables, pair, a_then_b)                                       # (batch, seq, hidden)
+    moved = one_hot_embedding(tables, pair, a_then_b) - one_hot_embedding(tables, pair, all_a)
+print(f"{tuple(pair.shape)} ids -> {tuple(summed.shape)} summed embeddings")
+print("how far each position moves when its segment goes from A to B:", [round(v, 3) for v in moved[0].norm(dim=-1).tolist()])
+print(f"|E_B - E_A| = {(tables.segment.weight[1] - tables.segment.weight[0]).norm().item():.3f}: "
+      "a sum moves every position of sentence B by the same vector")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_one_hot_embedding", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """one_hot_embedding equals the sum of the three lookups, without calling the lookups."""
 torch.manual_seed(1)
@@ -265,6 +307,11 @@ print(train_documents[0][:2])
 # WordPiece (Schuster and Nakajima, 2012; used by BERT) builds a vocabulary of whole words and
 # word pieces; a piece that continues a word is written `##piece`, so *unaffable* may become
 # `un ##aff ##able`. Rare words fall apart into pieces instead of becoming `[UNK]`.
+# Schuster and Nakajima grow the vocabulary by the merge that most raises the likelihood of the
+# training text under a language model. The `tokenizers` trainer used here does not: its
+# `WordPieceTrainer` runs the **BPE** trainer (merge the most frequent pair of adjacent pieces,
+# notebook 10) and converts the result into a WordPiece vocabulary with `##` continuation
+# pieces. Encoding is WordPiece's own: the longest piece in the vocabulary first, left to right.
 #
 # * `train_wordpiece(texts, vocab_size)`: a `tokenizers.Tokenizer` with a `models.WordPiece`
 #   model (`unk_token="[UNK]"`), the `BertNormalizer` (lower case), the `BertPreTokenizer`,
@@ -273,7 +320,7 @@ print(train_documents[0][:2])
 # * `encode_pair(tokenizer, a, b, max_len)`: `[CLS] A [SEP] B [SEP]` as `(ids, segment_ids)` lists,
 #   segment 0 up to and including the first `[SEP]`, 1 after. Encode A and B **without**
 #   special tokens; while the total is longer than `max_len`, drop the last token of the
-#   **longer** of the two (A when equal).
+#   **longer** of the two (**B** when they are equally long): the rule of BERT's `truncate_seq_pair`.
 
 # %% nbgrader={"grade": false, "grade_id": "specials", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -301,7 +348,7 @@ def encode_pair(tokenizer: Tokenizer, a: str, b: str, max_len: int) -> tuple[lis
     ids_a = tokenizer.encode(a, add_special_tokens=False).ids
     ids_b = tokenizer.encode(b, add_special_tokens=False).ids
     while len(ids_a) + len(ids_b) + 3 > max_len:
-        (ids_a if len(ids_a) >= len(ids_b) else ids_b).pop()
+        (ids_a if len(ids_a) > len(ids_b) else ids_b).pop()
     ids = [CLS] + ids_a + [SEP] + ids_b + [SEP]
     segments = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
     return ids, segments
@@ -327,14 +374,21 @@ a, b = tokenizer.encode("the cat sat", add_special_tokens=False).ids, tokenizer.
 assert ids == [CLS] + a + [SEP] + b + [SEP], f"expected [CLS] A [SEP] B [SEP], got {ids}"
 assert segments == [0] * (len(a) + 2) + [1] * (len(b) + 1), f"segment ids wrong: {segments}"
 ### BEGIN HIDDEN TESTS
-long_a, long_b = " ".join(["history"] * 30), " ".join(["music"] * 6)
+long_a = "the history of the city was written by many people in the years after the war and the music of its " * 2
+long_b = "it was warm in the south"
+a, b = tokenizer.encode(long_a, add_special_tokens=False).ids, tokenizer.encode(long_b, add_special_tokens=False).ids
+assert len(a) > 30 and len(b) <= 8, (len(a), len(b))
 ids, segments = encode_pair(tokenizer, long_a, long_b, max_len=20)
 assert len(ids) == 20 == len(segments), f"expected 20 ids after truncation, got {len(ids)}"
 assert ids.count(SEP) == 2 and ids[0] == CLS and ids[-1] == SEP, "truncation must keep [CLS] and both [SEP]"
-n_b = segments.count(1) - 1
-assert n_b == 6, f"the shorter sentence (6 tokens) must be kept whole; kept {n_b}"
+n_a, n_b = segments.count(0) - 2, segments.count(1) - 1
+assert n_b == len(b), f"the shorter sentence ({len(b)} tokens) must be kept whole; kept {n_b}"
+assert ids[1:1 + n_a] == a[:n_a], "truncation drops tokens from the end of A, keeping its beginning"
 ids, segments = encode_pair(tokenizer, " ".join(["history"] * 12), " ".join(["music"] * 12), max_len=14)
-assert (segments.count(0) - 2, segments.count(1) - 1) == (5, 6), "equal lengths: drop from A first, then alternate"
+assert (segments.count(0) - 2, segments.count(1) - 1) == (6, 5), \
+    f"12 + 12 tokens cut to 11: equal lengths drop from B first, then alternate (A 6, B 5); got A {segments.count(0) - 2}, B {segments.count(1) - 1}"
+ids, segments = encode_pair(tokenizer, long_b, long_a, max_len=20)
+assert segments.count(0) - 2 == len(b) and ids[len(b) + 2:-1] == a[:20 - 3 - len(b)], "a long B is cut from its end too"
 assert tokenizer.decode(tokenizer.encode("The Cat").ids) == "the cat", "lower-casing normaliser and WordPiece decoder"
 decoded = tokenizer.decode(tokenizer.encode("Hypothesised").ids)
 assert decoded == "hypothesised", f"the WordPiece decoder glues ## pieces back together: expected 'hypothesised', got {decoded!r}"
@@ -562,6 +616,24 @@ def init_bert_weights(model: nn.Module) -> nn.Module:
     return model
 
 
+# %% slideshow={"slide_type": "fragment"}
+torch.manual_seed(0)
+tiny_bert = init_bert_weights(BertForPreTraining(TINY)).eval()
+pair_ids = torch.tensor([[CLS, 7, 9, SEP, 11, 12, SEP, PAD]])                       # (batch, seq), one padded position
+pair_segments = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 0]])
+masked_here = torch.zeros_like(pair_ids, dtype=torch.bool)
+masked_here[0, 2] = True
+with torch.no_grad():
+    states, pooled_cls = tiny_bert.bert(pair_ids, pair_segments, pair_ids != PAD)
+    all_logits, pair_nsp = tiny_bert(pair_ids, pair_segments, pair_ids != PAD)
+    few_logits, _ = tiny_bert(pair_ids, pair_segments, pair_ids != PAD, mlm_positions=masked_here)
+print(f"hidden_states {tuple(states.shape)}, pooled {tuple(pooled_cls.shape)} (tanh: all within "
+      f"{pooled_cls.abs().max().item():.2f} of 0)")
+print(f"mlm_logits {tuple(all_logits.shape)} at every position, {tuple(few_logits.shape)} with mlm_positions; nsp_logits {tuple(pair_nsp.shape)}")
+print(f"untrained: the likeliest of {TINY.vocab_size} tokens at the masked position has p = "
+      f"{few_logits.softmax(-1).max().item():.3f} (uniform: {1 / TINY.vocab_size:.3f})")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_bert_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BertModel: shapes, the tanh pooler on [CLS], padding ignored; BertForPreTraining: tied decoder, NSP on pooled, mlm_positions."""
 import transformers
@@ -725,6 +797,18 @@ def reference_bert(config: BertConfig, seed: int = 0):
     return reference
 
 
+# %% slideshow={"slide_type": "fragment"}
+hf_state = reference_bert(TINY).state_dict()
+converted = convert_hf_state_dict(hf_state, TINY)
+expected_keys = set(BertModel(TINY).state_dict())
+print(f"{len(hf_state)} Hugging Face tensors -> {len(converted)} of yours; BertModel(TINY) has {len(expected_keys)}")
+print("missing:", sorted(expected_keys - set(converted))[:5], " unexpected:", sorted(set(converted) - expected_keys)[:5])
+for key in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.0.attention.self.value.bias"):
+    print(f"  {key:48} {tuple(hf_state[key].shape)}")
+for key in ("layers.0.self_attn.in_proj_weight", "layers.0.self_attn.in_proj_bias", "layers.0.norm2.weight", "pooler.weight"):
+    print(f"  {key:48} {tuple(converted[key].shape) if key in converted else 'missing'}")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_convert_weights", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """A random transformers.BertModel, converted and loaded strictly into yours, gives the same outputs."""
 theirs = reference_bert(TINY)
@@ -781,6 +865,18 @@ class BertClassifier(nn.Module):
         ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+torch.manual_seed(0)
+three_way = BertClassifier(BertModel(TINY), n_classes=3).eval()
+two_texts = torch.tensor([[CLS, 7, 9, SEP, PAD], [CLS, 5, 6, 8, SEP]])                # (batch, seq)
+with torch.no_grad():
+    class_logits = three_way(two_texts, attention_mask=two_texts != PAD)                # (batch, n_classes)
+print(f"logits {tuple(class_logits.shape)}; class probabilities of the untrained classifier:")
+for row in class_logits.softmax(-1).tolist():
+    print("  ", [round(p, 3) for p in row])
+print("nothing is learned yet: the classes get similar probabilities")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_classifier", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BertClassifier: a linear layer on the pooled output, dropout only in training."""
 torch.manual_seed(0)
@@ -820,10 +916,13 @@ class PretrainingStream:
 
     def __init__(self, documents: list[list[str]], seed: int) -> None:
         self.documents, self.rng, self.generator = documents, random.Random(seed), torch.Generator().manual_seed(seed)
+        self.positions = 0                                           # positions handed out so far, padding included
 
     def __iter__(self):
         while True:
-            yield pretraining_batch(make_nsp_pairs(self.documents, BATCH, self.rng), tokenizer, MAX_LEN, self.generator)
+            batch = pretraining_batch(make_nsp_pairs(self.documents, BATCH, self.rng), tokenizer, MAX_LEN, self.generator)
+            self.positions += batch["input_ids"].numel()
+            yield batch
 
 
 held_out_batches = [pretraining_batch(make_nsp_pairs(held_out_documents, 256, random.Random(100 + i)), tokenizer, MAX_LEN,
@@ -858,7 +957,8 @@ pretrained = init_bert_weights(BertForPreTraining(small)).to(device)
 print(f"{count_parameters(pretrained):,} parameters")
 optimizer = torch.optim.AdamW(pretrained.parameters(), lr=2e-3, weight_decay=0.01)
 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 50) * max(0.0, 1 - s / STEPS))
-history = fit(pretrained, pretraining_loss, PretrainingStream(train_documents, seed=0), optimizer, STEPS, device=device,
+stream = PretrainingStream(train_documents, seed=0)
+history = fit(pretrained, pretraining_loss, stream, optimizer, STEPS, device=device,
               scheduler=scheduler, eval_fn=pretraining_accuracy, eval_every=250, description="pre-training")
 pretrained.eval()
 mlm_accuracy, nsp_accuracy = history.last("masked-token accuracy"), history.last("NSP accuracy")
@@ -1002,8 +1102,22 @@ assert all(a >= 0.55 for a, _ in runs["fine-tuned from pre-training"]), f"every 
 # **not** reliably better than a fresh one on this task (compare the two means above). A fresh
 # encoder with random attention averages its inputs, which is close to a bag of words, and these
 # two groups are told apart by their words (*god*, *orbit*). BERT-base was pre-trained on 3.3 billion
-# words for a million steps: about a hundred thousand times our compute. The next section loads
-# weights that were trained at that scale into **your** `BertModel`.
+# words for a million steps. By the rough rule that training costs about $6ND$ floating-point
+# operations for $N$ parameters and $D$ training positions (2 per parameter and position forward,
+# 4 backward; Kaplan et al., 2020), that is about a million times our compute: the cell below counts it.
+# The next section loads weights that were trained at that scale into **your** `BertModel`.
+
+# %% slideshow={"slide_type": "fragment"}
+ours = 6 * count_parameters(pretrained) * stream.positions
+# Devlin et al. (2018), appendix A.2: 1M steps of 256 sequences, 90% of them 128 pieces long, 10% 512
+bert_base_positions = 1_000_000 * 256 * (0.9 * 128 + 0.1 * 512)
+theirs = 6 * 110e6 * bert_base_positions
+compute_ratio = theirs / ours
+print(f"ours:      {count_parameters(pretrained) / 1e6:.2f}M parameters x {stream.positions / 1e6:.2f}M positions "
+      f"x 6 = {ours:.1e} FLOPs")
+print(f"BERT-base: 110M parameters x {bert_base_positions / 1e9:.1f}B positions x 6 = {theirs:.1e} FLOPs, "
+      f"{compute_ratio:,.0f} times ours")
+assert 5e5 <= compute_ratio < 2e6, f"the text above says about a million times; the count is {compute_ratio:,.0f}"
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "real_weights_your_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 14 · Real weights in your model: all-MiniLM-L6-v2
@@ -1141,3 +1255,4 @@ if MINILM_DIR is not None:
 # * Reimers and Gurevych (2019). *Sentence-BERT.* arXiv:1908.10084
 # * Wang et al. (2020). *MiniLM: Deep Self-Attention Distillation.* arXiv:2002.10957
 # * Turc et al. (2019). *Well-Read Students Learn Better* (small BERTs). arXiv:1908.08962
+# * Kaplan et al. (2020). *Scaling Laws for Neural Language Models* (the 6ND rule for training compute). arXiv:2001.08361
