@@ -149,8 +149,7 @@ assert torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_or
 #
 # To predict the token at position $z_t$ the model must know *where* it predicts but not *what*
 # is there. XLNet keeps two vectors per position: the **content** stream $h$ (token and position,
-# like any Transformer) and the **query** stream $g$ (position only; it starts from a learned
-# vector $w$ plus the position embedding). One set of projections serves both:
+# like any Transformer) and the **query** stream $g$ (position only). One set of projections serves both:
 #
 # $$h_i \leftarrow \text{Attn}(Q = h_i,\ KV = h_{j:\ \text{rank}_j \le \text{rank}_i}),\qquad g_i \leftarrow \text{Attn}(Q = g_i,\ KV = h_{j:\ \text{rank}_j < \text{rank}_i})$$
 #
@@ -158,6 +157,12 @@ assert torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_or
 # attention with `w_q, w_k, w_v, w_o`; boolean mask broadcastable to `(batch, heads, q, k)`; a row
 # with nothing to attend to gives **zeros**, not NaN) and `forward(h, g, content_mask, query_mask)`
 # returning `(new_h, new_g)`. Keys and values always come from the **content** stream.
+#
+# Where $g$ starts differs from the paper. In XLNet, $g^{(0)}_i = w$, one learned vector, the same
+# at every position: where a position is comes in only through Transformer-XL's **relative**
+# attention (section 6). Our small model (`PermutationLM`, below) has absolute positions and plain
+# attention instead, so it starts the query stream from $w$ **plus** the position's sinusoid, and
+# the content stream from the token embedding plus the same sinusoid.
 
 # %% nbgrader={"grade": false, "grade_id": "two_stream_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class TwoStreamAttention(nn.Module):
@@ -187,6 +192,27 @@ class TwoStreamAttention(nn.Module):
         ### BEGIN SOLUTION
         return self.attend(h, h, content_mask), self.attend(g, h, query_mask)
         ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+torch.manual_seed(0)
+two_stream = TwoStreamAttention(d_model=8, n_heads=2)
+small_order = torch.tensor([2, 0, 3, 1])                                  # position 2 is predicted first
+small_content, small_query = permutation_masks(small_order)
+content_in, query_in = torch.randn(1, 4, 8), torch.randn(1, 4, 8)         # (batch, seq, d_model)
+with torch.no_grad():
+    content_out, query_out = two_stream(content_in, query_in, small_content, small_query)
+    print(f"order {small_order.tolist()}: new h {tuple(content_out.shape)}, new g {tuple(query_out.shape)}")
+    print("which outputs change when the content h_j of one position changes (x = changed)")
+    print("       " + " ".join(f"g_{i}" for i in range(4)) + "   " + " ".join(f"h_{i}" for i in range(4)))
+    for j in range(4):
+        nudged = content_in.clone()
+        nudged[0, j] += 1.0
+        h_moved, g_moved = two_stream(nudged, query_in, small_content, small_query)
+        g_marks = ["x" if not torch.allclose(g_moved[0, i], query_out[0, i]) else "." for i in range(4)]
+        h_marks = ["x" if not torch.allclose(h_moved[0, i], content_out[0, i]) else "." for i in range(4)]
+        print(f"h_{j}:    " + "   ".join(g_marks) + "     " + "   ".join(h_marks))
+print("g_i never changes with h_i (its own token); h_i does; position 2, first in the order, sees only itself")
 
 
 # %% nbgrader={"grade": false, "grade_id": "two_stream_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -227,7 +253,7 @@ class PermutationLM(nn.Module):
         """tokens, order (batch, seq) -> logits (batch, seq, vocab) read from the query stream."""
         positions = self.position[:tokens.shape[1]]                                    # (seq, d_model), fixed sinusoids
         h = self.token(tokens) + positions                                             # (batch, seq, d_model)
-        g = (self.query_start + positions).expand_as(h)
+        g = (self.query_start + positions).expand_as(h)                               # w + position (the paper: w only)
         content_mask, query_mask = permutation_masks(order)                            # (batch, seq, seq)
         content_mask, query_mask = content_mask.unsqueeze(1), query_mask.unsqueeze(1)  # (batch, 1, seq, seq)
         for block in self.blocks:
@@ -309,6 +335,17 @@ def partial_prediction_loss(logits: torch.Tensor, tokens: torch.Tensor, orders: 
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+eight_orders = torch.stack([sample_order(8, torch.Generator().manual_seed(s)) for s in (4, 5)])   # (batch, seq)
+chosen_positions = prediction_targets(eight_orders, 4)                                             # (batch, seq)
+for order_row, chosen_row in zip(eight_orders.tolist(), chosen_positions.tolist()):
+    print(f"order {order_row}: predicted positions {[p for p in range(8) if chosen_row[p]]} "
+          f"(the last {8 // 4} of the order)  " + "".join("^" if c else "." for c in chosen_row))
+uniform_logits = torch.zeros(2, 8, 30)                                                             # (batch, seq, vocab)
+print(f"loss of a uniform guess over 30 symbols: {partial_prediction_loss(uniform_logits, torch.randint(0, 30, (2, 8), generator=torch.Generator().manual_seed(0)), eight_orders, 4).item():.3f}"
+      f" = log 30 = {math.log(30):.3f}")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_partial_prediction", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """prediction_targets marks the last seq // k of each order; the loss averages over them only."""
 orders = torch.tensor([[3, 0, 4, 1, 2, 5], [0, 1, 2, 3, 4, 5]])
@@ -332,7 +369,7 @@ assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-
 # %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_permutation_lm_against", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 5 · Experiment: permutation LM against left-to-right
 #
-# Characters of the Wikipedia sample, windows of 48. Two models of the **same** size and code: one
+# Characters of the Wikipedia sample, windows of `SEQ` = 24 characters. Two models of the **same** size and code: one
 # trained on random orders (XLNet's objective), one on the identity order (a left-to-right language
 # model: its query stream is exactly a causal decoder). Both predict the last quarter ($K = 4$) of
 # each order, and we compare their held-out loss on those positions: the permutation model has
@@ -479,6 +516,17 @@ def relative_scores(q: torch.Tensor, k: torch.Tensor, r: torch.Tensor, u: torch.
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+# q_len = 3 queries, k_len = 5 keys (2 of memory); entry = 10 * row + the distance its column holds
+listed = torch.tensor([[10 * i + (4 - c) for c in range(5)] for i in range(3)], dtype=torch.float64)
+aligned = rel_shift(listed)
+print("before the shift, every row lists distances 4 3 2 1 0:\n", listed.long())
+print("after it, entry [i, j] should hold distance i + 2 - j (j <= i + 2; the rest is masked later):\n", aligned.long())
+torch.manual_seed(0)
+print("relative_scores:", tuple(relative_scores(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 5, 4), torch.randn(2, 5, 4),
+                                                torch.zeros(2, 4), torch.zeros(2, 4)).shape), "= (batch, heads, q_len, k_len)")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_relative_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """rel_shift and relative_scores equal a naive gather over distances, with and without memory."""
 def naive_scores(q, k, r, u, v):
@@ -576,6 +624,20 @@ def xl_forward(layers: nn.ModuleList, segment: torch.Tensor, memories: list[torc
         x = layer(x, memory)
     return x, new_memories
     ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+torch.manual_seed(0)
+xl_layers = nn.ModuleList(XLLayer(16, 4, 32) for _ in range(2)).eval()
+long_text = torch.randn(1, 12, 16)                                        # (batch, 12 positions, d_model)
+with torch.no_grad():
+    whole, _ = xl_forward(xl_layers, long_text, None, mem_len=12)
+    for mem_len in (1, 2, 4, 8):
+        state = None
+        for segment_start in (0, 4, 8):                                   # three segments of 4 positions
+            last, state = xl_forward(xl_layers, long_text[:, segment_start:segment_start + 4], state, mem_len)
+        print(f"mem_len {mem_len}: memories {[tuple(m.shape) for m in state]}, third segment differs from the "
+              f"whole-text pass by {(last - whole[:, 8:]).abs().max().item():.1e}")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_segment_recurrence", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
