@@ -1,4 +1,4 @@
-"""The ``course`` command: sync, build, validate, mutants, grade, slides, site, lab, doctor."""
+"""The ``course`` command: sync, build, readings, validate, mutants, grade, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -52,6 +52,29 @@ def _sync(args: argparse.Namespace) -> int:
     print("\n".join(done) or "every solution notebook is already in step with its text twin")
     for name in build(root, args.assignments or None):   # writes only the student notebooks that changed
         print(f"wrote {name}")
+    return 0
+
+
+def _readings(args: argparse.Namespace) -> int:
+    from course_tools.build import build, repo_root
+    from course_tools.readings import PLACEMENT, out_of_step, write
+
+    root = repo_root()
+    if args.check:
+        stale = out_of_step(root)
+        if stale:
+            print(f"further reading out of step with readings/ (run `course readings`): {', '.join(stale)}")
+            return 1
+        print(f"every notebook's further reading lists its entries of the reading list ({PLACEMENT})")
+        return 0
+    _needs("jupytext")
+    from course_tools.pairing import sync
+
+    written = write(root)
+    if written:
+        sync(root, written, prefer="notebook")     # the text twins follow the notebooks just written
+        build(root, written)
+    print("\n".join(f"wrote the further reading of {name}" for name in written) or "already in step")
     return 0
 
 
@@ -210,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     b.add_argument("--check", action="store_true", help="only compare; exit 1 naming each stale file")
     b.set_defaults(run=_build)
+
+    r = sub.add_parser("readings", help="write each notebook's entries of the course reading list into its further "
+                                        "reading (readings/reading-list.md, placed by readings/placement.toml)")
+    r.add_argument("--check", action="store_true", help="only compare; exit 1 naming the notebooks out of step")
+    r.set_defaults(run=_readings)
 
     m = sub.add_parser("mutants", help="apply each listed plausible mistake to the solution and report which "
                                        "graded tests catch it",
