@@ -160,6 +160,28 @@ def _slides_section(slides: Path, dest: Path) -> str:
             f"for speaker notes):\n\n<ul>\n{links}\n</ul>\n")
 
 
+SITE_FIXES = '''"""Sphinx extension of the course site: every page loads each script once."""
+
+
+def _one_of_each(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, kept = set(), []
+    for script in scripts:
+        key = (str(script), tuple(sorted((getattr(script, "attributes", None) or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    scripts[:] = kept
+
+
+def setup(app):
+    app.connect("html-page-context", _one_of_each, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+'''
+
+
 def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Overview]:
     """Write the Jupyter Book source of the course site into ``dest``; return the notebooks' overviews.
 
@@ -209,6 +231,8 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
     (dest / "reading_list.md").write_text(site_page(root, titles), encoding="utf-8")
     _figure(items, dest / FIGURE)
     shutil.copytree(mathjax_source(), dest / "_extra" / "mathjax")
+    (dest / "_ext").mkdir()
+    (dest / "_ext" / "course_site_fixes.py").write_text(SITE_FIXES, encoding="utf-8")
 
     toc = {
         "format": "jb-book",
@@ -230,7 +254,9 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
         "html": {"use_repository_button": False, "use_issues_button": False,
                  "use_edit_page_button": False, "home_page_in_navbar": True},
         "launch_buttons": {"thebe": False},
-        "sphinx": {"config": {
+        # sphinx-thebe adds its configuration script twice (THEBE_JS_URL declared twice: a console
+        # error on every page); course_site_fixes keeps one copy of each script
+        "sphinx": {"local_extensions": {"course_site_fixes": "_ext"}, "config": {
             "html_extra_path": ["_extra"],
             "mathjax_path": MATHJAX,
             "mathjax2_config": {"tex2jax": {"inlineMath": [["\\(", "\\)"]],

@@ -76,6 +76,12 @@ def _requested_urls(driver) -> list[str]:
     return urls
 
 
+def _assert_no_console_errors(driver, page: str) -> None:
+    """The page logged no error (an uncaught exception, a script that failed, a resource not found)."""
+    errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not errors, f"{page} logged errors in the console: {errors[:3]}"
+
+
 def _assert_offline(urls: list[str], allowed: tuple[str, ...]) -> None:
     remote = [u for u in urls if not u.startswith(allowed + ("data:", "blob:", "about:"))]
     assert not remote, f"the page requested remote resources: {remote[:5]}"
@@ -144,6 +150,26 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
     page = browser.page_source
     assert "HIDDEN TESTS" not in page and "BEGIN SOLUTION" not in page
 
+    # every slide fits the slide area (1100 x 760, shown whole on a 16:9 screen): long code scrolls in its
+    # block, and the template scales a tall slide's text down; no slide is left to scroll
+    count = browser.execute_script("return Reveal.getSlides().length")
+    verdicts = []
+    for number in range(count):
+        browser.execute_script("""
+            const s = Reveal.getSlides()[arguments[0]];
+            s.removeAttribute('data-course-fit');
+            const i = Reveal.getIndices(s);
+            Reveal.slide(i.h, i.v, s.querySelectorAll('.fragment').length - 1);""", number)
+        _wait(browser, "Reveal.getSlides()[arguments[0]].hasAttribute('data-course-fit')".replace(
+            "arguments[0]", str(number)), f"slide {number + 1} to be fitted")
+        verdicts.append(browser.execute_script(
+            "const s = Reveal.getSlides()[arguments[0]]; return [s.getAttribute('data-course-fit'), s.scrollHeight];",
+            number))
+    height = browser.execute_script("return Reveal.getConfig().height")
+    tall = [(n + 1, v) for n, v in enumerate(verdicts) if v[0] == "scrolls" or v[1] > height + 1]
+    assert not tall, f"slides taller than {height} px (number, [fit, height]): {tall}"
+    print("slide fits:", verdicts)
+
 
 # --------------------------------------------------------------------------- site
 
@@ -159,9 +185,10 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
     _wait(browser, "document.readyState === 'complete'", "the home page")
     assert "graded PyTorch course" in browser.title
     links = browser.execute_script("return [...document.querySelectorAll('nav a')].map(a => a.textContent.trim())")
-    for page in ("The sequence", "Students", "Instructors", "Lecturers"):
+    for page in ("The sequence", "Students", "Instructors", "Lecturers", "Reading list"):
         assert page in links, f"no '{page}' in the site's navigation: {links}"
     screenshot(browser, "home")
+    _assert_no_console_errors(browser, "the home page")
 
     browser.get((html / "sequence.html").as_uri())
     _wait(browser, "document.readyState === 'complete'", "the sequence page")
@@ -178,6 +205,17 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
         # the first objective, without its markdown emphasis
         assert item.objectives[0].replace("**", "").replace("`", "")[:40] in text, assignment
     screenshot(browser, "sequence")
+    _assert_no_console_errors(browser, "the sequence page")
+
+    browser.get((html / "reading_list.html").as_uri())
+    _wait(browser, "document.readyState === 'complete'", "the reading list page")
+    from course_tools.readings import load
+
+    hrefs = set(browser.execute_script("return [...document.querySelectorAll('main a')].map(a => a.getAttribute('href'))"))
+    missing = [p.entry.url for p in load(root) if p.entry.url not in hrefs]
+    assert not missing, f"the site's reading list lacks {missing[:3]}"
+    _assert_no_console_errors(browser, "the reading list page")
+    screenshot(browser, "reading-list")
 
     browser.get((html / "instructors.html").as_uri())
     _wait(browser, "document.readyState === 'complete'", "the instructors page")
@@ -198,6 +236,7 @@ def test_course_site_in_the_browser(browser, screenshot, root, tmp_path, deck):
     assert "raise NotImplementedError()" in text, "the site should show the student version"
     assert "BEGIN SOLUTION" not in text and "Speaker notes" not in text
     screenshot(browser, "notebook")
+    _assert_no_console_errors(browser, "a notebook page")
     _assert_offline(_requested_urls(browser), ("file://",))
 
 
