@@ -78,6 +78,26 @@ def lsh_hash(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+angles = torch.linspace(0, 2 * math.pi, 361)[:-1]
+circle = torch.stack([angles.cos(), angles.sin()], dim=-1)                   # (360, 2): unit vectors
+circle_rotations = torch.randn(2, 4, generator=torch.Generator().manual_seed(3))  # d = 2, 8 buckets
+circle_buckets = lsh_hash(circle, circle_rotations)                           # (360,)
+print("buckets", circle_buckets.shape, "every 20 degrees:", circle_buckets[::20].tolist())
+print("x and -x:", lsh_hash(circle[:4], circle_rotations).tolist(), "vs", lsh_hash(-circle[:4], circle_rotations).tolist())
+fig, ax = plt.subplots(figsize=(3.2, 3.2))
+ax.scatter(circle[:, 0], circle[:, 1], c=circle_buckets, cmap="tab10", vmin=0, vmax=9, s=12)
+for bucket in circle_buckets.unique().tolist():
+    middle = circle[circle_buckets == bucket].mean(dim=0)                     # the middle of the bucket's arc
+    ax.annotate(str(bucket), (1.25 * F.normalize(middle, dim=0)).tolist(), ha="center", va="center")
+ax.set_xlim(-1.4, 1.4)
+ax.set_ylim(-1.4, 1.4)
+ax.set_aspect("equal")
+ax.set_axis_off()
+ax.set_title("lsh_hash on the unit circle, 8 buckets:\neach bucket is one arc; x and -x are 4 apart", fontsize=9)
+plt.show()
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_lsh_hash", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """lsh_hash gives argmax over [xR, -xR]; near vectors collide much more often than far ones."""
 rotations = torch.tensor([[1.0, 0.0], [0.0, 1.0]])              # d = 2, 4 buckets
@@ -118,6 +138,14 @@ assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, 
 # weights $\operatorname{softmax}_r(\text{lse}_r)$: each round's share of the total attention mass.
 # Complete `lsh_attention(qk, v, rotations, chunk_size, causal=False)` for `qk, v (batch, n, d)`
 # with `n` divisible by `chunk_size`.
+#
+# **Where this differs from the paper.** The Reformer lets a query see only the keys of its **own
+# bucket** within its chunk and the one before, and when a query meets the same key in $N_{ij}$ of the
+# rounds it subtracts $\log N_{ij}$ from that score, so the key is not counted $N_{ij}$ times. This
+# exercise does neither: a query sees every key of its chunk and the one before, whatever their
+# bucket (more keys than the paper's, never fewer), and the rounds are combined by their mass alone.
+# The code stays short, and with a single chunk the result is exactly full attention, which the
+# test uses.
 
 # %% nbgrader={"grade": false, "grade_id": "lsh_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def lsh_attention_round(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, chunk_size: int,
@@ -172,6 +200,23 @@ def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False,
         scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=qk.device).triu(1), torch.finfo(scores.dtype).min)
     scores = scores.masked_fill(torch.eye(n, dtype=torch.bool, device=qk.device), -1e5)
     return scores.softmax(-1) @ v
+
+
+# %% slideshow={"slide_type": "fragment"}
+demo_g = torch.Generator().manual_seed(5)
+centres = 3 * torch.randn(4, 8, generator=demo_g, dtype=torch.float64)
+cluster = torch.randperm(32, generator=demo_g) % 4                            # (32,): cluster of each position
+demo_qk = (centres[cluster] + 0.3 * torch.randn(32, 8, generator=demo_g, dtype=torch.float64))[None]  # (1, 32, 8)
+demo_v = torch.randn(1, 32, 8, generator=demo_g, dtype=torch.float64)
+demo_rotations = torch.randn(8, 8, 4, generator=demo_g, dtype=torch.float64)  # 8 rounds of 8 buckets
+print("cluster of each position:", cluster.tolist())
+print("its bucket in round 1:   ", lsh_hash(demo_qk[0], demo_rotations[0]).tolist())
+exact = shared_qk_attention(demo_qk, demo_v)                                    # (1, 32, 8)
+print(f"full attention: output {tuple(exact.shape)}, mean |output| {exact.abs().mean():.3f}")
+for rounds in (1, 2, 4, 8):
+    approx_out = lsh_attention(demo_qk, demo_v, demo_rotations[:rounds], chunk_size=8)   # (1, 32, 8)
+    print(f"{rounds} round(s), 4 chunks of 8: output {tuple(approx_out.shape)}, "
+          f"mean |LSH - full attention| {(approx_out - exact).abs().mean():.3f}")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_lsh_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -258,6 +303,26 @@ def make_blocks(n_layers: int, d: int) -> nn.ModuleList:
     return nn.ModuleList(ReversibleBlock(feed_forward(d), feed_forward(d)) for _ in range(n_layers))
 
 
+# %% slideshow={"slide_type": "fragment"}
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    demo_blocks = make_blocks(8, 32)                                           # float32
+    demo_x1, demo_x2 = torch.randn(1, 4, 32), torch.randn(1, 4, 32)
+with torch.no_grad():
+    demo_y1, demo_y2 = demo_blocks[0](demo_x1, demo_x2)
+    back1, back2 = demo_blocks[0].inverse(demo_y1, demo_y2)
+    print(f"one block: y1 {tuple(demo_y1.shape)}, y2 {tuple(demo_y2.shape)}; "
+          f"mean |y1 - x1| = {(demo_y1 - demo_x1).abs().mean():.2f}, mean |y2 - x2| = {(demo_y2 - demo_x2).abs().mean():.2f}")
+    print(f"inverse(forward(x)): largest error {max((back1 - demo_x1).abs().max(), (back2 - demo_x2).abs().max()):.1e}")
+    deep1, deep2 = demo_x1, demo_x2
+    for block in demo_blocks:
+        deep1, deep2 = block(deep1, deep2)
+    for block in reversed(demo_blocks):
+        deep1, deep2 = block.inverse(deep1, deep2)
+    print(f"8 blocks forward, then inverted: largest error {max((deep1 - demo_x1).abs().max(), (deep2 - demo_x2).abs().max()):.1e} "
+          "(float32 rounding; in exact arithmetic it is 0)")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_reversible_block", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The inverse restores the inputs to 1e-10 in float64, through a stack of blocks too."""
 torch.manual_seed(0)
@@ -329,6 +394,26 @@ def reversible_stack(blocks: nn.ModuleList, x1: torch.Tensor, x2: torch.Tensor) 
     return ReversibleStack.apply(x1, x2, blocks, *blocks.parameters())
 
 
+# %% slideshow={"slide_type": "fragment"}
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    demo_blocks = make_blocks(3, 16)
+    demo_x1, demo_x2 = torch.randn(2, 5, 16, requires_grad=True), torch.randn(2, 5, 16, requires_grad=True)
+calls = {"F": 0, "G": 0}
+hooks = [module.register_forward_hook(lambda *_, key=key: calls.__setitem__(key, calls[key] + 1))
+         for block in demo_blocks for key, module in (("F", block.f), ("G", block.g))]
+demo_y1, demo_y2 = reversible_stack(demo_blocks, demo_x1, demo_x2)
+in_forward = dict(calls)
+(demo_y1.sum() + demo_y2.sum()).backward()
+for hook in hooks:
+    hook.remove()
+with_grad = sum(p.grad is not None for p in demo_blocks.parameters())
+print(f"outputs {tuple(demo_y1.shape)}, {tuple(demo_y2.shape)}; input gradients {tuple(demo_x1.grad.shape)}, "
+      f"{tuple(demo_x2.grad.shape)}; {with_grad} of {len(list(demo_blocks.parameters()))} parameters have a gradient")
+print(f"calls per block: forward F {in_forward['F'] / 3:.0f}, G {in_forward['G'] / 3:.0f}; "
+      f"backward F {(calls['F'] - in_forward['F']) / 3:.0f}, G {(calls['G'] - in_forward['G']) / 3:.0f} (inverse, then re-run)")
+
+
 def saved_bytes(fn) -> int:
     """Bytes of the tensors autograd saves for the backward pass while fn() runs."""
     total = [0]
@@ -392,6 +477,20 @@ def chunked_feed_forward(ffn: nn.Module, x: torch.Tensor, chunk_size: int) -> to
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    demo_ffn = feed_forward(16)
+demo_x = torch.randn(1, 1000, 16, generator=torch.Generator().manual_seed(0))
+hidden_shapes = []
+hook = demo_ffn[1].register_forward_hook(lambda module, inputs, out: hidden_shapes.append(tuple(out.shape)))
+with torch.no_grad():
+    whole, chunked = demo_ffn(demo_x), chunked_feed_forward(demo_ffn, demo_x, 256)
+hook.remove()
+print(f"output {tuple(chunked.shape)}; largest difference from ffn(x): {(chunked - whole).abs().max():.1e}")
+print(f"the (..., 4d) intermediate: {hidden_shapes[0]} at once, or {hidden_shapes[1:]} one after another")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_chunked_ffn", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """chunked_feed_forward equals the plain feed-forward, for chunk sizes that do and do not divide the length."""
 torch.manual_seed(0)
@@ -415,6 +514,17 @@ def sliding_window_mask(n: int, window: int, causal: bool = False) -> torch.Tens
     allowed = distance.abs() <= window
     return allowed & (distance <= 0) if causal else allowed
     ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
+for ax, causal in zip(axes, (False, True)):
+    window_mask = sliding_window_mask(12, 2, causal=causal)                    # (12, 12)
+    ax.imshow(window_mask, cmap="Greys", vmin=0, vmax=1)
+    ax.set_title(f"sliding_window_mask(12, 2, causal={causal})\n{int(window_mask.sum())} of 144 pairs allowed", fontsize=8)
+    ax.set_xlabel("key j")
+    ax.set_ylabel("query i")
+plt.show()
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sliding_window", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -532,12 +642,16 @@ plt.show()
 # ### Reading the results
 #
 # Full attention's memory grows with $n^2$ (at 8,192 tokens the score matrix and its softmax take
-# 256 MiB each, per head and batch element); LSH attention's grows with $n$, at the price of Python-level sorting and
-# gathering that makes it slower than the fused kernel here. PyTorch's fused SDPA is the practical
-# answer on modern hardware (FlashAttention computes exact attention in tiles without storing the
-# matrix). The reversible stack saves two tensors whatever its depth, and pays with one extra
-# forward pass per block in the backward pass; its peak memory still includes one block's
-# recomputation at a time.
+# 256 MiB each, per head and batch element); LSH attention's grows with $n$, at the price of hashing,
+# sorting and gathering, many small operations, and of an approximation. PyTorch's fused SDPA needs
+# even less memory here and is exact: it is the practical answer on modern hardware (FlashAttention
+# computes exact attention in tiles without storing the matrix). The times are of one call each
+# (on a CPU, while every tensor is being counted), so read them loosely. The reversible stack saves two tensors whatever its depth, and pays in compute: its
+# backward pass inverts each block (F and G once each) and then runs it again with gradients
+# (F and G again) before back-propagating through it, so every block's F and G run three times per
+# training step instead of once (the cell after exercise 4 counts the calls). RevNet's own backward
+# (Gomez et al., 2017) gets the inputs from the re-run itself, one extra evaluation instead of two.
+# Its peak memory still includes one block's recomputation at a time.
 #
 # Other efficient attentions of the time: **local/sliding windows** (Longformer, BigBird, with a few
 # global tokens), **low-rank** projections of keys (Linformer), **kernel** feature maps (Performer),
@@ -548,9 +662,12 @@ plt.show()
 #
 # * **Angular LSH** puts vectors at a small angle in the same bucket with high probability.
 # * **LSH attention** sorts by bucket, attends within a chunk and the one before, and combines several
-#   rounds by their attention mass; with one chunk it is full (shared-QK) attention.
+#   rounds by their attention mass; with one chunk it is full (shared-QK) attention. Unlike the
+#   paper's, ours also lets a query see keys of other buckets in those two chunks and does not
+#   correct for a key found in several rounds.
 # * **Reversible blocks** let the backward pass recompute activations from outputs; a custom
-#   `autograd.Function` keeps activation memory flat as depth grows, with the same gradients.
+#   `autograd.Function` keeps activation memory flat as depth grows, with the same gradients, at
+#   the price of two more evaluations of every block per step (inverse and re-run).
 # * **Chunking** the feed-forward layer and **sliding windows** bound the other large intermediates.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
