@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -354,6 +355,16 @@ def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, scr
         toolbar = browser.execute_script("return document.querySelector('.jp-NotebookPanel-toolbar').innerText")
         assert "Validate" in toolbar, "nbgrader's Validate button is missing for students"
         screenshot(browser, "student-notebook")
+        # the Validate button reads like `course validate`: per test PASS/FAIL, points, message, total
+        browser.execute_script("[...document.querySelectorAll('.jp-NotebookPanel-toolbar button')]"
+                               ".find(b => b.textContent.includes('Validate')).click()")
+        message = _wait(browser, "(() => { const m = document.getElementById('validation-message');"
+                                 " return m && m.innerText.includes('points') ? m.innerText : ''; })()",
+                        "the Validate dialog's results", 300)
+        assert "FAIL  test_masks" in message and re.search(r"0 / \d+ points: (\d+) of \1 tests fail", message), message[:1500]
+        assert "NotImplementedError" in message and "Traceback" not in message and len(message) < 3000, message[:1500]
+        screenshot(browser, "validate-dialog")
+        browser.execute_script("document.querySelector('.jp-Dialog .jp-mod-accept').click()")
         # the server side: no formgrader, and only notebooks/ is served (no solutions)
         assert lab.get("/formgrader")[0] == 404
         assert lab.get("/api/contents/04_masking/04_masking.ipynb")[0] == 200
