@@ -55,6 +55,30 @@ print(describe_environment(device))
 #
 # Convention (as in `F.scaled_dot_product_attention`): masks are **boolean, True = may attend**.
 # Masked scores are filled with `torch.finfo(dtype).min`, never `-1e9` (it overflows in float16).
+#
+# The figure: three sentences padded into one rectangle. Left, which cells are real (the
+# padding mask); right, which words a language model may look at when it predicts the word
+# after each one (the causal mask), for the longest sentence.
+
+# %% slideshow={"slide_type": "fragment"}
+batch_words = [["the", "cat", "sat", "on", "mats"], ["dogs", "bark"], ["birds", "sing", "loudly"]]
+width = max(len(words) for words in batch_words)
+padded_words = [words + ["<pad>"] * (width - len(words)) for words in batch_words]
+is_real = torch.tensor([[word != "<pad>" for word in row] for row in padded_words])       # (batch, seq)
+may_see = torch.tensor([[key <= query for key in range(width)] for query in range(width)])  # (seq, seq)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+axes[0].imshow(is_real.float(), cmap="Greens", vmin=0, vmax=1.5)
+for b, row in enumerate(padded_words):
+    for t, word in enumerate(row):
+        axes[0].text(t, b, word, ha="center", va="center", fontsize=9, color="gray" if word == "<pad>" else "black")
+axes[0].set(title="padding mask: True (green) at real tokens", xlabel="position", ylabel="sentence",
+            xticks=range(width), yticks=range(len(batch_words)))
+axes[1].imshow(may_see.float(), cmap="Greens", vmin=0, vmax=1.5)
+axes[1].set_xticks(range(width), labels=batch_words[0])
+axes[1].set_yticks(range(width), labels=batch_words[0])
+axes[1].set(title="causal mask: query i sees keys j <= i", xlabel="key (attended to)", ylabel="query")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## The math
@@ -156,6 +180,19 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+# Try it: equal scores and a causal mask for 3 real tokens padded to 5. Row 3, a padding query, still
+# sees the real keys; row 4 is forbidden everything on purpose.
+demo_mask = torch.ones(5, 5, dtype=torch.bool).tril() & (torch.arange(5) < 3)
+demo_mask[4] = False
+demo_weights = masked_softmax(torch.zeros(5, 5), demo_mask)
+fig, axes = plt.subplots(1, 2, figsize=(6, 2.5))
+show_attention(demo_mask.float(), ax=axes[0], title="mask")
+show_attention(demo_weights, ax=axes[1], title="masked_softmax")
+fig.tight_layout()
+plt.show()
+print("row sums:", demo_weights.sum(-1).tolist())
+
 # %% nbgrader={"grade": true, "grade_id": "test_masked_softmax", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """masked_softmax: allowed positions sum to 1, an all-masked row is zeros, and no NaN in values or gradients."""
 scores = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], requires_grad=True)
@@ -205,6 +242,18 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torc
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+# Try it: two sequences of lengths 3 and 1, padded to 4. Padding vectors hold 100, padding targets -100.
+demo_x = torch.tensor([[[1.0], [2.0], [3.0], [100.0]], [[5.0], [100.0], [100.0], [100.0]]])
+demo_mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+print("masked mean:", masked_mean(demo_x, demo_mask).flatten().tolist(), "  plain mean:", demo_x.mean(1).flatten().tolist())
+# logits that favour the right token at real positions, and token 2 at padding
+demo_targets = torch.tensor([[0, 1, 2, -100], [1, -100, -100, -100]])
+demo_logits = 5 * F.one_hot(demo_targets.clamp(min=0), 3).float()
+demo_logits[~demo_mask] = torch.tensor([-5.0, 0.0, 5.0])
+print(f"masked cross-entropy: {masked_cross_entropy(demo_logits, demo_targets, demo_mask).item():.4f} "
+      f"(log(1 + 2 exp(-5)) = {(1 + 2 * torch.tensor(-5.0).exp()).log().item():.4f}: the padding does not count)")
+
 # %% nbgrader={"grade": true, "grade_id": "test_masked_reductions", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """masked_mean ignores padding; masked_cross_entropy equals F.cross_entropy(ignore_index=-100)."""
 x = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [50.0], [60.0]]])
@@ -244,6 +293,18 @@ def rnn_final_states(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> tor
     return last[-1]
     ### END SOLUTION
 
+
+# %% slideshow={"slide_type": "fragment"}
+# Try it: one sequence of 3 vectors followed by more and more padding (zero vectors).
+demo_gru = nn.GRU(2, 3, batch_first=True)
+sequence = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    for extra in (0, 2, 8):
+        padded = F.pad(sequence, (0, 0, 0, extra))                      # (1, 3 + extra, 2)
+        packed_state = rnn_final_states(demo_gru, padded, torch.tensor([3]))
+        naive_state = demo_gru(padded)[1][-1]
+        print(f"{extra} padding steps: packed {[round(v, 3) for v in packed_state.flatten().tolist()]}, "
+              f"naive {[round(v, 3) for v in naive_state.flatten().tolist()]}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_rnn_final_states", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """rnn_final_states equals running each sequence alone, and differs from the naive padded run."""
@@ -292,6 +353,17 @@ def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, m
     return inputs, labels
     ### END SOLUTION
 
+
+# %% slideshow={"slide_type": "fragment"}
+# Try it on words (rate 0.3 here, so that a short sentence shows a few choices).
+words = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"] + "the a cat dog sat ran on under mat tree and then slept".split()
+sentence = "[CLS] the cat sat on the mat and then the dog ran under a tree [SEP] [PAD] [PAD]".split()
+demo_tokens = torch.tensor([[words.index(w) for w in sentence]])
+demo_special = demo_tokens < 5                                          # [PAD], [CLS], [SEP], [UNK], [MASK]
+demo_inputs, demo_labels = bert_corrupt(demo_tokens, demo_special, len(words), mask_id=words.index("[MASK]"),
+                                        generator=torch.Generator().manual_seed(3), rate=0.3)
+print("input: ", " ".join(words[i] for i in demo_inputs[0].tolist()))
+print("labels:", " ".join(words[i] if i != -100 else "." for i in demo_labels[0].tolist()))
 
 # %% nbgrader={"grade": true, "grade_id": "test_bert_corrupt", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """bert_corrupt: 15% chosen, 80/10/10 among them, specials never chosen, labels -100 elsewhere."""
@@ -416,6 +488,7 @@ fig.tight_layout()
 plt.show()
 drift = {m: (torch.stack(curves[m]) - curves[m][0]).abs().max().item() for m in (True, False)}
 print(f"largest change in probability: with mask {drift[True]:.2e}, without {drift[False]:.2f}")
+assert drift[True] < 1e-4 < 0.1 < drift[False], f"expected no drift with the mask and a clear one without, got {drift}"
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
