@@ -51,6 +51,28 @@ print(describe_environment(device))
 # $f(P x) = P f(x)$. "dog bites man" and "man bites dog" get the same vectors, in another order.
 # Order must be added: to the input (**absolute** encodings), to the attention scores
 # (**relative** biases) or to the queries and keys themselves (**rotary**).
+#
+# The figure: one self-attention step (scores $x_i^\top x_j / \sqrt{d}$, no positions) over random
+# word vectors, for both orders. The weights are the same numbers with rows and columns
+# swapped, and "dog" comes out with the same vector (up to rounding) whether it bites or is bitten.
+
+# %% slideshow={"slide_type": "fragment"}
+word_vectors = dict(zip(["dog", "bites", "man"], torch.randn(3, 8, generator=torch.Generator().manual_seed(0))))
+fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+outputs = {}
+for ax, sentence in zip(axes, ["dog bites man", "man bites dog"]):
+    words = sentence.split()
+    x = torch.stack([word_vectors[w] for w in words])                 # (3, 8)
+    weights = torch.softmax(x @ x.T / math.sqrt(8), dim=-1)           # (3, 3)
+    outputs[sentence] = dict(zip(words, weights @ x))                 # word -> its output vector
+    image = ax.imshow(weights, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(3), labels=words)
+    ax.set_yticks(range(3), labels=words)
+    ax.set(title=f'"{sentence}"', xlabel="key", ylabel="query")
+fig.colorbar(image, ax=axes, fraction=0.03)
+plt.show()
+gap = (outputs["dog bites man"]["dog"] - outputs["man bites dog"]["dog"]).abs().max().item()
+print(f'largest difference between the two outputs for "dog": {gap:.1e}')
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "math", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## The math
@@ -73,7 +95,7 @@ print(describe_environment(device))
 # | $\omega_i$ | `(d_model/2,)` | frequencies | `frequencies` |
 # | $M_k$ | `(d_model, d_model)` | shift-by-$k$ map | `shift_matrix(k, d_model)` |
 # | $b(n - m)$ | `(heads, q_len, k_len)` | relative position bias on scores | `RelativeBias` |
-# | $R_m$ | rotation of each pair by $m\omega_i$ | rotary | `apply_rotary(x, positions)` |
+# | $R_m$ | `(d, d)`, never built | rotary: turns pair $i$ of a query or key at position $m$ by the angle $m\omega_i$ | `apply_rotary(x, positions)` |
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_check_permutation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: check permutation equivariance (2 points)
@@ -91,6 +113,19 @@ def is_permutation_equivariant(layer: nn.Module, x: torch.Tensor, permutation: t
         return torch.allclose(layer(x[:, permutation]), layer(x)[:, permutation], atol=atol)
     ### END SOLUTION
 
+
+# %% slideshow={"slide_type": "fragment"}
+# Try it on four layers: two mix positions by content only, two look at where a position is.
+candidates = {
+    "self-attention": lambda inp: F.scaled_dot_product_attention(inp, inp, inp),
+    "position-wise MLP": nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8)),
+    "causal self-attention": lambda inp: F.scaled_dot_product_attention(inp, inp, inp, is_causal=True),
+    "running sum over positions": lambda inp: inp.cumsum(1),
+}
+demo_x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+demo_permutation = torch.tensor([3, 0, 4, 1, 2])
+for name, candidate in candidates.items():
+    print(f"{name:>27}: equivariant = {is_permutation_equivariant(candidate, demo_x, demo_permutation)}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_equivariance", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """is_permutation_equivariant: True for plain self-attention, False once positions are added."""
@@ -174,6 +209,18 @@ def shift_matrix(k: int, d_model: int) -> torch.Tensor:
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+# Try it: M_5 for d = 8 is four 2 x 2 rotations on the diagonal; it carries PE(10) to PE(15).
+m5 = shift_matrix(5, 8)
+encodings = sinusoidal_encoding(20, 8).double()
+fig, ax = plt.subplots(figsize=(6, 2.5))
+image = ax.imshow(m5, cmap="RdBu", vmin=-1, vmax=1)
+ax.set(title="shift_matrix(5, 8)", xticks=range(8), yticks=range(8))
+fig.colorbar(image, ax=ax)
+plt.show()
+print("M_5 PE(10):", (m5 @ encodings[10]).numpy().round(3).tolist())
+print("PE(15):    ", encodings[15].numpy().round(3).tolist())
+
 # %% nbgrader={"grade": true, "grade_id": "test_shift_matrix", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """shift_matrix: M_k maps every position's encoding to the one k positions later."""
 pe = sinusoidal_encoding(200, 16).double()
@@ -216,6 +263,16 @@ class LearnedPositions(nn.Module):
         return x + self.positions(torch.arange(seq, device=x.device))    # (batch, seq, d_model)
         ### END SOLUTION
 
+
+# %% slideshow={"slide_type": "fragment"}
+# Try it: a table of 8 positions, used by a sequence of 5 and then by one of 9.
+demo_positions = LearnedPositions(max_len=8, d_model=3)
+print("shape for 5 positions:", tuple(demo_positions(torch.zeros(2, 5, 3)).shape))
+try:
+    demo_positions(torch.zeros(1, 9, 3))
+    print("no error for 9 positions?")
+except ValueError as error:
+    print("9 positions:", error)
 
 # %% nbgrader={"grade": true, "grade_id": "test_learned_positions", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """LearnedPositions: adds row p at position p, and refuses sequences longer than max_len."""
@@ -293,6 +350,19 @@ class RelativeBias(nn.Module):
         ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+# Try it: the bucket of every (query, key) pair over 40 positions, with 16 buckets up to distance 20.
+offsets = torch.arange(40)[None, :] - torch.arange(40)[:, None]        # (q, k): n - m
+fig, axes = plt.subplots(1, 2, figsize=(7, 2.8))
+for ax, bidirectional in zip(axes, (True, False)):
+    image = ax.imshow(t5_bucket(offsets, num_buckets=16, max_distance=20, bidirectional=bidirectional), cmap="tab20")
+    ax.set(title=f"bidirectional={bidirectional}", xlabel="key n", ylabel="query m")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+fig.tight_layout()
+plt.show()
+print("buckets for n - m = -10 .. 10:", t5_bucket(torch.arange(-10, 11), num_buckets=16, max_distance=20).tolist())
+print("RelativeBias(num_heads=2)(3, 4) has shape", tuple(RelativeBias(num_heads=2)(3, 4).shape))
+
 # %% nbgrader={"grade": true, "grade_id": "test_relative_bias", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """t5_bucket: exact small offsets, log buckets further away, a last bucket beyond max_distance."""
 r = torch.tensor([-3, -1, 0, 1, 3, 7, 8, 12, 40, 127, 1000])
@@ -343,6 +413,18 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+# Try it: one query vector and one key vector placed at every position m and n; their score after rotation.
+g = torch.Generator().manual_seed(1)
+one_query, one_key = torch.randn(1, 16, generator=g), torch.randn(1, 16, generator=g)
+places = torch.arange(24)
+rotated_scores = apply_rotary(one_query.expand(24, 16), places) @ apply_rotary(one_key.expand(24, 16), places).T
+fig, ax = plt.subplots(figsize=(6, 2.5))
+image = ax.imshow(rotated_scores, cmap="RdBu")
+ax.set(title="score(query at m, key at n); look for diagonals", xlabel="key position n", ylabel="query position m")
+fig.colorbar(image, ax=ax)
+plt.show()
+
 # %% nbgrader={"grade": true, "grade_id": "test_rotary", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """apply_rotary: the score between a query at m and a key at n depends only on n - m."""
 g = torch.Generator().manual_seed(0)
@@ -369,7 +451,8 @@ assert abs(score(0, 5) - score(0, 6)) > 1e-6, "different offsets must give diffe
 # The task: at each position output the token **two places to its left** (or `none` for the first
 # two). A 2-layer encoder (pre-LN, 4 heads, d = 64) is trained on length 16 with each kind of
 # position information, then tested at length 16 and at 32. Sinusoidal and learned encodings are
-# added to the input; rotary rotates queries and keys inside attention. Without positions the
+# added to the input; your `RelativeBias` (T5's buckets, one table per layer) is added to the
+# attention scores; rotary rotates queries and keys inside attention. Without positions the
 # model can only see a bag of tokens.
 
 # %% slideshow={"slide_type": "fragment"}
@@ -384,9 +467,10 @@ def shift_batch(n: int, length: int, generator: torch.Generator) -> tuple[torch.
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, heads: int, rotary: bool) -> None:
+    def __init__(self, d: int, heads: int, kind: str) -> None:
         super().__init__()
-        self.heads, self.rotary = heads, rotary
+        self.heads, self.rotary = heads, kind == "rotary"
+        self.relative = RelativeBias(heads) if kind == "relative" else None
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
@@ -397,7 +481,8 @@ class Block(nn.Module):
         if self.rotary:                                                  # (batch, heads, seq, d_head)
             positions = torch.arange(seq, device=x.device)
             q, k = apply_rotary(q, positions), apply_rotary(k, positions)
-        attended = F.scaled_dot_product_attention(q, k, v)                 # (batch, heads, seq, d_head)
+        bias = None if self.relative is None else self.relative(seq, seq)  # (heads, seq, seq), added to scores
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (batch, heads, seq, d_head)
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, seq, d))
         return x + self.ff(self.norm2(x))
 
@@ -409,7 +494,7 @@ class TinyEncoder(nn.Module):
         self.embed = nn.Embedding(VOCAB, d)
         self.learned = LearnedPositions(max_len, d) if kind == "learned" else None
         self.register_buffer("sinusoid", sinusoidal_encoding(512, d), persistent=False)
-        self.blocks = nn.ModuleList(Block(d, heads, rotary=kind == "rotary") for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(d, heads, kind) for _ in range(layers))
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, VOCAB))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -433,7 +518,7 @@ def accuracy(model: TinyEncoder, length: int) -> float:
 
 
 results, curves = {}, {}
-for kind in ("none", "sinusoidal", "learned", "rotary"):
+for kind in ("none", "sinusoidal", "learned", "relative", "rotary"):
     seed_everything(0)
     model = TinyEncoder(kind).to(device)
     generator = torch.Generator().manual_seed(0)
@@ -456,14 +541,17 @@ for kind, losses in curves.items():
 axes[0].set(xlabel="step", ylabel="loss", yscale="log", title="training")
 axes[0].legend()
 kinds = list(results)
-axes[1].bar([i - 0.2 for i in range(4)], [results[k][0] for k in kinds], width=0.4, label="length 16 (trained)")
-axes[1].bar([i + 0.2 for i in range(4)], [0 if math.isnan(results[k][1]) else results[k][1] for k in kinds],
+axes[1].bar([i - 0.2 for i in range(len(kinds))], [results[k][0] for k in kinds], width=0.4, label="length 16 (trained)")
+axes[1].bar([i + 0.2 for i in range(len(kinds))], [0 if math.isnan(results[k][1]) else results[k][1] for k in kinds],
             width=0.4, label="length 32")
-axes[1].set_xticks(range(4), labels=[f"{k}\n(no rows past 16)" if math.isnan(results[k][1]) else k for k in kinds])
+axes[1].set_xticks(range(len(kinds)), labels=[f"{k}\n(no rows past 16)" if math.isnan(results[k][1]) else k for k in kinds])
 axes[1].set(ylabel="accuracy", ylim=(0, 1.05), title="shift-by-two accuracy")
 axes[1].legend(loc="upper left", fontsize=8)
 fig.tight_layout()
 plt.show()
+assert results["relative"][0] >= 0.95, f"relative: expected at least 95% at length 16, got {results['relative'][0]:.1%}"
+for kind in ("sinusoidal", "relative", "rotary"):
+    assert results[kind][1] < results[kind][0], f"{kind}: expected a loss of accuracy at length 32, got {results[kind][:2]}"
 
 # %% nbgrader={"grade": true, "grade_id": "test_position_experiment", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Without positions the model fails; with sinusoidal, learned or rotary positions it reaches 95% at length 16."""
@@ -480,10 +568,15 @@ assert results["rotary"][1] > results["none"][1], "rotary should use order at le
 #
 # * Self-attention is **permutation-equivariant**: you checked it, and checked that positions break it.
 # * **Sinusoidal** encodings move by a fixed **rotation** $M_k$ when the position moves by $k$.
-# * **Learned** positions are simple and strong, but know nothing past `max_len`.
-# * **Relative** biases (T5) and **rotary** embeddings make attention depend on offsets. At twice the
-#   training length every encoding loses accuracy here, rotary least: extrapolation is not free,
-#   which is what ALiBi and later work set out to fix.
+# * On the shift-by-two task each of the four kinds of position information lets the model reach
+#   95% at the training length; without positions it stays below 50% (checked by the graded test
+#   and under the figure).
+# * **Learned** positions are simple, but know nothing past `max_len`: at length 32 the model
+#   cannot run at all.
+# * **Relative** biases (T5) and **rotary** embeddings make attention depend on offsets. They and the
+#   sinusoidal encoding run at length 32, and all three lose accuracy there (checked under the
+#   figure; your table says how much). Extrapolation is not free, which is what ALiBi and later
+#   work set out to fix.
 # * Next: notebook 06 assembles attention, masks and positions into the Transformer.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
