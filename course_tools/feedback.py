@@ -104,6 +104,10 @@ class HideTestTracebacks(Preprocessor):
 
 # nbconvert's MathJax macro loads MathJax from this address; the course's feedback template swaps it
 CDN_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX-AMS_CHTML-full,Safe"
+# the MathJax wheel carries only the STIX-Web fonts (as for the slides and the site)
+MATHJAX_FONTS = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], '
+                 'preferredFont: null, webFont: "STIX-Web", imageFont: null}, SVG: {font: "STIX-Web"}});</script>\n'
+                 "<!-- End of mathjax configuration -->")
 SHOWN = ("Your notebook as it was graded, with its outputs. Each test shows its visible code; the hidden "
          "tests' code is never shown: the table gives every test by name, its points and, when it fails, "
          "its message.")
@@ -126,7 +130,7 @@ class SummariseTests(Preprocessor):
                 tests.append({"id": meta.get("grade_id", ""), "what": _what(cell.source), "score": score,
                               "points": points, "passed": score >= points, "message": _message(cell)})
         resources["course"] = {"tests": tests, "shown": SHOWN, "mathjax_url": self.mathjax_url,
-                               "cdn_mathjax": CDN_MATHJAX}
+                               "cdn_mathjax": CDN_MATHJAX, "mathjax_fonts": MATHJAX_FONTS}
         return nb, resources
 
 
@@ -134,12 +138,14 @@ class SummariseTests(Preprocessor):
 MATHJAX_DIR = "_mathjax"     # OUT/feedback/_mathjax, two folders above each page (<student>/<assignment>/)
 
 
-FEEDBACK_TEMPLATE = {"template_name": "course_feedback", "template_file": "course_feedback.html.j2"}
+# nbgrader's API insists on the template name "feedback": the course's folder of that name comes first,
+# and its page (a file name of its own) extends nbgrader's feedback/index.html.j2, next on the path
+FEEDBACK_TEMPLATE = {"template_name": "feedback", "template_file": "course_feedback.html.j2"}
 
 
 def feedback_template_dirs() -> list[str]:
-    """Template folders for the course's feedback page (``FEEDBACK_TEMPLATE``): the course's, whose
-    ``conf.json`` names nbgrader's ``feedback`` as its base, and nbgrader's own, where that one lives."""
+    """Template folders for the course's feedback page (``FEEDBACK_TEMPLATE``): the course's
+    ``templates/feedback`` first, then nbgrader's own ``feedback``, which the page extends."""
     import nbgrader
 
     return [str(Path(__file__).parent / "templates"),

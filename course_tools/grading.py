@@ -237,7 +237,7 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         '"course_tools.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_tools.feedback.HideTestTracebacks", '
         '"course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
-        # the course's feedback page (course_tools/templates/course_feedback), MathJax from OUT/feedback/_mathjax
+        # the course's feedback page (course_tools/templates/feedback/course_feedback.html.j2), MathJax from OUT/feedback/_mathjax
         *(f"c.HTMLExporter.{key} = {value!r}" for key, value in FEEDBACK_TEMPLATE.items()),
         f"c.HTMLExporter.extra_template_basedirs = {feedback_template_dirs()!r}",
         f"c.SummariseTests.mathjax_url = {feedback_mathjax_url()!r}",

@@ -79,7 +79,10 @@ def _requested_urls(driver) -> list[str]:
 
 def _assert_no_console_errors(driver, page: str) -> None:
     """The page logged no error (an uncaught exception, a script that failed, a resource not found)."""
-    errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    # MathJax 2 (HTML-CSS output) probes for web fonts with a font at about:blank, which Chromium
+    # refuses and logs; that probe is by design, so it is the one message let through
+    errors = [e["message"] for e in driver.get_log("browser")
+              if e.get("level") == "SEVERE" and "about:blank" not in e["message"]]
     assert not errors, f"{page} logged errors in the console: {errors[:3]}"
 
 
@@ -170,6 +173,62 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
     tall = [(n + 1, v) for n, v in enumerate(verdicts) if v[0] == "scrolls" or v[1] > height + 1]
     assert not tall, f"slides taller than {height} px (number, [fit, height]): {tall}"
     print("slide fits:", verdicts)
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def test_feedback_page_names_each_test_and_typesets_offline(browser, screenshot, tmp_path):
+    """A feedback page as `course grade` writes it (its template, MathJax beside the pages)."""
+    import nbgrader
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from course_tools.feedback import (
+        FEEDBACK_TEMPLATE,
+        HideTestTracebacks,
+        SummariseTests,
+        copy_feedback_mathjax,
+        feedback_mathjax_url,
+        feedback_template_dirs,
+    )
+
+    passing = nbformat.v4.new_code_cell('"""weights: each row sums to one."""\nassert True')
+    passing.metadata["nbgrader"] = {"grade": True, "grade_id": "test_weights", "points": 2.0, "score": 2.0}
+    failing = nbformat.v4.new_code_cell('"""scale: divides by sqrt(d_k)."""\nassert False')
+    failing.metadata["nbgrader"] = {"grade": True, "grade_id": "test_scale", "points": 3.0, "score": 0.0}
+    failing.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="expected 0.5, got 1.0",
+                                              traceback=["assert hidden_check(x) == 0.5"])]
+    text = nbformat.v4.new_markdown_cell("The scale is $\\frac{1}{\\sqrt{d_k}}$:\n\n$$a = \\mathrm{softmax}(q k^T)$$")
+    nb = nbformat.v4.new_notebook(cells=[text, passing, failing])
+    config = Config()
+    for key, value in FEEDBACK_TEMPLATE.items():
+        setattr(config.HTMLExporter, key, value)
+    config.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
+    config.HTMLExporter.extra_template_paths = [str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
+                                                    / "static" / "node_modules" / "bootstrap" / "dist" / "css")]
+    config.SummariseTests.mathjax_url = feedback_mathjax_url()
+    exporter = HTMLExporter(config=config)
+    exporter.register_preprocessor(HideTestTracebacks(config=config), enabled=True)
+    exporter.register_preprocessor(SummariseTests(config=config), enabled=True)
+    html, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": "03_attention", "score": 2,
+                                                                      "max_score": 5, "late_penalty": 0}})
+    page = tmp_path / "feedback" / "alice" / "03_attention" / "03_attention.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(html, encoding="utf-8")
+    copy_feedback_mathjax(tmp_path / "feedback")
+
+    _requested_urls(browser)
+    browser.get(page.as_uri())
+    _wait(browser, "document.querySelectorAll('.MathJax, .MathJax_Display').length >= 2", "MathJax to typeset")
+    rows = browser.execute_script("return [...document.querySelectorAll('table.course-tests tbody tr')]"
+                                  ".map(r => r.innerText)")
+    assert len(rows) == 2 and "test_weights" in rows[0] and "passed" in rows[0], rows
+    assert "test_scale" in rows[1] and "failed" in rows[1] and "expected 0.5, got 1.0" in rows[1], rows
+    assert "hidden_check" not in browser.page_source
+    _assert_offline(_requested_urls(browser), ("file://",))
+    _assert_no_console_errors(browser, "the feedback page")
+    screenshot(browser, "feedback")
 
 
 # --------------------------------------------------------------------------- site
