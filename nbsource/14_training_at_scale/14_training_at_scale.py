@@ -141,7 +141,7 @@ for ax, (name, count) in zip(axes, (("GPT-2 small", 124_000_000), ("7B", 7_000_0
     ax.set_ylabel("GB before activations")
     ax.margins(y=0.15)
 axes[1].axhline(80, color="k", linestyle="--", linewidth=1)
-axes[1].text(2.45, 80, "one 80 GB GPU", ha="right", va="bottom")
+axes[1].text(1, 81, "one 80 GB GPU", ha="center", va="bottom", fontsize=8)
 axes[0].legend(fontsize=8)
 fig.suptitle("Training memory from your training_memory(): mixed precision needs as much as float32")
 fig.tight_layout()
