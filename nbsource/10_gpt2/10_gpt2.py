@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import matplotlib.pyplot as plt
+import regex
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -62,8 +63,11 @@ print(describe_environment(device))
 # Any text is a sequence of UTF-8 **bytes**, so a vocabulary that starts with the 256 byte values
 # can encode anything: no `[UNK]`, ever. Byte-pair encoding (Sennrich et al., 2016) then
 # repeatedly **merges** the most frequent adjacent pair of symbols into a new symbol, 256, 257, ...
-# GPT-2 first splits text into word-like chunks (a leading space belongs to the word) so merges
-# never cross a word boundary; that pre-tokenizer is given below.
+# GPT-2 first splits text into word-like chunks so merges never cross a word boundary: English
+# contractions (`'s`, `'t`, `'re`, ...), runs of letters, runs of digits, runs of other symbols (a leading
+# space belongs to the chunk that follows it), and whitespace. The pre-tokenizer below is GPT-2's own
+# pattern (`encoder.py` of its release); `\p{L}` and `\p{N}` are Unicode letters and numbers, which
+# Python's `re` lacks, hence the `regex` package.
 #
 # | symbol | meaning | code name |
 # |---|---|---|
@@ -71,11 +75,11 @@ print(describe_environment(device))
 # | word | one pre-tokenized chunk, as a tuple of ids | `word` |
 
 # %% nbgrader={"grade": false, "grade_id": "pretokenize", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-CHUNK = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+")
+CHUNK = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 
 
 def pretokenize(text: str) -> list[str]:
-    """Split text into GPT-2-style chunks (' word', ' 123', ' ?!', whitespace); they join back to the text."""
+    """Split text into GPT-2's chunks ("'s", ' word', ' 123', ' ?!', whitespace); they join back to the text."""
     return CHUNK.findall(text)
 
 
@@ -91,7 +95,9 @@ print(pretokenize("Hello world, it's 2024!  Ça va? 你好 🙂"))
 #   fine), append it to `merges`, and replace it by the new id in every chunk. Return `merges`.
 # * `bpe_encode(text, merges)`: for each chunk, start from its bytes and repeatedly apply the
 #   **lowest-ranked** merge present, until none applies; concatenate the ids.
-# * `bpe_decode(ids, merges)`: expand ids back to bytes and decode UTF-8.
+# * `bpe_decode(ids, merges)`: expand ids back to bytes and decode UTF-8 with `errors="replace"`, as
+#   GPT-2 does: a token can hold part of a character (one of the three bytes of `你`), and decoding
+#   it alone must give `"\ufffd"` (the replacement character), not raise.
 #
 # `bpe_decode(bpe_encode(s, merges), merges) == s` must hold for **every** string.
 
@@ -153,7 +159,7 @@ def bpe_decode(ids: list[int], merges: list[tuple[int, int]]) -> str:
     pieces = {i: bytes([i]) for i in range(256)}
     for r, (a, b) in enumerate(merges):
         pieces[256 + r] = pieces[a] + pieces[b]
-    return b"".join(pieces[i] for i in ids).decode("utf-8")
+    return b"".join(pieces[i] for i in ids).decode("utf-8", errors="replace")
     ### END SOLUTION
 
 
@@ -166,6 +172,7 @@ print(f"256 merges learned from {len(bpe_text):,} characters in {time.perf_count
 print("first merges:", [bpe_decode([256 + r], merges) for r in range(12)])
 sample = "The anarchists hypothesised."
 print([bpe_decode([i], merges) for i in bpe_encode(sample, merges)])
+print("'你' is", bpe_encode("你", merges), "; its first byte alone decodes to", repr(bpe_decode(bpe_encode("你", merges)[:1], merges)))
 
 # %% nbgrader={"grade": true, "grade_id": "test_bpe", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BPE: merges are learned in frequency order, encoding applies them, and decode(encode(s)) == s for any Unicode string."""
@@ -173,6 +180,8 @@ toy = train_bpe("aaab aaab aaab", 258)
 assert toy[0] == (97, 97), f"the most frequent pair in 'aaab aaab aaab' is (a, a), got {toy[0]}"
 assert bpe_encode("aaab", toy) != list(b"aaab"), "encoding must apply the merges"
 assert merge_pair((1, 2, 1, 2, 3), (1, 2), 9) == (9, 9, 3), f"merge_pair((1, 2, 1, 2, 3), (1, 2), 9) gave {merge_pair((1, 2, 1, 2, 3), (1, 2), 9)}"
+partial = bpe_decode(list("你".encode())[:2], merges)
+assert partial == "\ufffd", f"two of the three bytes of '你' decode to '\\ufffd' (errors='replace'), got {partial!r}"
 rng = random.Random(0)
 ranges = [(32, 126), (160, 400), (0x300, 0x36F), (0x4E00, 0x4FFF), (0x1F600, 0x1F64F), (0x600, 0x6FF), (9, 13)]
 for _ in range(300):
@@ -225,10 +234,11 @@ print(f"{n_bytes:,} unseen bytes -> yours {mine_tokens:,} tokens ({n_bytes / min
 # (`Linear(d, 3d)`, q, k, v in that order), `.attn.c_proj`, `.ln_2`, `.mlp.c_fc` (`d -> 4d`), `.mlp.c_proj`,
 # then `ln_f`. The MLP uses GPT-2's tanh-approximated GELU (`F.gelu(x, approximate="tanh")`).
 #
-# **Initialisation** (Radford et al., 2019): every `Linear` and `Embedding` weight from
-# $\mathcal{N}(0, 0.02^2)$, biases zero, LayerNorms at (1, 0), except the two projections that write
-# into the residual stream (`attn.c_proj`, `mlp.c_proj`), drawn with std $0.02/\sqrt{2 n_{layer}}$ so the
-# residual's variance does not grow with depth.
+# **Initialisation**: every `Linear` and `Embedding` weight from $\mathcal{N}(0, 0.02^2)$, biases zero,
+# LayerNorms at (1, 0), as in GPT-1 (Radford et al., 2018), which GPT-2 kept; GPT-2 (Radford et al.,
+# 2019) added one change: the two projections that write into the residual stream (`attn.c_proj`,
+# `mlp.c_proj`) are drawn with std $0.02/\sqrt{2 n_{layer}}$ (there are $2 n_{layer}$ residual additions)
+# so the residual's variance does not grow with depth.
 #
 # The attention takes an optional `past = (k, v)` of earlier positions (exercise 5; ignore it at
 # first) and returns `(output, present)` with `present = (k, v)` including the new positions.
@@ -338,6 +348,21 @@ class GPT2(nn.Module):
         ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+tiny_gpt = GPT2(TINY).eval()
+tiny_ids = torch.randint(0, TINY.vocab_size, (2, 9))
+with torch.no_grad():
+    tiny_logits, tiny_presents = tiny_gpt(tiny_ids)
+    untrained_loss = F.cross_entropy(tiny_logits[:, :-1].flatten(0, 1), tiny_ids[:, 1:].flatten()).item()  # next-token loss
+print("logits", tuple(tiny_logits.shape), "(batch, seq, vocab);", len(tiny_presents), "presents, k and v each",
+      tuple(tiny_presents[0][0].shape), "(batch, heads, seq, d_head)")
+print(f"untrained, with small weights, it guesses almost uniformly: loss {untrained_loss:.2f}, ln V = {math.log(TINY.vocab_size):.2f}")
+deep = GPT2(GPTConfig(vocab_size=100, n_positions=32, n_embd=128, n_layer=8, n_head=4))
+for name in ("wte.weight", "blocks.0.attn.c_attn.weight", "blocks.0.attn.c_proj.weight", "blocks.0.mlp.c_proj.weight"):
+    print(f"{name:>28}: std {deep.get_parameter(name).std().item():.4f}")
+print(f"(8 layers: 0.02 / sqrt(16) = {0.02 / 4:.4f})")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_gpt2_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """GPT2: shapes, causality, tied output, GPT-2's scaled initialisation of the residual projections."""
 torch.manual_seed(0)
@@ -405,6 +430,19 @@ def reference_gpt2(config: GPTConfig, seed: int = 0):
         bos_token_id=0, eos_token_id=0)).eval()
 
 
+# %% slideshow={"slide_type": "fragment"}
+hf_tiny = reference_gpt2(TINY, seed=3)
+for name in ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.0.mlp.c_fc.weight", "lm_head.weight"):
+    print(f"{name:>36} {str(tuple(hf_tiny.state_dict()[name].shape)):>10}")
+print("ours:", {name: tuple(p.shape) for name, p in GPT2(TINY).named_parameters() if name.startswith("blocks.0.") and "weight" in name})
+ours_tiny = GPT2(TINY).eval()
+load_hf_gpt2(ours_tiny, hf_tiny.state_dict())
+hf_ids = torch.tensor([[1, 2, 3, 4]])
+with torch.no_grad():
+    print("first logits, yours: ", [round(v, 4) for v in ours_tiny(hf_ids)[0][0, -1, :5].tolist()])
+    print("first logits, theirs:", [round(v, 4) for v in hf_tiny(hf_ids).logits[0, -1, :5].tolist()])
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_load_hf", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """With the reference's weights, your GPT2 gives the same logits within 1e-5."""
 theirs = reference_gpt2(TINY)
@@ -467,6 +505,18 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+words = ["the", "a", "this", "one", "zebra"]
+word_logits = torch.log(torch.tensor([[0.45, 0.25, 0.15, 0.1, 0.05]]))
+for label, settings in (("T = 1", {}), ("T = 0.5", {"temperature": 0.5}), ("T = 2", {"temperature": 2.0}),
+                        ("top_k = 2", {"top_k": 2}), ("top_p = 0.8", {"top_p": 0.8})):
+    t = settings.get("temperature", 1.0)
+    kept_probabilities = filter_logits(word_logits / t, settings.get("top_k"), settings.get("top_p")).softmax(-1)[0]
+    draws = sample_next(word_logits.repeat(12, 1), generator=torch.Generator().manual_seed(0), **settings)
+    print(f"{label:>11}: " + " ".join(f"{w} {p:.2f}" for w, p in zip(words, kept_probabilities.tolist()))
+          + "  | 12 draws: " + " ".join(words[i] for i in draws.tolist()))
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_sampling", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """top-k keeps k tokens, top-p keeps the smallest nucleus reaching p, temperature sharpens, 0 is arg-max."""
 logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
@@ -527,6 +577,15 @@ def generate(model: GPT2, prompt: torch.Tensor, n_new: int, use_cache: bool = Tr
             logits, _ = model(ids)
     return ids
     ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+tiny_gpt = GPT2(TINY).eval()
+tiny_prompt = torch.tensor([[7, 8, 9], [1, 2, 3]])
+for use_cache in (True, False):
+    out = generate(tiny_gpt, tiny_prompt, 6, use_cache=use_cache, generator=torch.Generator().manual_seed(0))
+    print(f"use_cache={use_cache!s:>5}:", out.tolist(), tuple(out.shape))
+print("   greedy:", generate(tiny_gpt, tiny_prompt, 6, temperature=0).tolist())
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_kv_cache", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -629,8 +688,9 @@ plot_history(history, log_y=True)
 plt.show()
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "samples_same_prompt", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
-# Samples from the same prompt at three temperatures (top-p 0.95): low is safe and repetitive,
-# high is varied and soon nonsense.
+# Samples from the same prompt at three temperatures (top-p 0.95). A lower temperature sharpens the
+# distribution (safer, more repetitive text), a higher one flattens it (more varied, sooner
+# nonsense): read the three samples with that in mind.
 
 # %% slideshow={"slide_type": "fragment"}
 prompt = torch.tensor([bpe.encode("The history of the").ids], device=device)
@@ -682,15 +742,18 @@ plt.show()
 # * **Byte-level BPE** starts from 256 bytes and merges frequent pairs; it never needs `[UNK]` and
 #   decodes any string exactly.
 # * GPT-2 is a stack of **pre-LN** decoder blocks with a final LayerNorm, **tied** embeddings and
-#   residual projections initialised with std $0.02/\sqrt{2 n_{layer}}$; copying the reference's weights
-#   (transposing `Conv1D`) gives identical logits.
+#   residual projections initialised with std $0.02/\sqrt{2 n_{layer}}$ (the rest $\mathcal{N}(0, 0.02^2)$, from GPT-1);
+#   copying the reference's weights (transposing `Conv1D`) gives the same logits within $10^{-5}$.
 # * **Temperature** reshapes, **top-k** and **top-p** truncate the distribution before sampling.
 # * The **key/value cache** makes each new token cost one position instead of the whole prefix.
+# * A four-layer model trained for 700 steps reaches a held-out perplexity below half the unigram
+#   model's (the test checks it on your run).
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
 #
 # * Radford et al. (2019). *Language Models are Unsupervised Multitask Learners* (GPT-2). OpenAI report.
+# * Radford et al. (2018). *Improving Language Understanding by Generative Pre-Training* (GPT-1; the $\mathcal{N}(0, 0.02^2)$ initialisation). OpenAI report.
 # * Sennrich, Haddow, Birch (2016). *Neural Machine Translation of Rare Words with Subword Units.* arXiv:1508.07909
 # * Holtzman et al. (2019). *The Curious Case of Neural Text Degeneration* (nucleus sampling). arXiv:1904.09751
 # * Fan, Lewis, Dauphin (2018). *Hierarchical Neural Story Generation* (top-k sampling). arXiv:1805.04833
