@@ -56,17 +56,24 @@ print(describe_environment(device))
 # with a token **sampled** from its prediction. A **discriminator** $D$ reads the result and says,
 # for every position, whether the token is the original:
 #
-# $$\mathcal{L} = \underbrace{-\sum_{i \in \mathcal{M}} \log p_G(x_i \mid x^{\text{masked}})}_{\text{MLM, generator}} \;+\; \lambda \underbrace{\sum_{i=1}^{n} \text{BCE}\big(D(x^{\text{corrupt}})_i,\ \mathbb{1}[x^{\text{corrupt}}_i \ne x_i]\big)}_{\text{RTD, discriminator}},\qquad \lambda = 50$$
+# $$\mathcal{L} = \underbrace{-\frac{1}{|\mathcal{M}|}\sum_{i \in \mathcal{M}} \log p_G(x_i \mid x^{\text{masked}})}_{\text{MLM, generator}} \;+\; \lambda \underbrace{\frac{1}{n}\sum_{i=1}^{n} \text{BCE}\big(D(x^{\text{corrupt}})_i,\ \mathbb{1}[x^{\text{corrupt}}_i \ne x_i]\big)}_{\text{RTD, discriminator}},\qquad \lambda = 50$$
 #
+# Both terms are **means** (over the $|\mathcal{M}|$ masked positions and over the $n$ real tokens), as
+# in the paper's expectations and its code; $\lambda = 50$ is tuned for averages, not sums.
 # The sample is discrete, so no gradient flows from $D$'s loss into $G$: ELECTRA is **not** a GAN.
 # A sampled token that happens to equal the original counts as **original**.
+#
+# **Sign convention.** The paper writes $D(x, t)$ as the probability that token $t$ is **original**
+# ("real"). Here, as in the paper's released code and in Hugging Face's `ElectraForPreTraining`,
+# the discriminator predicts the opposite: its logit is > 0 for "replaced", and the label is 1 for a
+# replaced token. It is the same loss: BCE with the label flipped and the logit negated.
 #
 # | symbol | shape | meaning | code name |
 # |---|---|---|---|
 # | $x$ | `(batch, seq)` | original ids | `original` |
 # | $\mathcal{M}$ | `(batch, seq)` bool | masked positions | `chosen` |
 # | $G(\cdot)$ | `(n_chosen, V)` | generator logits at the masked positions | `generator_logits` |
-# | $D(\cdot)$ | `(batch, seq)` | discriminator logits, > 0 means "replaced" | `discriminator_logits` |
+# | $D(\cdot)$ | `(batch, seq)` | discriminator logits, > 0 means "replaced" (the paper's $D$ is $\sigma(-\text{logit})$) | `discriminator_logits` |
 
 # %% nbgrader={"grade": false, "grade_id": "blocks", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -149,6 +156,19 @@ class Electra(nn.Module):
         ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+tiny_electra = Electra(vocab_size=40, max_len=10, d_model=16, generator_width=8, n_layers=1, heads=2).eval()
+tiny_ids = torch.randint(5, 40, (2, 7))
+tiny_chosen = torch.zeros(2, 7, dtype=torch.bool)
+tiny_chosen[0, 2] = tiny_chosen[1, 5] = True
+with torch.no_grad():
+    print("generator logits", tuple(tiny_electra.generator_logits(tiny_ids).shape), "(batch, seq, V);",
+          "at 2 chosen positions", tuple(tiny_electra.generator_logits(tiny_ids, tiny_chosen).shape))
+    print("discriminator logits", tuple(tiny_electra.discriminator_logits(tiny_ids).shape), "(batch, seq)")
+part = lambda prefix: sum(p.numel() for n, p in tiny_electra.named_parameters() if n.startswith(prefix))
+print(f"parameters: shared embeddings {part('embeddings'):,}, generator {part('generator'):,}, discriminator {part('discriminator'):,}")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_electra_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Electra: shapes, one shared embedding module, a tied generator decoder, the generator narrower than the discriminator."""
 torch.manual_seed(0)
@@ -207,6 +227,17 @@ def replace_tokens(original: torch.Tensor, chosen: torch.Tensor, generator_logit
     ### END SOLUTION
 
 
+# %% slideshow={"slide_type": "fragment"}
+toy_words = ["the", "chef", "cooked", "ate", "a", "meal", "book"]
+toy_sentence = torch.tensor([[0, 1, 2, 4, 5]])                         # "the chef cooked a meal"
+toy_chosen = torch.tensor([[False, False, True, False, True]])          # "cooked" and "meal" were masked
+toy_logits = torch.log(torch.tensor([[0.01, 0.01, 0.50, 0.46, 0.01, 0.005, 0.005],     # cooked or ate
+                                     [0.01, 0.01, 0.01, 0.01, 0.01, 0.55, 0.40]]))     # meal or book
+for seed in range(4):
+    toy_corrupted = replace_tokens(toy_sentence, toy_chosen, toy_logits, torch.Generator().manual_seed(seed))
+    print(f"seed {seed}:", " ".join(toy_words[i] for i in toy_corrupted[0].tolist()))
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_replace_tokens", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """replace_tokens samples from softmax(logits) at the chosen positions only, without gradient."""
 original = torch.arange(5, 25).view(2, 10)
@@ -239,7 +270,8 @@ with mock.patch.object(torch.Tensor, "argmax", side_effect=AssertionError("sampl
 # ## 4 · Exercise 3: what counts as replaced (2 points)
 #
 # Complete `rtd_labels(corrupted, original)`: a float tensor, 1.0 where the token differs from the
-# original and 0.0 where it is the same, **including** chosen positions where the generator
+# original ("replaced", the class a positive logit predicts; the paper's $D$ = P(original) is the
+# other way round) and 0.0 where it is the same, **including** chosen positions where the generator
 # happened to sample the original token (the paper counts those as original).
 
 # %% nbgrader={"grade": false, "grade_id": "rtd_labels", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
@@ -248,6 +280,14 @@ def rtd_labels(corrupted: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     ### BEGIN SOLUTION
     return (corrupted != original).float()
     ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+toy_words = ["the", "chef", "cooked", "ate", "a", "meal", "book"]
+toy_original = torch.tensor([[0, 1, 2, 4, 5]])                         # "the chef cooked a meal"
+toy_corrupted = torch.tensor([[0, 1, 3, 4, 5]])                        # "cooked" and "meal" chosen; "meal" sampled itself
+for word, label in zip((toy_words[i] for i in toy_corrupted[0].tolist()), rtd_labels(toy_corrupted, toy_original)[0].tolist()):
+    print(f"{word:>7}: {label:.0f}")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_rtd_labels", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -283,6 +323,20 @@ def electra_loss(generator_logits: torch.Tensor, mlm_targets: torch.Tensor, disc
     rtd = F.binary_cross_entropy_with_logits(discriminator_logits[attention_mask], labels[attention_mask])
     return mlm + weight * rtd, mlm, rtd
     ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+vocab, n_chosen = 1_000, 6
+uniform_generator = torch.zeros(n_chosen, vocab)                        # knows nothing: CE = ln V
+unsure_discriminator = torch.zeros(2, 8)                                 # says 50/50 everywhere: BCE = ln 2
+example_labels = torch.zeros(2, 8)
+example_labels[0, 3] = 1.0
+example_mask = torch.ones(2, 8, dtype=torch.bool)
+example_mask[1, 6:] = False                                              # two padding positions
+total, mlm_term, rtd_term = electra_loss(uniform_generator, torch.arange(n_chosen), unsure_discriminator,
+                                         example_labels, example_mask)
+print(f"MLM {mlm_term.item():.3f} (ln {vocab} = {math.log(vocab):.3f}), RTD {rtd_term.item():.3f} (ln 2 = {math.log(2):.3f}), "
+      f"total {total.item():.2f}: at the start the weighted RTD term is {50 * rtd_term.item() / total.item():.0%} of the loss")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_electra_loss", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -518,9 +572,10 @@ plt.show()
 # the means above), but with two seeds and 80 test posts a gap of a few points is about the spread
 # between seeds: a minute of pre-training is far from the paper's regime. What *is* clear is the
 # learning signal: every position of every window trains the discriminator, which after 400 steps
-# flags a third or more of the replaced tokens while leaving almost all original ones alone. An
-# ELECTRA step costs more than a masked-LM step here (both times are printed above): at this size
-# the generator is not negligible.
+# flags at least 30% of the replaced tokens while leaving at least 90% of the original ones alone
+# (the discriminator's test above checks both on your run). An ELECTRA step does more work than
+# a masked-LM step (the generator runs too, and at this size it is not negligible); both times are
+# printed above.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
