@@ -70,7 +70,7 @@ def _readings(args: argparse.Namespace) -> int:
     _needs("jupytext")
     from course_tools.pairing import sync
 
-    written = write(root)
+    written = write(root, args.assignments or None)
     if written:
         sync(root, written, prefer="notebook")     # the text twins follow the notebooks just written
         build(root, written)
@@ -236,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("readings", help="write each notebook's entries of the course reading list into its further "
                                         "reading (readings/reading-list.md, placed by readings/placement.toml)")
+    r.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     r.add_argument("--check", action="store_true", help="only compare; exit 1 naming the notebooks out of step")
     r.set_defaults(run=_readings)
 

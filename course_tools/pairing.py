@@ -14,6 +14,7 @@ to ``build/sync-backup/``, so no edit is ever lost, even one made on the older s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -82,18 +83,50 @@ def _backup(root: Path, path: Path, stamp: str) -> Path | None:
     return copy
 
 
+RANDOM_ID = re.compile(r"[0-9a-f]{8}")
+
+
+def _name_from_source(cell) -> str:
+    """A name for an ungraded cell: what its code defines or assigns first, or its heading's words."""
+    source = cell.source
+    if cell.cell_type == "code":
+        match = re.search(r"^(?:def|class)\s+(\w+)|^(\w+)\s*(?:,\s*\w+\s*)*=(?!=)", source, re.M)
+        if match:
+            return (match.group(1) or match.group(2)).lower()
+        match = re.search(r"^(\w+)\(", source, re.M)
+        return f"{match.group(1).lower()}_call" if match else "code"
+    words = re.findall(r"[a-z0-9]+", source.lower())[:4]
+    return "_".join(words) or "text"
+
+
 def name_cells_after_grade_ids(nb: nbformat.NotebookNode) -> bool:
-    """Cells that jupytext created (random 8-character ids) take their nbgrader grade_id as id when it is
-    free; return whether any did."""
+    """Cells that jupytext created (random 8-character ids) take a name: their nbgrader grade_id when it
+    is free; a "try it" cell after a solution, ``try_<solution>``; another cell, what it defines or its
+    heading's first words. Return whether any cell was renamed."""
     used = {cell.id for cell in nb.cells}
     changed = False
+    last_solution = None
     for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id and cell.id != grade_id and grade_id not in used and len(cell.id) == 8:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            last_solution = None
+        if RANDOM_ID.fullmatch(cell.id):
+            grade_id = meta.get("grade_id")
+            if grade_id:
+                wanted = grade_id
+            elif cell.cell_type == "code" and last_solution:
+                wanted = f"try_{last_solution}"
+            else:
+                wanted = _name_from_source(cell)
+            name, n = wanted, 2
+            while name in used:
+                name, n = f"{wanted}_{n}", n + 1
             used.discard(cell.id)
-            cell.id = grade_id
-            used.add(grade_id)
+            cell.id = name
+            used.add(name)
             changed = True
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            last_solution = cell.id
     return changed
 
 

@@ -187,14 +187,16 @@ def out_of_step(root: Path) -> list[str]:
     return stale
 
 
-def write(root: Path) -> list[str]:
-    """Rewrite the block of every notebook that is out of step (the solution notebook; run `course sync`
-    afterwards for its text twin and the release). Returns the notebooks written."""
+def write(root: Path, wanted: list[str] | None = None) -> list[str]:
+    """Rewrite the block of every notebook (of ``wanted``) that is out of step (the solution notebook; run
+    `course sync` afterwards for its text twin and the release). Returns the notebooks written."""
     import nbformat
 
     placed = load(root)
     written = []
     for assignment in out_of_step(root):
+        if wanted and assignment not in wanted:
+            continue
         path = root / "solutions" / assignment / f"{assignment}.ipynb"
         nb = nbformat.read(path, as_version=4)
         cell = next(c for c in nb.cells if c.id == "further_reading")

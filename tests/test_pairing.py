@@ -177,3 +177,22 @@ def test_notebooks_hold_only_what_students_get(root):
                 solution = nbformat.read(solution_dir / relative, as_version=4).cells
                 kept = [c.id for c in solution if c.metadata.get("slideshow", {}).get("slide_type") != "notes"]
                 assert [c.id for c in cells] == kept, f"notebooks/{folder.name}/{relative}: cells differ from the solution's"
+
+
+def test_new_cells_get_names_not_random_ids():
+    """A cell jupytext creates: its grade id, try_<solution> right after a solution, else what it defines."""
+    from course_tools.pairing import name_cells_after_grade_ids
+
+    solution = nbformat.v4.new_code_cell("def f(x):\n    return x")
+    solution.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "f"}
+    try_it = nbformat.v4.new_code_cell("print(f(2))")
+    test = nbformat.v4.new_code_cell("assert f(1) == 1")
+    test.metadata["nbgrader"] = {"solution": False, "grade": True, "grade_id": "test_f", "points": 1}
+    later = nbformat.v4.new_code_cell("losses = [f(i) for i in range(3)]")
+    again = nbformat.v4.new_code_cell("losses = []")
+    nb = nbformat.v4.new_notebook(cells=[solution, try_it, test, later, again])
+    for cell, random_id in zip(nb.cells, ("0a1b2c3d", "1a1b2c3d", "2a1b2c3d", "3a1b2c3d", "4a1b2c3d")):
+        cell.id = random_id
+    assert name_cells_after_grade_ids(nb)
+    assert [c.id for c in nb.cells] == ["f", "try_f", "test_f", "losses", "losses_2"]
+    assert not name_cells_after_grade_ids(nb), "named cells keep their names"

@@ -938,3 +938,44 @@ print("  ".join(f"{word} <- {digits[j]} (digit {j})" for word, j in zip(output, 
 # * Xiong et al. (2020). *On Layer Normalization in the Transformer Architecture.* arXiv:2002.04745 (pre-LN)
 # * Wu et al. (2016). *Google's Neural Machine Translation System.* arXiv:1609.08144 (length penalty)
 # * Müller, Kornblith, Hinton (2019). *When Does Label Smoothing Help?* arXiv:1906.02629
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition*
+#   * [超细节的BERT/Transformer知识点](https://zhuanlan.zhihu.com/p/132554155): the fine details of BERT and the Transformer (zhihu)
+#   * [The Illustrated Transformer](https://jalammar.github.io/illustrated-transformer/): the architecture in pictures; the list says “结构介绍的很清晰” (explains the structure very clearly) (Jay Alammar's blog)
+#   * [聊聊 Transformer](https://zhuanlan.zhihu.com/p/47812375): a talk about the Transformer (zhihu)
+#   * [详解Transformer](https://zhuanlan.zhihu.com/p/48508221): the Transformer in detail (zhihu)
+#   * [Transformer (machine learning model)](https://en.wikipedia.org/wiki/Transformer_(machine_learning_model)) (Wikipedia)
+#   * [Transformer, an article on Towards Data Science](https://towardsdatascience.com/transformers-141e32e69591)
+#   * [Transformer: A Novel Neural Network Architecture for Language Understanding](https://ai.googleblog.com/2017/08/transformer-novel-neural-network.html) (the Google AI blog)
+#   * [When Recurrent Models Don't Need to be Recurrent](https://bair.berkeley.edu/blog/2018/08/06/recurrent/): when a feed-forward model can stand in for a recurrent one (the BAIR blog)
+#   * [The Illustrated Transformer](http://jalammar.github.io/illustrated-transformer/): the same article, at its http address; the list says “这三篇差不多，讲的都很好” (these three are much the same, and all explain it well) (Jay Alammar's blog)
+#   * [Transformer, an article on ricardokleinklein.github.io](https://ricardokleinklein.github.io/2017/11/16/Attention-is-all-you-need.html)
+#   * [Transformer, an article on Medium](https://medium.com/@adityathiruvengadam/transformer-architecture-attention-is-all-you-need-aeccd9f50d09)
+# * with *2 · Exercise 1: multi-head attention*
+#   * [transformer中的attention为什么scaled?](https://www.zhihu.com/question/339723385): why the Transformer's attention is scaled (zhihu)
+# * with *5 · Exercise 4: the model*
+#   * [How to code The Transformer in Pytorch](https://towardsdatascience.com/how-to-code-the-transformer-in-pytorch-24db27c8f9ec); the list says “code” (Towards Data Science)
+#   * [The Annotated Transformer](http://nlp.seas.harvard.edu/2018/04/03/attention.html): the paper as runnable PyTorch, line by line (Harvard NLP)
+#   * [Transformer注解及PyTorch实现](https://www.cnblogs.com/guoyaohua/p/transformer.html): the Annotated Transformer in Chinese, with its PyTorch code (cnblogs)
+#   * [Transformer 模型的 PyTorch 实现](https://juejin.im/post/5b9f1af0e51d450e425eb32d#comment): the Transformer in PyTorch (juejin)
+#   * [Transformer模型的PyTorch实现](https://luozhouyang.github.io/transformer/): the Transformer in PyTorch; the list says “解释了一些背后的原理” (explains some of the principles behind it) (luozhouyang.github.io)
+# * with *6 · Exercise 5: label smoothing and the warm-up schedule*
+#   * [The Annotated Transformer](http://nlp.seas.harvard.edu/2018/04/03/attention.html): the paper as runnable PyTorch, line by line (Harvard NLP)
+# * with the notebook as a whole
+#   * [Transformer, an article on 360doc](http://www.360doc.com/content/20/0115/13/7673502_886318289.shtml)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/47282410)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/38485843); the list says “挺好，可再看” (very good, worth reading again)
+#   * [Transformer, an article on zhihu](https://www.zhihu.com/question/302392659/answer/551542493)
+#   * [Transformer, an article on zhihu](https://www.zhihu.com/question/311377593/answer/591236505)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/48731949)
+#   * [Transformer, an article on zhihu](https://www.zhihu.com/question/313507574/answer/645129386)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/52924578)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/59629215)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/39034683)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/54356280)
+#   * [Transformer, an article on zhihu](https://zhuanlan.zhihu.com/p/54770086)
+#   * [transformer三部曲](https://zhuanlan.zhihu.com/p/85612521): a Transformer trilogy (zhihu)
+# <!-- /reading-list -->

@@ -1256,3 +1256,20 @@ if MINILM_DIR is not None:
 # * Wang et al. (2020). *MiniLM: Deep Self-Attention Distillation.* arXiv:2002.10957
 # * Turc et al. (2019). *Well-Read Students Learn Better* (small BERTs). arXiv:1908.08962
 # * Kaplan et al. (2020). *Scaling Laws for Neural Language Models* (the 6ND rule for training compute). arXiv:2001.08361
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition*
+#   * [NLP必读：十分钟读懂谷歌BERT模型](https://zhuanlan.zhihu.com/p/51413773): Google's BERT in ten minutes (zhihu)
+#   * [NLP的游戏规则从此改写？从word2vec, ELMo到BERT](https://zhuanlan.zhihu.com/p/47488095): from word2vec and ELMo to BERT: the rules of NLP rewritten (zhihu)
+#   * [从Word Embedding到Bert模型—自然语言处理中的预训练技术发展史](https://zhuanlan.zhihu.com/p/49271699): a history of pre-training in NLP, from word embeddings to BERT (zhihu)
+#   * [如何评价 BERT 模型？](https://www.zhihu.com/question/298203515): how to judge the BERT model (zhihu)
+#   * [Bert比之Word2Vec,有哪些进步呢？](https://www.zhihu.com/question/352468546/answer/870846960): what BERT improves over word2vec (zhihu)
+# * with *3 · Exercise 2: three sums are one projection*
+#   * [为什么Bert的三个Embedding可以进行相加？](https://www.zhihu.com/question/374835153): why BERT's three embeddings can be added (zhihu)
+# * with *8 · Exercise 6: `BertModel` and the pre-training heads*
+#   * [超细节的BERT/Transformer知识点](https://zhuanlan.zhihu.com/p/132554155): the fine details of BERT and the Transformer (zhihu)
+# * with the notebook as a whole
+#   * [Bert / XLnet / Albert, an article on zhihu](https://zhuanlan.zhihu.com/p/46833276)
+# <!-- /reading-list -->

@@ -698,3 +698,14 @@ assert_close(mem[0], text[:, 3:9].detach(), "after 9 positions, layer 0 remember
 # * Dai et al. (2019). *Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context.* arXiv:1901.02860
 # * Song et al. (2020). *MPNet: Masked and Permuted Pre-training for Language Understanding.* arXiv:2004.09297
 # * Shaw, Uszkoreit, Vaswani (2018). *Self-Attention with Relative Position Representations.* arXiv:1803.02155
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition: one sequence, many orders*
+#   * [XLNet:运行机制及和Bert的异同比较](https://zhuanlan.zhihu.com/p/70257427): how XLNet works, and how it differs from BERT (zhihu)
+# * with *8 · What came next: MPNet*
+#   * [一文看尽2019年NLP前沿突破量子位](https://zhuanlan.zhihu.com/p/101416113): NLP's breakthroughs of 2019 at a glance (zhihu)
+#   * [ICLR 2020趋势分析：NLP中更好&更快的Transformer](https://zhuanlan.zhihu.com/p/143852458): ICLR 2020 trends: better and faster Transformers (zhihu)
+#   * [从BERT、XLNet到MPNet，细看NLP预训练模型发展变迁史](https://zhuanlan.zhihu.com/p/146325984): from BERT and XLNet to MPNet: how pre-trained models changed (zhihu)
+# <!-- /reading-list -->

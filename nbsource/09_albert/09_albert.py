@@ -601,3 +601,10 @@ assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32
 # * Kudo and Richardson (2018). *SentencePiece.* arXiv:1808.06226
 # * Kudo (2018). *Subword Regularization* (the unigram model). arXiv:1804.10959
 # * Dehghani et al. (2018). *Universal Transformers* (weight sharing across depth, notebook 12). arXiv:1807.03819
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Where BERT's parameters are*
+#   * [如何看待瘦身成功版BERT——ALBERT](https://www.zhihu.com/question/347898375): what to make of ALBERT, a slimmed-down BERT (zhihu)
+# <!-- /reading-list -->

@@ -758,3 +758,10 @@ plt.show()
 # * Holtzman et al. (2019). *The Curious Case of Neural Text Degeneration* (nucleus sampling). arXiv:1904.09751
 # * Fan, Lewis, Dauphin (2018). *Hierarchical Neural Story Generation* (top-k sampling). arXiv:1805.04833
 # * Xiong et al. (2020). *On Layer Normalization in the Transformer Architecture.* arXiv:2002.04745
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *7 · Training a small GPT-2 on Wikipedia*
+#   * [效果惊人的GPT 2.0模型：它告诉了我们什么](https://zhuanlan.zhihu.com/p/56865533): GPT-2's striking results, and what they tell us (zhihu)
+# <!-- /reading-list -->

@@ -594,3 +594,10 @@ plt.show()
 # * Clark et al. (2020). *ELECTRA: Pre-training Text Encoders as Discriminators Rather Than Generators.* arXiv:2003.10555
 # * Devlin et al. (2018). *BERT.* arXiv:1810.04805
 # * He et al. (2021). *DeBERTaV3: Improving DeBERTa using ELECTRA-Style Pre-Training with Gradient-Disentangled Embedding Sharing.* arXiv:2111.09543
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Replaced-token detection*
+#   * [性能媲美BERT却只有其1/10参数量？ | 近期最火模型ELECTRA解析](https://mp.weixin.qq.com/s?__biz=MzAxMDk0OTI3Ng==&mid=2247484022&idx=1&sn=efa203443f39e055c8d575c4f1ad6c33&chksm=9b49c585ac3e4c9388bbd9f40b57cf14344f76d5e30a8876ccc66c4da5a2bdad09e1c81fc2a6&scene=21#wechat_redirect): ELECTRA explained: BERT's accuracy with a tenth of the parameters? (WeChat)
+# <!-- /reading-list -->

@@ -490,3 +490,12 @@ assert n.min() >= 1 and n.max() <= 4
 # * Graves (2016). *Adaptive Computation Time for Recurrent Neural Networks.* arXiv:1603.08983
 # * Lan et al. (2019). *ALBERT* (cross-layer sharing, notebook 09). arXiv:1909.11942
 # * Banino, Balaguer, Blundell (2021). *PonderNet: Learning to Ponder.* arXiv:2107.05580
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Depth as recurrence*
+#   * [【NLP】Universal Transformers详解](https://zhuanlan.zhihu.com/p/44655133): Universal Transformers explained (zhihu)
+#   * [谷歌的机器翻译模型 Transformer，现在可以用来做任何事了](https://mp.weixin.qq.com/s?__biz=MzA3MzI4MjgzMw==&mid=2650747087&idx=3&sn=0157141d97fa2f7f8907e840d68def5d&chksm=871af4b1b06d7da7a18fe60375be52a7b40739f1972efba50b7712c67c7cfd93f00aad4dced0&mpshare=1&scene=24&srcid=0817VCBRh4QR9EkZV9R1W2xg#rd): Google's machine-translation Transformer can now do anything (the Universal Transformer) (WeChat)
+#   * [When Recurrent Models Don't Need to be Recurrent](https://bair.berkeley.edu/blog/2018/08/06/recurrent/): when a feed-forward model can stand in for a recurrent one (the BAIR blog)
+# <!-- /reading-list -->

@@ -680,3 +680,24 @@ plt.show()
 # * Beltagy, Peters, Cohan (2020). *Longformer.* arXiv:2004.05150
 # * Dao et al. (2022). *FlashAttention.* arXiv:2205.14135
 # * Tay et al. (2020). *Efficient Transformers: A Survey.* arXiv:2009.06732
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Angular locality-sensitive hashing*
+#   * [Reformer: The Efficient Transformer](https://ai.googleblog.com/2020/01/reformer-efficient-transformer.html) (the Google AI blog)
+# * with *Summary*
+#   * [ICLR 2020趋势分析：NLP中更好&更快的Transformer](https://zhuanlan.zhihu.com/p/143852458): ICLR 2020 trends: better and faster Transformers (zhihu)
+#   * [Trends, an article on zhihu](https://zhuanlan.zhihu.com/p/141624736)
+#   * [2020年NLP所有领域最新、经典、顶会、必读论文整理分享](https://zhuanlan.zhihu.com/p/143123368): a 2020 list of must-read NLP papers in every area (zhihu)
+#   * [transformer三部曲](https://zhuanlan.zhihu.com/p/85612521): a Transformer trilogy (zhihu)
+#   * [ICML(2020)自然语言处理（NLP）论文汇总](https://zhuanlan.zhihu.com/p/145798732): the NLP papers of ICML 2020, gathered (zhihu)
+# * with the notebook as a whole
+#   * [Reformer, an article on zhihu](https://zhuanlan.zhihu.com/p/115741192)
+#   * [Reformer, an article on zhihu](https://zhuanlan.zhihu.com/p/105123890)
+#   * [Reformer, an article on zhihu](https://www.zhihu.com/question/349958732/answer/945349902)
+#   * [Reformer, an article on zhihu](https://zhuanlan.zhihu.com/p/48612853)
+#   * [Reformer, an article on zhihu](https://www.zhihu.com/question/347833432/answer/836971492)
+#   * [Reformer, an article on zhihu](https://zhuanlan.zhihu.com/p/120858314)
+#   * [Reformer, an article on zhihu](https://zhuanlan.zhihu.com/p/99737208)
+# <!-- /reading-list -->

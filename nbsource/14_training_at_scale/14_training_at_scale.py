@@ -777,3 +777,13 @@ for technique, saves, costs in rows:
 # * Li et al. (2020). *PyTorch Distributed: Experiences on Accelerating Data Parallel Training.* arXiv:2006.15704
 # * Rajbhandari et al. (2019). *ZeRO: Memory Optimizations Toward Training Trillion Parameter Models.* arXiv:1910.02054
 # * Zhao et al. (2023). *PyTorch FSDP.* arXiv:2304.11277
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Where the memory goes*
+#   * [如何优雅地训练大型模型？](https://zhuanlan.zhihu.com/p/110278004): how to train large models gracefully (zhihu)
+#   * [GPU 显存不足怎么办？](https://zhuanlan.zhihu.com/p/100884995): what to do when GPU memory runs out (zhihu)
+# * with *7 · What each technique saves and costs, measured here*
+#   * [Pytorch有什么节省显存的小技巧？](https://www.zhihu.com/question/274635237/answer/755102181): PyTorch tricks that save GPU memory (zhihu)
+# <!-- /reading-list -->
