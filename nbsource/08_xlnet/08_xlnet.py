@@ -678,6 +678,14 @@ assert_close(mem[0], text[:, 3:9].detach(), "after 9 positions, layer 0 remember
 # (Song et al., 2020) permutes like XLNet and then appends `[MASK]` placeholders carrying the
 # positions of the tokens still to come, so each prediction sees every position (like BERT) and the
 # earlier predicted tokens (like XLNet). It beat both at equal size on GLUE.
+#
+# **The direction these three share.** Each new pre-training objective kept what the last one
+# gained and removed one of its costs: BERT sees both sides, but predicts its masked tokens
+# independently and trains on a `[MASK]` symbol it never sees when fine-tuned; XLNet predicts tokens
+# one after another in a random order, at the price of two streams; MPNet keeps the order and gives
+# back the positions. The course meets this line three times: BERT's masked LM (notebook 07), the
+# permutation LM and two-stream attention here, and ELECTRA (notebook 11), which answers the
+# `[MASK]` mismatch differently, by asking about every token whether it was replaced.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary

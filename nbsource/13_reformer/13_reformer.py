@@ -658,6 +658,20 @@ plt.show()
 # global tokens), **low-rank** projections of keys (Linformer), **kernel** feature maps (Performer),
 # and **exact tiling** (FlashAttention), which won.
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "better_faster_transformers", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 9 · Better and faster Transformers
+#
+# The Reformer is one answer to attention's cost, quadratic in length. Around 2020 the work on
+# Transformers went two ways. **Faster**: restrict which pairs interact (sliding windows and a few
+# global tokens in Longformer; buckets of similar vectors here), approximate the softmax with a
+# low-rank or random-feature kernel (Linformer, Performer), or compute exact attention with less
+# memory traffic (FlashAttention, which PyTorch's `scaled_dot_product_attention` uses where it
+# can). **Better at the same cost**: new pre-training objectives (ELECTRA, notebook 11), shared
+# parameters (ALBERT, notebook 09), recurrence in depth (the Universal Transformer, notebook 12).
+# This notebook built the sliding window, the chunked feed-forward layer and reversible layers, and
+# measured `scaled_dot_product_attention` beside LSH attention; notebook 14 trades compute for
+# memory the other way round, with activation checkpointing.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
 #
@@ -679,6 +693,8 @@ plt.show()
 # * Andoni et al. (2015). *Practical and Optimal LSH for Angular Distance.* arXiv:1509.02897
 # * Beltagy, Peters, Cohan (2020). *Longformer.* arXiv:2004.05150
 # * Dao et al. (2022). *FlashAttention.* arXiv:2205.14135
+# * Wang et al. (2020). *Linformer: Self-Attention with Linear Complexity.* arXiv:2006.04768
+# * Choromanski et al. (2020). *Rethinking Attention with Performers.* arXiv:2009.14794
 # * Tay et al. (2020). *Efficient Transformers: A Survey.* arXiv:2009.06732
 #
 # <!-- reading-list -->
@@ -686,7 +702,7 @@ plt.show()
 #
 # * with *1 · Angular locality-sensitive hashing*
 #   * [Reformer: The Efficient Transformer](https://ai.googleblog.com/2020/01/reformer-efficient-transformer.html) (the Google AI blog)
-# * with *Summary*
+# * with *9 · Better and faster Transformers*
 #   * [ICLR 2020趋势分析：NLP中更好&更快的Transformer](https://zhuanlan.zhihu.com/p/143852458): ICLR 2020 trends: better and faster Transformers (zhihu)
 #   * [Trends, an article on zhihu](https://zhuanlan.zhihu.com/p/141624736)
 #   * [2020年NLP所有领域最新、经典、顶会、必读论文整理分享](https://zhuanlan.zhihu.com/p/143123368): a 2020 list of must-read NLP papers in every area (zhihu)
