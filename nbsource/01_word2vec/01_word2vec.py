@@ -632,3 +632,13 @@ plt.show()
 # * Mikolov et al. (2013). *Distributed Representations of Words and Phrases and their Compositionality.* arXiv:1310.4546
 # * Goldberg, Levy (2014). *word2vec Explained.* arXiv:1402.3722
 # * Levy, Goldberg, Dagan (2015). *Improving Distributional Similarity with Lessons Learned from Word Embeddings.* TACL.
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition: words that keep the same company*
+#   * [NLP的游戏规则从此改写？从word2vec, ELMo到BERT](https://zhuanlan.zhihu.com/p/47488095): from word2vec and ELMo to BERT: the rules of NLP rewritten (zhihu)
+#   * [从Word Embedding到Bert模型—自然语言处理中的预训练技术发展史](https://zhuanlan.zhihu.com/p/49271699): a history of pre-training in NLP, from word embeddings to BERT (zhihu)
+# * with *10 · What the vectors know*
+#   * [Bert比之Word2Vec,有哪些进步呢？](https://www.zhihu.com/question/352468546/answer/870846960): what BERT improves over word2vec (zhihu)
+# <!-- /reading-list -->

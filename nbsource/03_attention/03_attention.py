@@ -909,3 +909,15 @@ for text, (year_share, month_share, weekday) in shares.items():
 # * Luong, Pham, Manning (2015). *Effective Approaches to Attention-based Neural Machine Translation.* arXiv:1508.04025
 # * Vaswani et al. (2017). *Attention Is All You Need.* arXiv:1706.03762 (section 3.2.1 on the scale)
 # * Sutskever, Vinyals, Le (2014). *Sequence to Sequence Learning with Neural Networks.* arXiv:1409.3215
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition: the bottleneck*
+#   * [一文看懂 Attention（本质原理+3大优点+5大类型）](https://zhuanlan.zhihu.com/p/91839581): attention at a glance: the principle, three advantages, five kinds (zhihu)
+#   * [Transformer, an article on Towards Data Science](https://towardsdatascience.com/memory-attention-sequences-37456d271992): its address reads “memory, attention, sequences”
+# * with *7 · Exercise 5: scaled dot-product attention*
+#   * [The Illustrated Transformer](https://jalammar.github.io/illustrated-transformer/): the architecture in pictures; the list says “结构介绍的很清晰” (explains the structure very clearly) (Jay Alammar's blog)
+# * with *8 · Why divide by $\sqrt{d_k}$?*
+#   * [transformer中的attention为什么scaled?](https://www.zhihu.com/question/339723385): why the Transformer's attention is scaled (zhihu)
+# <!-- /reading-list -->

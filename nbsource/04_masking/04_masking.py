@@ -509,3 +509,15 @@ assert drift[True] < 1e-4 < 0.1 < drift[False], f"expected no drift with the mas
 # * Devlin et al. (2018). *BERT: Pre-training of Deep Bidirectional Transformers.* arXiv:1810.04805 (section 3.1, 80/10/10)
 # * Dong et al. (2019). *Unified Language Model Pre-training (UniLM).* arXiv:1905.03197 (prefix-LM masks)
 # * Raffel et al. (2019). *Exploring the Limits of Transfer Learning (T5).* arXiv:1910.10683
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition: rectangles of ragged data*
+#   * [NLP 中的Mask全解](https://zhuanlan.zhihu.com/p/139595546): masks in NLP, all of them (zhihu)
+#   * [深度学习中的mask到底是什么意思](https://www.zhihu.com/question/320615749/answer/1080485410): what a mask actually means in deep learning (zhihu)
+# * with *5 · Exercise 4: recurrent networks and padding*
+#   * [为什么RNN 需要mask 输入](https://www.zhihu.com/question/55014250/answer/214236204): why an RNN needs its input masked (zhihu)
+# * with *7 · Exercise 6: the prefix-LM mask*
+#   * [从语言模型到Seq2Seq：Transformer如戏，全靠Mask](https://zhuanlan.zhihu.com/p/84157931): from language models to seq2seq: the Transformer's masks decide the role it plays (zhihu)
+# <!-- /reading-list -->

@@ -587,3 +587,14 @@ assert results["rotary"][1] > results["none"][1], "rotary should use order at le
 # * Raffel et al. (2019). *Exploring the Limits of Transfer Learning (T5).* arXiv:1910.10683
 # * Su et al. (2021). *RoFormer: Enhanced Transformer with Rotary Position Embedding.* arXiv:2104.09864
 # * Press, Smith, Lewis (2021). *Train Short, Test Long (ALiBi).* arXiv:2108.12409
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *3 · Exercise 2: sinusoidal encodings*
+#   * [如何理解Transformer论文中的positional encoding](https://www.zhihu.com/question/347678607): how to understand the positional encoding of the Transformer paper (zhihu)
+# * with *4 · Exercise 3: shifting is a rotation*
+#   * [Transformer Architecture: The Positional Encoding](https://kazemnejad.com/blog/transformer_architecture_positional_encoding/) (Amirhossein Kazemnejad's blog)
+# * with *5 · Exercise 4: learned position embeddings*
+#   * [BERT为何使用学习的position embedding而非正弦position encoding?](https://www.zhihu.com/question/307293465): why BERT learns its position embeddings instead of using sinusoids (zhihu)
+# <!-- /reading-list -->
