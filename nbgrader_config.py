@@ -13,7 +13,7 @@ import sys
 
 from nbgrader.converters import GenerateAssignment
 
-from course_tools.release import DropSpeakerNotes
+from course_tools.release import DropSpeakerNotes, WholePoints
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
 
@@ -45,5 +45,7 @@ c.Execute.interrupt_on_timeout = True
 
 # The release leaves out the lecturer's speaker notes (cells of slide type "notes"): first, so that
 # nbgrader never records them.
+# Last, whole points as JupyterLab saves them (2, not 2.0), so that a student's notebook opened and
+# saved without an edit shows no change.
 c.GenerateAssignment.preprocessors = [
-    DropSpeakerNotes, *GenerateAssignment.class_traits()["preprocessors"].default()]
+    DropSpeakerNotes, *GenerateAssignment.class_traits()["preprocessors"].default(), WholePoints]

@@ -20,3 +20,17 @@ class DropSpeakerNotes(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         nb.cells = [cell for cell in nb.cells if not is_speaker_notes(cell)]
         return nb, resources
+
+
+class WholePoints(NbGraderPreprocessor):
+    """Write whole points as integers (``2``, not ``2.0``), as JupyterLab saves them: JavaScript has one
+    number type, so a student's notebook saved without an edit would otherwise show ``2.0 -> 2`` in a
+    diff. Runs last, after nbgrader has recorded and checked the cells."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            points = meta.get("points")
+            if isinstance(points, float) and points.is_integer():
+                meta["points"] = int(points)
+        return nb, resources

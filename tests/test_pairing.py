@@ -1,5 +1,6 @@
 """Each solution notebook and its text twin stay in step, edited from either side, and nothing is lost."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -196,3 +197,21 @@ def test_new_cells_get_names_not_random_ids():
     assert name_cells_after_grade_ids(nb)
     assert [c.id for c in nb.cells] == ["f", "try_f", "test_f", "losses", "losses_2"]
     assert not name_cells_after_grade_ids(nb), "named cells keep their names"
+
+
+def test_a_release_saved_by_jupyterlab_without_an_edit_is_unchanged(root):
+    """JupyterLab's browser keeps one number type (2.0 arrives as 2) and its server writes with nbformat:
+    a student notebook that round trip leaves byte for byte as released."""
+    def as_javascript(value):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {k: as_javascript(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [as_javascript(v) for v in value]
+        return value
+
+    for path in sorted(root.glob("notebooks/[0-9][0-9]_*/*.ipynb")):
+        raw = path.read_text(encoding="utf-8")
+        saved = nbformat.writes(nbformat.from_dict(as_javascript(json.loads(raw)))) + "\n"
+        assert saved == raw, f"{path.relative_to(root)} changes when JupyterLab saves it unedited (points 2.0 -> 2?)"
