@@ -102,6 +102,18 @@ def strip_hidden_tests(nb: nbformat.NotebookNode) -> int:
     return removed
 
 
+def tests_on_their_own_slides(nb: nbformat.NotebookNode) -> int:
+    """In the lecture, a graded test that follows its exercise on the same slide starts a sub-slide of
+    its own (below the exercise): prompt, solution and try-it together, then the test, so that each
+    fits the screen. Returns how many moved."""
+    moved = 0
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade") and slide_type(cell) in ("-", "fragment"):
+            cell.metadata.setdefault("slideshow", {})["slide_type"] = "subslide"
+            moved += 1
+    return moved
+
+
 def slide_type(cell: nbformat.NotebookNode) -> str:
     """Return the cell's ``slideshow.slide_type`` ('-' when absent)."""
     return cell.get("metadata", {}).get("slideshow", {}).get("slide_type", "-") or "-"
@@ -215,6 +227,7 @@ def build_deck(root: Path, assignment: str, out: Path, execute_cells: bool = Tru
     start = time.perf_counter()
     nb = nbformat.read(source, as_version=4)
     strip_hidden_tests(nb)
+    tests_on_their_own_slides(nb)
     if execute_cells:
         execute(nb, source.parent, timeout=timeout, progress=progress, label=assignment)
     copy_assets(out)

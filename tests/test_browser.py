@@ -103,9 +103,10 @@ def deck(root, tmp_path_factory):
 
 
 def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screenshot, root, deck):
-    from course_tools.slides import expected_slides
+    from course_tools.slides import expected_slides, tests_on_their_own_slides
 
     nb = nbformat.read(root / "solutions" / "04_masking" / "04_masking.ipynb", as_version=4)
+    tests_on_their_own_slides(nb)          # as the lecture lays them out
     assert deck.slides == expected_slides(nb) >= 8 and deck.figures >= 2 and deck.notes >= 1
 
     _requested_urls(browser)  # drop earlier entries
@@ -155,7 +156,7 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
     assert "HIDDEN TESTS" not in page and "BEGIN SOLUTION" not in page
 
     # every slide fits the slide area (1100 x 760, shown whole on a 16:9 screen): long code scrolls in its
-    # block, and the template scales a tall slide's text down; no slide is left to scroll
+    # block, and the template scales a tall slide down (to half size at most); no slide is left to scroll
     count = browser.execute_script("return Reveal.getSlides().length")
     verdicts = []
     for number in range(count):
@@ -167,8 +168,8 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
         _wait(browser, "Reveal.getSlides()[arguments[0]].hasAttribute('data-course-fit')".replace(
             "arguments[0]", str(number)), f"slide {number + 1} to be fitted")
         verdicts.append(browser.execute_script(
-            "const s = Reveal.getSlides()[arguments[0]]; return [s.getAttribute('data-course-fit'), s.scrollHeight];",
-            number))
+            "const s = Reveal.getSlides()[arguments[0]]; return [s.getAttribute('data-course-fit'),"
+            " s.scrollHeight * Number(s.getAttribute('data-course-scale'))];", number))
     height = browser.execute_script("return Reveal.getConfig().height")
     tall = [(n + 1, v) for n, v in enumerate(verdicts) if v[0] == "scrolls" or v[1] > height + 1]
     assert not tall, f"slides taller than {height} px (number, [fit, height]): {tall}"
