@@ -9,6 +9,7 @@ Each notebook's ``further_reading`` cell holds a block between ``<!-- reading-li
 
 from __future__ import annotations
 
+import html
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -240,7 +241,10 @@ def site_page(root: Path, titles: dict[str, str]) -> str:
             lines += ["", f"## {HEADINGS.get(heading, heading)}", ""]
         used = ", ".join(dict.fromkeys(f"[{titles.get(n, n)}](notebooks/{n})" for n, _ in p.places))
         about = f": {p.about}" if p.about else ""
-        lines.append(f"* [{p.label}]({p.entry.url}){about}. Used in {used}.")
+        # an HTML anchor, not a markdown link: MyST escapes the "&" of a markdown link's address twice
+        # (the WeChat links), which breaks it; a raw anchor is written as given
+        anchor = f'<a href="{html.escape(p.entry.url)}">{html.escape(p.label)}</a>'
+        lines.append(f"* {anchor}{about}. Used in {used}.")
     lines += ["", "## The papers, by notebook", ""]
     from course_tools.build import list_assignments
 

@@ -169,7 +169,9 @@ def _one_of_each(app, pagename, templatename, context, doctree):
         return
     seen, kept = set(), []
     for script in scripts:
-        key = (str(script), tuple(sorted((getattr(script, "attributes", None) or {}).items())))
+        # the same file or the same inline body, whatever priority each copy was added with
+        key = (getattr(script, "filename", str(script)) or "",       # None and "" both mean inline
+               tuple(sorted((getattr(script, "attributes", None) or {}).items())))
         if key not in seen:
             seen.add(key)
             kept.append(script)
@@ -271,6 +273,8 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
                                               "webFont": "STIX-Web", "imageFont": None},
                                  "SVG": {"font": "STIX-Web"}},
             "html_show_sourcelink": False,
+            # the theme's script reads the page's mode: without one it logs "Got invalid theme mode"
+            "html_context": {"default_mode": "light"},
             "suppress_warnings": ["myst.header", "mystnb.unknown_mime_type"],
         }},
     }

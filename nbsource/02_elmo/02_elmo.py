@@ -1030,3 +1030,11 @@ plt.show()
 # * Kim, Jernite, Sontag, Rush (2016). *Character-Aware Neural Language Models.* arXiv:1508.06615
 # * Srivastava, Greff, Schmidhuber (2015). *Highway Networks.* arXiv:1505.00387
 # * Jozefowicz et al. (2016). *Exploring the Limits of Language Modeling.* arXiv:1602.02410
+#
+# <!-- reading-list -->
+# **From the course reading list** (`readings/reading-list.md`, mostly Chinese-language articles; links as the list gives them), by the section they go with:
+#
+# * with *1 · Intuition: one word, several meanings*
+#   * [NLP的游戏规则从此改写？从word2vec, ELMo到BERT](https://zhuanlan.zhihu.com/p/47488095): from word2vec and ELMo to BERT: the rules of NLP rewritten (zhihu)
+#   * [从Word Embedding到Bert模型—自然语言处理中的预训练技术发展史](https://zhuanlan.zhihu.com/p/49271699): a history of pre-training in NLP, from word embeddings to BERT (zhihu)
+# <!-- /reading-list -->
