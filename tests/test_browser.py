@@ -416,8 +416,10 @@ def test_make_lab_opens_a_student_notebook_without_instructor_tools(browser, scr
         assert "Validate" in toolbar, "nbgrader's Validate button is missing for students"
         screenshot(browser, "student-notebook")
         # the Validate button reads like `course validate`: per test PASS/FAIL, points, message, total
-        browser.execute_script("[...document.querySelectorAll('.jp-NotebookPanel-toolbar button')]"
-                               ".find(b => b.textContent.includes('Validate')).click()")
+        browser.execute_script("""
+            const label = [...document.querySelectorAll('.jp-NotebookPanel-toolbar *')]
+                .filter(e => e.textContent.trim() === 'Validate').pop();     // the innermost element
+            (label.closest('button, jp-button, .jp-ToolbarButtonComponent') || label).click();""")
         message = _wait(browser, "(() => { const m = document.getElementById('validation-message');"
                                  " return m && m.innerText.includes('points') ? m.innerText : ''; })()",
                         "the Validate dialog's results", 300)
