@@ -206,6 +206,9 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
         nbformat.write(nb, dest / "notebooks" / f"{assignment}.ipynb")
         items.append(overview(source))
 
+    from course_tools.readings import LIST, site_page
+
+    reading_list = (root / LIST).is_file()        # a course without readings/ has no such page
     sections = readme_sections(root / "README.md")
     title = sections[""].splitlines()[0].lstrip("# ").strip()
     intro = sections[""].split("\n", 1)[1].strip()
@@ -216,7 +219,8 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
         "* [Students](students): how to work through a notebook and check it;\n"
         "* [Instructors](instructors): how to grade a folder of submissions;\n"
         "* [Lecturers](lecturers): the notebooks as slides;\n"
-        "* [Reading list](reading_list): the articles the course accompanies, each with its notebooks;\n"
+        + ("* [Reading list](reading_list): the articles the course accompanies, each with its notebooks;\n"
+           if reading_list else "") +
         "* the notebooks themselves, as students get them, in the menu on the left.\n",
         encoding="utf-8",
     )
@@ -227,10 +231,9 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
         extra = _slides_section(slides, dest) if page == "lecturers" and slides is not None else ""
         (dest / f"{page}.md").write_text(f"# {heading}\n\n{body}\n{extra}", encoding="utf-8")
     (dest / "sequence.md").write_text(sequence_page(items), encoding="utf-8")
-    from course_tools.readings import site_page
-
-    titles = {i.assignment: i.title for i in items}
-    (dest / "reading_list.md").write_text(site_page(root, titles), encoding="utf-8")
+    if reading_list:
+        titles = {i.assignment: i.title for i in items}
+        (dest / "reading_list.md").write_text(site_page(root, titles), encoding="utf-8")
     _figure(items, dest / FIGURE)
     shutil.copytree(mathjax_source(), dest / "_extra" / "mathjax")
     (dest / "_ext").mkdir()
@@ -241,7 +244,7 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
         "root": "intro",
         "parts": [
             {"caption": "The course", "chapters": [{"file": "sequence"}] + [{"file": p} for p in README_PAGES]
-             + [{"file": "reading_list"}]},
+             + ([{"file": "reading_list"}] if reading_list else [])},
             {"caption": "Notebooks", "chapters": [{"file": f"notebooks/{a}"} for a in assignments]},
         ],
     }
