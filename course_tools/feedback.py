@@ -172,3 +172,26 @@ def copy_feedback_mathjax(feedback: Path) -> None:
     source = _mathjax_source()
     if source is not None and not (feedback / MATHJAX_DIR / "MathJax.js").is_file():
         shutil.copytree(source, feedback / MATHJAX_DIR, dirs_exist_ok=True)
+
+
+def render_feedback_page(nb, notebook: str, score: float, max_score: float) -> str:
+    """The feedback page of an already scored notebook (grade cells carry nbgrader's ``score``), rendered
+    with the template, stylesheet and preprocessors that ``course grade``'s scratch configuration gives
+    nbgrader's GenerateFeedback (without GetGrades and the gradebook): for previews and tests."""
+    import nbgrader
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    config = Config()
+    for key, value in FEEDBACK_TEMPLATE.items():
+        setattr(config.HTMLExporter, key, value)
+    config.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
+    config.HTMLExporter.extra_template_paths = [str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
+                                                    / "static" / "node_modules" / "bootstrap" / "dist" / "css")]
+    config.SummariseTests.mathjax_url = feedback_mathjax_url()
+    exporter = HTMLExporter(config=config)
+    exporter.register_preprocessor(HideTestTracebacks(config=config), enabled=True)
+    exporter.register_preprocessor(SummariseTests(config=config), enabled=True)
+    html, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": notebook, "score": score,
+                                                                      "max_score": max_score, "late_penalty": 0}})
+    return html

@@ -181,18 +181,7 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
 
 def test_feedback_page_names_each_test_and_typesets_offline(browser, screenshot, tmp_path):
     """A feedback page as `course grade` writes it (its template, MathJax beside the pages)."""
-    import nbgrader
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
-
-    from course_tools.feedback import (
-        FEEDBACK_TEMPLATE,
-        HideTestTracebacks,
-        SummariseTests,
-        copy_feedback_mathjax,
-        feedback_mathjax_url,
-        feedback_template_dirs,
-    )
+    from course_tools.feedback import copy_feedback_mathjax, render_feedback_page
 
     passing = nbformat.v4.new_code_cell('"""weights: each row sums to one."""\nassert True')
     passing.metadata["nbgrader"] = {"grade": True, "grade_id": "test_weights", "points": 2.0, "score": 2.0}
@@ -202,18 +191,7 @@ def test_feedback_page_names_each_test_and_typesets_offline(browser, screenshot,
                                               traceback=["assert hidden_check(x) == 0.5"])]
     text = nbformat.v4.new_markdown_cell("The scale is $\\frac{1}{\\sqrt{d_k}}$:\n\n$$a = \\mathrm{softmax}(q k^T)$$")
     nb = nbformat.v4.new_notebook(cells=[text, passing, failing])
-    config = Config()
-    for key, value in FEEDBACK_TEMPLATE.items():
-        setattr(config.HTMLExporter, key, value)
-    config.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
-    config.HTMLExporter.extra_template_paths = [str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
-                                                    / "static" / "node_modules" / "bootstrap" / "dist" / "css")]
-    config.SummariseTests.mathjax_url = feedback_mathjax_url()
-    exporter = HTMLExporter(config=config)
-    exporter.register_preprocessor(HideTestTracebacks(config=config), enabled=True)
-    exporter.register_preprocessor(SummariseTests(config=config), enabled=True)
-    html, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": "03_attention", "score": 2,
-                                                                      "max_score": 5, "late_penalty": 0}})
+    html = render_feedback_page(nb, "03_attention", score=2, max_score=5)
     page = tmp_path / "feedback" / "alice" / "03_attention" / "03_attention.html"
     page.parent.mkdir(parents=True)
     page.write_text(html, encoding="utf-8")

@@ -139,16 +139,8 @@ def test_hide_test_tracebacks_keeps_only_the_message():
 def test_the_feedback_page_names_each_test_and_typesets_offline():
     """The course's feedback template on a notebook as nbgrader hands it over (scores set by GetGrades)."""
     import nbformat
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
 
-    from course_tools.feedback import (
-        FEEDBACK_TEMPLATE,
-        HideTestTracebacks,
-        SummariseTests,
-        feedback_mathjax_url,
-        feedback_template_dirs,
-    )
+    from course_tools.feedback import render_feedback_page
 
     passing = nbformat.v4.new_code_cell('"""weights: each row sums to one."""\nassert True')
     passing.metadata["nbgrader"] = {"grade": True, "grade_id": "test_weights", "points": 2.0, "score": 2.0}
@@ -157,19 +149,7 @@ def test_the_feedback_page_names_each_test_and_typesets_offline():
     failing.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="expected 0.5, got 1.0",
                                               traceback=["assert hidden_check(x) == 0.5"])]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$\\sqrt{d_k}$"), passing, failing])
-    config = Config()
-    for key, value in FEEDBACK_TEMPLATE.items():
-        setattr(config.HTMLExporter, key, value)
-    config.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
-    import nbgrader  # what nbgrader's GenerateFeedback adds: its bootstrap stylesheet
-    config.HTMLExporter.extra_template_paths = [str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
-                                                    / "static" / "node_modules" / "bootstrap" / "dist" / "css")]
-    config.SummariseTests.mathjax_url = feedback_mathjax_url()
-    exporter = HTMLExporter(config=config)
-    exporter.register_preprocessor(HideTestTracebacks(config=config), enabled=True)
-    exporter.register_preprocessor(SummariseTests(config=config), enabled=True)
-    html, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": "03", "score": 2, "max_score": 5,
-                                                                      "late_penalty": 0}})
+    html = render_feedback_page(nb, "03", score=2, max_score=5)
     assert "cdnjs" not in html and "_mathjax/MathJax.js" in html
     assert "<code>test_weights</code>" in html and "each row sums to one." in html
     assert "<b>failed</b>: <code>AssertionError: expected 0.5, got 1.0</code>" in html
