@@ -132,7 +132,8 @@ def _grade(args: argparse.Namespace) -> int:
                         memory_gb=args.memory_gb)
     print(f"isolation: {isolation()}", flush=True)
     rows = grade(root, Path(args.submissions), args.assignment, Path(args.out) if args.out else None,
-                 args.jobs, settings, force=args.force, progress=True, trusted=set(args.trust))
+                 args.jobs, settings, force=args.force, progress=True, trusted=set(args.trust),
+                 scheduler=args.scheduler)
     print(summary(rows))
     if rows:
         out = Path(args.out) if args.out else root / "grading" / rows[0].assignment
@@ -263,6 +264,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--assignment", help="assignment id (default: the one the submissions hold)")
     g.add_argument("--out", help="folder for grades.csv and feedback/ (default grading/<assignment>)")
     g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: cores)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on the workers of this Dask cluster (e.g. tcp://10.0.0.5:8786) instead of "
+                        "--jobs local processes; results and feedback come back here")
     g.add_argument("--cell-timeout", type=int, default=None,
                    help="seconds per cell (default: Execute.timeout of nbgrader_config.py)")
     g.add_argument("--notebook-timeout", type=int, default=None,

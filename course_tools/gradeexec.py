@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 from queue import Empty
 from time import monotonic
 
@@ -44,6 +45,9 @@ NOTEBOOK_TIMEOUT = "NotebookTimeout"
 CELL_STUCK = "CellTimeoutError"
 REVIEW_HOLD = "ReviewHold"
 PROBE_MODULE = "_course_probe"
+# A kernel already started (and probed) for the next student, handed to GuardedExecute by the grading
+# worker (course_tools.grading); used for one student only, then shut down like any other.
+SPARE_KERNEL = None
 
 # Installed in every grading kernel before the first cell. ``check(names, compare)`` returns the
 # list of things that changed since the last call (when ``compare``) and takes a new baseline.
@@ -221,6 +225,13 @@ def _is_student(cell: NotebookNode) -> bool:
     return bool(meta.get("course_added") or meta.get("nbgrader", {}).get("solution"))
 
 
+def probe_file(folder: Path) -> Path:
+    """Write the probe as a file a kernel runs at start-up (IPKernelApp.exec_files) and return it."""
+    path = Path(folder) / "course_probe.py"
+    path.write_text(PROBE_SOURCE)
+    return path
+
+
 class GuardedExecute(Execute):
     """nbgrader's Execute with a deadline, interrupts that cannot be resisted, replay and review holds."""
 
@@ -280,6 +291,11 @@ class GuardedExecute(Execute):
 
     def _install_probe(self) -> None:
         if self.probe:
+            # a grading kernel runs the probe at start-up (``probe_file``, sandbox --probe): only ask
+            have = self._ask("", {"probe": f"{PROBE_MODULE!r} in __import__('sys').modules"})
+            if have and have.get("user_expressions", {}).get("probe", {}).get("data", {}).get("text/plain") == "True":
+                self._check([], student=False)
+                return
             reply = self._ask(PROBE_SOURCE)
             if not reply or reply.get("status") != "ok":
                 self.log.warning("could not install the grading probe: %s", reply)
@@ -325,6 +341,9 @@ class GuardedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):  # noqa: D102 - nbconvert API
         from nbclient import NotebookClient
 
+        global SPARE_KERNEL
+        if km is None and SPARE_KERNEL is not None:  # started for this student while the last one ran
+            km, SPARE_KERNEL = SPARE_KERNEL, None
         NotebookClient.__init__(self, nb, km)
         self.shutdown_kernel = "immediate"  # a kernel may be stuck in a cell: never wait for it
         self.reset_execution_trackers()
@@ -341,7 +360,7 @@ class GuardedExecute(Execute):
         while True:
             stopped = None
             names: set[str] = set()  # what the locked cells that ran so far have bound
-            with self.setup_kernel():
+            with self.setup_kernel(cleanup_kc=True):  # every kernel, a spare too, is shut down after use
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
                 self._install_probe()

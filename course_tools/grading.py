@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -36,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -283,12 +285,42 @@ def _read_notebook(path: Path) -> nbformat.NotebookNode:
     return nbformat.reads(_read_cached(path, path.stat().st_mtime), as_version=4)
 
 
+def _template_digest(root: Path, source: Path) -> str:
+    """What the generated assignment depends on: every file of solutions/<assignment>/, the course's
+    nbgrader_config.py, and the versions of nbgrader and of these tools."""
+    import nbgrader
+
+    files = sorted(p for p in source.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts
+                   and "__pycache__" not in p.parts)
+    parts = [nbgrader.__version__.encode(), (root / "nbgrader_config.py").read_bytes(),
+             Path(__file__).read_bytes(), (Path(__file__).parent / "release.py").read_bytes()]
+    for path in files:
+        parts += [path.relative_to(source).as_posix().encode(), path.read_bytes()]
+    return _sha(*parts)
+
+
+def _template(root: Path, folder: Path, assignment: str, digest: str) -> Template:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{folder / 'gradebook.db'}") as gb:
+        max_score = float(gb.find_assignment(assignment).max_score)
+    notebook = f"{assignment}.ipynb"
+    extras = tuple(p for p in sorted((folder / "release" / assignment).rglob("*")) if p.is_file() and p.name != notebook)
+    return Template(root=Path(root), folder=folder, assignment=assignment, max_score=max_score, extras=extras,
+                    digest=digest)
+
+
 def make_template(root: Path, assignment: str, work: Path) -> Template:
-    """Generate the assignment (gradebook with every test) from solutions/ into ``work/template``."""
+    """Generate the assignment (gradebook with every test) from solutions/ into ``work/template``;
+    kept for the next run while nothing it depends on changes (``_template_digest``)."""
     folder = work / "template"
+    source = root / "solutions" / assignment
+    digest = _template_digest(root, source)
+    stamp = folder / "digest.txt"
+    if stamp.exists() and stamp.read_text() == digest and (folder / "gradebook.db").exists():
+        return _template(root, folder, assignment, digest)
     if folder.exists():
         shutil.rmtree(folder)
-    source = root / "solutions" / assignment
     shutil.copytree(source, folder / "source" / assignment, symlinks=True,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     (folder / "nbgrader_config.py").write_text(scratch_config(
@@ -297,14 +329,8 @@ def make_template(root: Path, assignment: str, work: Path) -> Template:
                           env=dict(os.environ))
     if result.returncode != 0:
         raise RuntimeError(f"could not generate {assignment} from solutions/: {_tail(result)}")
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{folder / 'gradebook.db'}") as gb:
-        max_score = float(gb.find_assignment(assignment).max_score)
-    notebook = f"{assignment}.ipynb"
-    extras = tuple(p for p in sorted((folder / "release" / assignment).rglob("*")) if p.is_file() and p.name != notebook)
-    return Template(root=Path(root), folder=folder, assignment=assignment, max_score=max_score, extras=extras,
-                    digest=_sha((source / notebook).read_bytes(), (root / "nbgrader_config.py").read_bytes()))
+    stamp.write_text(digest)
+    return _template(root, folder, assignment, digest)
 
 
 def with_answers(release: nbformat.NotebookNode, solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -330,7 +356,7 @@ def solved_release(template: Template) -> nbformat.NotebookNode:
 
 @dataclass
 class Job:
-    """Everything a worker needs to grade one student (picklable)."""
+    """One student as the run that asked sees it (their folder is on its disk)."""
 
     student: str
     folder: Path | None
@@ -396,6 +422,46 @@ def prepare(job: Job, row: GradeRow) -> nbformat.NotebookNode:
     return rebuilt.notebook
 
 
+# --------------------------------------------------------------------------- what travels to a worker
+
+
+def pack_template(template: Template) -> bytes:
+    """What a worker needs of the template, as one tar: the gradebook, source/, the release's extra
+    files and the course's nbgrader_config.py. A worker on another machine reads nothing of ours."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(template.folder / "gradebook.db", "gradebook.db")
+        tar.add(template.folder / "source", "source")
+        release = template.folder / "release" / template.assignment
+        for extra in template.extras:
+            tar.add(extra, "extras/" + extra.relative_to(release).as_posix())
+        tar.add(Path(template.root) / "nbgrader_config.py", "course/nbgrader_config.py")
+    return buffer.getvalue()
+
+
+@dataclass
+class Task:
+    """Everything a worker needs to grade one student, as plain data (picklable, no path of ours)."""
+
+    student: str
+    assignment: str
+    notebook: dict         # the submission as rebuilt and scanned by ``prepare``
+    row: GradeRow          # the row so far (``prepare``'s notes and flags)
+    pack: bytes            # ``pack_template``
+    settings: Settings
+    trusted: bool = False
+    scratch_base: str | None = None  # where scratch courses go; None: the worker's temporary folder
+    prestart: bool = True  # start a kernel for this worker's next student while this one runs
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back: the row, and the files to keep (kind -> {file name: bytes})."""
+
+    row: GradeRow
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+
 @dataclass
 class Scratch:
     """A one-student nbgrader course."""
@@ -410,35 +476,131 @@ class Scratch:
         return self.folder / "autograded" / self.sid
 
 
-def make_scratch(job: Job, notebook: nbformat.NotebookNode) -> Scratch:
-    """Lay out the scratch course: gradebook, source, the submission, the kernel's folders and config."""
+def _unpack(pack: bytes, folder: Path, only: str | None = None) -> None:
+    with tarfile.open(fileobj=io.BytesIO(pack), mode="r") as tar:
+        members = [m for m in tar.getmembers() if only is None or m.name == only or m.name.startswith(only + "/")]
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(folder, members=members, filter="data")
+        else:  # Python before 3.11.4: our own tar, written by pack_template
+            tar.extractall(folder, members=members)
+
+
+@dataclass
+class Slot:
+    """The kernel's side of a scratch course, made before its student is known: the kernel's working
+    folder (the release's extra files), its home, kernelspec and runtime folder, and (``km``) a kernel
+    already started, so that the next student's kernel boots while this one's notebook runs."""
+
+    folder: Path
+    runtime: Path
+    kernel: str
+    key: str
+    km: object | None = None
+
+
+_SPARE: Slot | None = None  # this worker's slot for its next student
+
+
+def _slot_key(task: Task) -> str:
+    # a kernel's asyncio objects belong to the thread that started it (a Dask worker could change threads)
+    return _sha(task.pack, str(task.settings.memory_gb).encode(), str(threading.get_ident()).encode())
+
+
+def _scratch_env(folder: Path, runtime: Path) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
+                JUPYTER_PATH=str(folder / "jupyter"), JUPYTER_RUNTIME_DIR=str(runtime))
+
+
+def make_slot(task: Task, start: bool = False) -> Slot:
+    """A new slot for ``task``'s assignment; ``start``: start its kernel now (it boots on its own)."""
+    from course_tools.gradeexec import probe_file
     from course_tools.sandbox import write_kernelspec
 
-    template, assignment = job.template, job.template.assignment
-    sid = internal_id(job.student)
-    folder = job.work / "students" / sid
-    if folder.exists():
-        shutil.rmtree(folder)
-    (folder / "submitted" / sid / assignment).mkdir(parents=True)
-    shutil.copy(template.folder / "gradebook.db", folder / "gradebook.db")
-    shutil.copytree(template.folder / "source", folder / "source", symlinks=True)
-    nbformat.write(notebook, folder / "submitted" / sid / assignment / f"{assignment}.ipynb")
+    base = Path(task.scratch_base) if task.scratch_base else Path(tempfile.gettempdir()) / "course-grade"
+    (base / "students").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="c-", dir=base / "students"))  # one per student and attempt
+    _unpack(task.pack, folder, only="extras")
     run = folder / "run"  # the kernel's working folder: the release's extra files, nothing else
-    run.mkdir()
-    for extra in template.extras:
-        target = run / extra.relative_to(template.folder / "release" / assignment)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(extra, target)
+    (folder / "extras").rename(run) if (folder / "extras").exists() else run.mkdir()
     (folder / "home").mkdir()
-    kernel = write_kernelspec(folder / "jupyter", run, folder / "home", job.settings.memory_gb)
     runtime = Path(tempfile.mkdtemp(prefix="cg-"))  # short: Unix socket paths are limited to 107 bytes
+    kernel = write_kernelspec(folder / "jupyter", run, folder / "home", task.settings.memory_gb, probe_file(runtime))
+    slot = Slot(folder=folder, runtime=runtime, kernel=kernel, key=_slot_key(task))
+    if start:
+        from jupyter_client import AsyncKernelManager
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=kernel, transport="ipc", ip=str(runtime / "k"),
+                                connection_file=str(runtime / "kernel.json"),
+                                kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(folder / "jupyter" / "kernels")]))
+        run_sync(km.start_kernel)(env=with_scripts_on_path(_scratch_env(folder, runtime)), cwd=str(run))
+        slot.km = km
+        _drop_at_exit()
+    return slot
+
+
+def _kill(km) -> None:
+    """Stop a kernel at once (its sandbox dies with it), whatever state it is in."""
+    from jupyter_core.utils import run_sync
+
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    with contextlib.suppress(Exception):
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+    with contextlib.suppress(Exception):
+        run_sync(km.cleanup_resources)(restart=False)
+
+
+def drop_slot(slot: Slot | None) -> None:
+    if slot is None:
+        return
+    if slot.km is not None:
+        _kill(slot.km)
+    shutil.rmtree(slot.runtime, ignore_errors=True)
+    shutil.rmtree(slot.folder, ignore_errors=True)
+
+
+@lru_cache(maxsize=1)
+def _drop_at_exit() -> None:
+    """When this worker process exits, its unused spare goes too."""
+    import atexit
+    from multiprocessing import util
+
+    def drop() -> None:
+        global _SPARE
+        drop_slot(_SPARE)
+        _SPARE = None
+
+    util.Finalize(None, drop, exitpriority=100)  # worker processes of a pool exit without atexit
+    atexit.register(drop)
+
+
+def take_slot(task: Task) -> Slot:
+    """This worker's spare when it fits the task (same assignment and kernel limits), else a new slot."""
+    global _SPARE
+    spare, _SPARE = _SPARE, None
+    if spare is not None and spare.key == _slot_key(task):
+        return spare
+    drop_slot(spare)
+    return make_slot(task)
+
+
+def make_scratch(task: Task, slot: Slot) -> Scratch:
+    """Lay out the scratch course in ``slot``: gradebook, source, the submission and its config."""
+    assignment = task.assignment
+    sid = internal_id(task.student)
+    folder = slot.folder
+    _unpack(task.pack, folder)
+    shutil.rmtree(folder / "extras", ignore_errors=True)  # already in run/
+    (folder / "submitted" / sid / assignment).mkdir(parents=True)
+    nbformat.write(nbformat.from_dict(task.notebook), folder / "submitted" / sid / assignment / f"{assignment}.ipynb")
     (folder / "nbgrader_config.py").write_text(scratch_config(
-        template.root, folder.resolve(), cell_timeout=job.settings.cell_timeout or NBGRADER_EXECUTE_DEFAULT,
-        notebook_timeout=job.settings.notebook_timeout or 3600, kernel_name=kernel, runtime=str(runtime),
-        interrupt_grace=job.settings.interrupt_grace, holds=not job.trusted))
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
-               JUPYTER_PATH=str(folder / "jupyter"), JUPYTER_RUNTIME_DIR=str(runtime))
-    return Scratch(folder=folder, sid=sid, runtime=runtime, env=env)
+        folder / "course", folder.resolve(), cell_timeout=task.settings.cell_timeout or NBGRADER_EXECUTE_DEFAULT,
+        notebook_timeout=task.settings.notebook_timeout or 3600, kernel_name=slot.kernel, runtime=str(slot.runtime),
+        interrupt_grace=task.settings.interrupt_grace, holds=not task.trusted))
+    return Scratch(folder=folder, sid=sid, runtime=slot.runtime, env=_scratch_env(folder, slot.runtime))
 
 
 @dataclass
@@ -501,7 +663,10 @@ def nbgrader_api(scratch: Scratch):
 
 
 def _api_call(scratch: Scratch, limit: float, call: str, *args, **kwargs) -> ApiResult:
-    with _in_scratch(scratch, limit):
+    import warnings
+
+    with _in_scratch(scratch, limit), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nbgrader's SQLAlchemy warnings say nothing about the student
         try:
             result = getattr(nbgrader_api(scratch), call)(*args, **kwargs)
         except GradingTimeout:
@@ -514,10 +679,10 @@ def _api_call(scratch: Scratch, limit: float, call: str, *args, **kwargs) -> Api
     return ApiResult(0 if result.get("success") else 1, text)
 
 
-def autograde(job: Job, scratch: Scratch) -> ApiResult:
+def autograde(task: Task, scratch: Scratch) -> ApiResult:
     """nbgrader autograde of the one student (its Python API, in this worker), within the notebook's limit plus a margin."""
-    limit = (job.settings.notebook_timeout or 3600) + 180
-    return _api_call(scratch, limit, "autograde", job.template.assignment, scratch.sid, force=True, create=True)
+    limit = (task.settings.notebook_timeout or 3600) + 180
+    return _api_call(scratch, limit, "autograde", task.assignment, scratch.sid, force=True, create=True)
 
 
 def score(row: GradeRow, scratch: Scratch, assignment: str) -> None:
@@ -582,31 +747,54 @@ def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
         row.reason = "; ".join(filter(None, [*notes, row.reason]))
 
 
-def feedback(job: Job, row: GradeRow, scratch: Scratch) -> None:
-    """Generate the feedback HTML and copy it, and the graded notebook, to OUT."""
-    assignment = job.template.assignment
+def feedback(task: Task, row: GradeRow, scratch: Scratch) -> dict[str, bytes]:
+    """Generate the feedback HTML; return its files (name -> bytes)."""
+    assignment = task.assignment
     result = _api_call(scratch, 300, "generate_feedback", assignment, scratch.sid, force=True)
-    for html in (scratch.folder / "feedback" / scratch.sid / assignment).glob("*.html"):
-        dest = job.out / "feedback" / job.student / assignment / html.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(html, dest)
+    pages = {html.name: html.read_bytes()
+             for html in (scratch.folder / "feedback" / scratch.sid / assignment).glob("*.html")}
     if result.returncode != 0:
         row.flags.append(f"feedback not generated: {_tail(result)}")
+    return pages
 
 
-def grade_one(job: Job) -> GradeRow:
-    """Grade one submission in its own scratch course, then remove the scratch; never raises."""
+def _one_thread_per_worker() -> str | None:
+    """Why this Dask worker cannot grade (it runs tasks in several threads at once), or None."""
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return None  # not in a Dask worker: a process of our own pool, one task at a time
+    if threads > 1:
+        return (f"this Dask worker runs {threads} tasks at once; grading changes the process's folder and "
+                f"environment, so start workers with `--nthreads 1` (and `--nworkers N` for N at once)")
+    return None
+
+
+def run_task(task: Task) -> Outcome:
+    """Grade one prepared submission in a scratch course of its own (a worker's step); never raises."""
+    global _SPARE
+    from course_tools import gradeexec
     from course_tools.sandbox import bwrap_path
 
     start = time.perf_counter()
-    assignment = job.template.assignment
-    row = GradeRow(student=job.student, assignment=assignment, max_score=job.template.max_score)
-    scratch = None
+    assignment = task.assignment
+    row = replace(task.row, flags=list(task.row.flags), failed_tests=[])
+    files: dict[str, dict[str, bytes]] = {}
+    slot = None
     try:
-        notebook = prepare(job, row)
-        scratch = make_scratch(job, notebook)
+        refused = _one_thread_per_worker()
+        if refused:
+            raise RuntimeError(refused)
+        slot = take_slot(task)
+        scratch = make_scratch(task, slot)
+        if task.prestart:  # a fresh kernel for the next student boots now; never one that ran a student
+            _SPARE = make_slot(task, start=True)
+        gradeexec.SPARE_KERNEL = slot.km
         row.sandboxed = bwrap_path() is not None
-        result = autograde(job, scratch)
+        result = autograde(task, scratch)
+        gradeexec.SPARE_KERNEL = None
         score(row, scratch, assignment)
         graded = scratch.graded / assignment / f"{assignment}.ipynb"
         if result.returncode != 0 or not graded.exists():
@@ -614,40 +802,67 @@ def grade_one(job: Job) -> GradeRow:
             row.reason = "; ".join(filter(None, [f"autograde failed: {_tail(result)}", row.reason]))
         else:
             note_guards(row, nbformat.read(graded, as_version=4))
-            keep = job.out / "graded" / job.student / assignment / graded.name
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(graded, keep)
-            feedback(job, row, scratch)
-        if job.trusted and row.flags:
+            files["graded"] = {graded.name: graded.read_bytes()}
+            files["feedback"] = feedback(task, row, scratch)
+        if task.trusted and row.flags:
             row.reason = "; ".join(filter(None, [row.reason, "holds lifted by the instructor (--trust)"]))
-    except BadSubmission as error:
-        row.status, row.reason = "invalid", str(error)
     except Exception as error:  # one broken submission must never stop the others
         row.status = "error"
         row.reason = (f"grading exceeded {error.timeout:.0f} s"
                       if isinstance(error, (subprocess.TimeoutExpired, GradingTimeout))
                       else f"{type(error).__name__}: {error}"[:400])
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch.runtime, ignore_errors=True)
-            shutil.rmtree(scratch.folder, ignore_errors=True)
+        gradeexec.SPARE_KERNEL = None
+        drop_slot(slot)  # its kernel (shut down already, unless grading failed first) and its folders
+    row.seconds += time.perf_counter() - start
+    return Outcome(row=row, files=files)
+
+
+# --------------------------------------------------------------------------- the asking side of one student
+
+
+def _conclude(row: GradeRow) -> GradeRow:
+    """The row's last words: a reason, review when flagged, whether it was sandboxed."""
     if not row.reason:
         row.reason = "all tests pass" if not row.failed_tests else f"{len(row.failed_tests)} test(s) fail"
     if row.status == "graded" and row.flags:
         row.status = "review"
     if not row.sandboxed and row.status in ("graded", "review"):
         row.reason += "; not sandboxed"
-    row.seconds = time.perf_counter() - start
     return row
+
+
+def make_task(job: Job, pack: bytes, scratch_base: str | None) -> Task | GradeRow:
+    """Prepare one student here (reading their folder); a finished row when there is nothing to run."""
+    start = time.perf_counter()
+    assignment = job.template.assignment
+    row = GradeRow(student=job.student, assignment=assignment, max_score=job.template.max_score)
+    try:
+        notebook = prepare(job, row)
+    except BadSubmission as error:
+        row.status, row.reason = "invalid", str(error)
+    except Exception as error:  # a reader's bug: this student's row says so, the others go on
+        row.status, row.reason = "error", f"{type(error).__name__}: {error}"[:400]
+    row.seconds = time.perf_counter() - start
+    if row.status in ("invalid", "error"):
+        return _conclude(row)
+    return Task(student=job.student, assignment=assignment, notebook=json.loads(json.dumps(notebook)), row=row,
+                pack=pack, settings=job.settings, trusted=job.trusted, scratch_base=scratch_base)
 
 
 def _result_path(work: Path, student: str) -> Path:
     return work / "results" / f"{internal_id(student)}.json"
 
 
-def grade_and_remember(job: Job) -> GradeRow:
-    """Grade one student and remember the row (except an ``error``, which is always regraded)."""
-    row = grade_one(job)
+def keep(job: Job, outcome: Outcome) -> GradeRow:
+    """Write what a worker sent back under OUT and remember the row (except an ``error``, always regraded)."""
+    assignment = job.template.assignment
+    for kind in ("graded", "feedback"):
+        for name, data in outcome.files.get(kind, {}).items():
+            dest = job.out / kind / job.student / assignment / Path(name).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+    row = _conclude(outcome.row)
     if row.status != "error":
         _write_atomic(_result_path(job.work, job.student),
                       json.dumps({"digest": job.digest, "student": job.student, "row": asdict(row)}))
@@ -660,17 +875,102 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-# --------------------------------------------------------------------------- the run
+# --------------------------------------------------------------------------- workers: local processes or Dask
+
+ATTEMPTS = 3  # a task whose worker died is run again, at most this many times in all
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes forked from this one, with nbgrader already imported (once, not per student)."""
-    import multiprocessing
+class Workers:
+    """Where tasks run: ``jobs`` local worker processes, or the Dask cluster at ``scheduler``.
 
-    import nbgrader.apps  # noqa: F401  (imported here, inherited by every fork)
+    Both are used through the same ``concurrent.futures`` interface (Dask's ``Client.get_executor``),
+    so ``course grade`` has one code path; only ``start`` and ``stop`` differ.
+    """
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_init)
+    def __init__(self, jobs: int, scheduler: str | None = None) -> None:
+        self.jobs, self.scheduler = jobs, scheduler
+        self.client = None
+        self.executor = None
+
+    def start(self):
+        if self.scheduler:
+            try:
+                from distributed import Client
+            except ImportError:
+                raise RuntimeError("--scheduler needs Dask: pip install 'dask[distributed]' "
+                                   "(in the course's environment, on every worker too)") from None
+            self.client = Client(self.scheduler, timeout="30s", set_as_default=False)
+            self.executor = self.client.get_executor(pure=False)
+        else:
+            import multiprocessing
+
+            import nbgrader.apps  # noqa: F401  (imported here, inherited by every fork)
+
+            self.executor = ProcessPoolExecutor(max_workers=self.jobs, initializer=_worker_init,
+                                                mp_context=multiprocessing.get_context("fork"))
+        return self.executor
+
+    def stop(self, abort: bool = False) -> None:
+        if self.executor is not None:
+            if abort and self.client is None:
+                for process in list(getattr(self.executor, "_processes", {}).values()):
+                    process.kill()
+            if self.client is None:
+                self.executor.shutdown(wait=not abort, cancel_futures=True)
+            else:
+                self.executor.shutdown(wait=not abort)  # Dask's: cancels what is left when not waiting
+        if self.client is not None:
+            self.client.close()
+        self.client = self.executor = None
+
+    @property
+    def width(self) -> int:
+        """How many tasks run at once."""
+        if self.client is not None:
+            return max(1, sum(self.client.nthreads().values()))
+        return self.jobs
+
+    @property
+    def description(self) -> str:
+        if self.scheduler:
+            return f"the Dask cluster at {self.scheduler}"
+        return f"{self.jobs} worker process{'es' if self.jobs != 1 else ''}"
+
+
+def run_all(tasks: dict[str, Task], workers: Workers, done) -> None:
+    """Run every task; call ``done(student, outcome)`` once per student, in the order they finish.
+
+    A task whose worker died (killed, out of memory, its machine gone) is run again on a fresh
+    worker, at most ``ATTEMPTS`` times in all; nothing of a failed attempt is kept.
+    """
+    from concurrent.futures import as_completed
+
+    failures: dict[str, list[str]] = {}
+    pending = dict(tasks)
+    while pending:
+        executor = workers.start()
+        last = len(pending) - workers.width  # the last tasks to start need no spare kernel after them
+        try:
+            futures = {executor.submit(run_task, replace(task, prestart=task.prestart and i < last)): student
+                       for i, (student, task) in enumerate(pending.items())}
+            for future in as_completed(futures):
+                student = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as error:  # the worker, not the student: try again elsewhere
+                    failures.setdefault(student, []).append(f"{type(error).__name__}: {error}"[:200])
+                    if len(failures[student]) < ATTEMPTS:
+                        continue
+                    task = pending[student]
+                    row = replace(task.row, status="error", reason=f"the grading worker failed {ATTEMPTS} "
+                                  f"times: {failures[student][-1]}")
+                    outcome = Outcome(row=row)
+                del pending[student]
+                done(student, outcome)
+        except BaseException:
+            workers.stop(abort=True)
+            raise
+        workers.stop()
 
 
 def _solution_runtime(template: Template, work: Path, settings: Settings) -> float:
@@ -683,8 +983,11 @@ def _solution_runtime(template: Template, work: Path, settings: Settings) -> flo
     probe = replace(settings, notebook_timeout=settings.notebook_timeout or 3600)
     job = Job(student="_solution", folder=None, template=template, work=work, out=work / "solution-feedback",
               settings=probe, notebook=json.loads(json.dumps(solved_release(template))))
-    with _pool(1) as pool:
-        row = pool.submit(grade_one, job).result()
+    task = make_task(job, pack_template(template), str(work))
+    outcomes: list[Outcome] = []
+    if isinstance(task, Task):
+        run_all({job.student: task}, Workers(1), lambda _student, outcome: outcomes.append(outcome))
+    row = _conclude(outcomes[0].row) if outcomes else task
     if row.score < template.max_score or row.status != "graded":
         raise RuntimeError(f"the solution of {template.assignment} scores {row.score:g}/{template.max_score:g} "
                            f"when graded ({row.status}: {row.reason}); fix solutions/ (or the grader) before "
@@ -752,8 +1055,13 @@ def _submission_digest(key: str, folder: Path) -> str:
 
 def grade(root: Path, submissions: Path, assignment: str | None = None, out: Path | None = None,
           jobs: int | None = None, settings: Settings | None = None, force: bool = False,
-          progress: bool = False, trusted: set[str] | frozenset[str] = frozenset()) -> list[GradeRow]:
-    """Grade every student's submission of ``assignment``; write grades.csv and feedback; return the rows."""
+          progress: bool = False, trusted: set[str] | frozenset[str] = frozenset(),
+          scheduler: str | None = None) -> list[GradeRow]:
+    """Grade every student's submission of ``assignment``; write grades.csv and feedback; return the rows.
+
+    ``jobs`` local worker processes grade at once, or, with ``scheduler`` (a Dask scheduler's
+    address), the workers of that Dask cluster; results and feedback come back here either way.
+    """
     settings = settings or Settings()
     root = Path(root).resolve()
     submissions = Path(submissions).absolute()
@@ -799,32 +1107,32 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
                 continue
         todo.append(Job(student=student, folder=folder, template=template, work=work, out=out,
                         settings=settings, trusted=trust, digest=digest))
+    workers = Workers(max(1, min(len(todo), jobs or os.cpu_count() or 1)), scheduler)
     if progress:
-        print(f"{len(found)} student(s): {len(rows)} already graded, {len(todo)} to grade with "
-              f"{min(len(todo), jobs or os.cpu_count() or 1) or 1} worker process(es)", flush=True)
+        print(f"{len(found)} student(s): {len(rows)} already graded, {len(todo)} to grade on "
+              f"{workers.description}", flush=True)
     if todo:
-        workers = max(1, min(len(todo), jobs or os.cpu_count() or 1))
-        with _pool(workers) as pool:
-            futures = {pool.submit(grade_and_remember, job): job for job in todo}
-            try:
-                from concurrent.futures import as_completed
+        pack = pack_template(template)
+        jobs_of = {job.student: job for job in todo}
+        tasks: dict[str, Task] = {}
+        meter = Progress(len(found), len(rows), enabled=progress)
+        for job in todo:  # read and check each submission here: a worker gets plain data only
+            item = make_task(job, pack, None if scheduler else str(work))
+            if isinstance(item, Task):
+                tasks[job.student] = item
+            else:
+                rows[job.student] = keep(job, Outcome(row=item))
+                meter.step(rows[job.student], ran=False)
 
-                for future in as_completed(futures):
-                    job = futures[future]
-                    try:
-                        row = future.result()
-                    except Exception as error:  # the worker itself died: the grader's failure
-                        row = GradeRow(job.student, assignment, max_score=template.max_score, status="error",
-                                       reason=f"the grading worker failed: {type(error).__name__}: {error}"[:400])
-                    rows[job.student] = row
-                    if progress:
-                        print(f"  [{len(rows)}/{len(found)}] {printable(row.student)}: {row.score:g}/"
-                              f"{row.max_score:g} {row.status} ({row.seconds:.0f} s)", flush=True)
-            except KeyboardInterrupt:
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.kill()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        def done(student: str, outcome: Outcome) -> None:
+            rows[student] = keep(jobs_of[student], outcome)
+            meter.step(rows[student])
+
+        try:
+            run_all(tasks, workers, done)
+        finally:
+            meter.close()
+        shutil.rmtree(work / "students", ignore_errors=True)  # what attempts on killed workers left
     ordered = [rows[student] for student in sorted(found)]
     tmp_csv = out / "grades.csv.tmp"
     with tmp_csv.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
@@ -834,6 +1142,58 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
             writer.writerow(row.as_csv())
     os.replace(tmp_csv, out / "grades.csv")
     return ordered
+
+
+def duration(seconds: float) -> str:
+    """A duration as a person reads it: 45 s, 3 min 20 s, 2 h 05 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+
+
+class Progress:
+    """Students done / total and the time left: a bar on a terminal, a line per student in a log."""
+
+    def __init__(self, total: int, done: int, enabled: bool = True) -> None:
+        self.total, self.done, self.enabled = total, done, enabled
+        self.graded, self.start = 0, time.perf_counter()
+        self.bar = None
+        if enabled and sys.stdout.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="student", desc="grading", file=sys.stdout,
+                            dynamic_ncols=True, smoothing=0.1)
+
+    def left(self) -> str:
+        if not self.graded:
+            return "time left not known yet"
+        elapsed = time.perf_counter() - self.start
+        return f"about {duration(elapsed / self.graded * (self.total - self.done))} left"
+
+    def step(self, row: GradeRow, ran: bool = True) -> None:
+        """One more row; ``ran``: a worker graded it (rows found invalid here take no time)."""
+        self.done += 1
+        self.graded += ran
+        if not self.enabled:
+            return
+        line = (f"  [{self.done}/{self.total}] {printable(row.student)}: {row.score:g}/{row.max_score:g} "
+                f"{row.status} ({row.seconds:.0f} s)")
+        if self.bar is not None:
+            self.bar.write(line)
+            self.bar.update(1)
+        else:
+            print(f"{line}; {self.done}/{self.total} done, {self.left()}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elapsed = time.perf_counter() - self.start
+        if self.enabled and self.graded:
+            print(f"ran {self.graded} submission(s) in {duration(elapsed)}: "
+                  f"{60 * self.graded / max(elapsed, 1e-9):.1f} per minute", flush=True)
 
 
 def summary(rows: list[GradeRow]) -> str:

@@ -135,12 +135,16 @@ def bwrap_command(bwrap: str, workdir: Path, runtime: Path, kernel_argv: list[st
     return cmd + ["--setenv", "COURSE_SANDBOXED", "1", "--"] + kernel_argv
 
 
-def write_kernelspec(jupyter_dir: Path, workdir: Path, home: Path, memory_gb: float) -> str:
-    """Write the sandbox kernelspec under ``jupyter_dir/kernels`` and return its name."""
+def write_kernelspec(jupyter_dir: Path, workdir: Path, home: Path, memory_gb: float,
+                     probe: Path | None = None) -> str:
+    """Write the sandbox kernelspec under ``jupyter_dir/kernels`` and return its name.
+
+    ``probe``: a file the kernel runs at start-up (the grader's probe), in the kernel's runtime
+    folder, which the sandbox shares with it."""
     spec = jupyter_dir / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "course_tools.sandbox", "--workdir", str(workdir), "--home", str(home),
-            "--memory-gb", str(memory_gb), "-f", "{connection_file}"]
+            "--memory-gb", str(memory_gb), *(["--probe", str(probe)] if probe else []), "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps(
         # interrupts travel as messages: a signal to our process group cannot reach a kernel
         # that bubblewrap started in a session of its own
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--home", required=True, help="HOME and TMPDIR when not sandboxed")
     parser.add_argument("--memory-gb", type=float, default=4.0)
+    parser.add_argument("--probe", help="a file the kernel runs at start-up (IPKernelApp.exec_files)")
     parser.add_argument("-f", dest="connection_file", required=True)
     args = parser.parse_args(argv)
     limit = int(args.memory_gb * 2**30)
@@ -165,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     connection = Path(args.connection_file).resolve()
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
               "--HistoryManager.hist_file=:memory:"]
+    if args.probe:
+        kernel.append(f"--IPKernelApp.exec_files={Path(args.probe).resolve()}")
     bwrap = bwrap_path()
     if bwrap:
         command, env = bwrap_command(bwrap, workdir, connection.parent, kernel), {}
@@ -174,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         command, env = kernel, kernel_env(str(home), str(home / "tmp"))
         env["JPY_PARENT_PID"] = str(os.getppid())  # ipykernel exits when the grader's process does
     os.chdir(workdir)
+    # the kernel's own stdout holds only ipykernel's connection banner: keep it out of the grader's log
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     os.execve(command[0], command, env)
 
 

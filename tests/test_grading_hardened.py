@@ -563,3 +563,99 @@ def test_a_wrong_layout_fails_at_once_naming_it(tmp_path, capsys, monkeypatch, l
     err = capsys.readouterr().err
     assert "SUBMISSIONS/<student>/<assignment>/<notebook>.ipynb" in err and found in err, err
     assert not (out / ".work" / "template").exists(), "nothing was generated or graded"
+
+
+FAULT_SET = ["perfect", "wrong", "crash", "transformer", "invalid_json"]
+
+
+def _copy_set(run, subs: Path, students) -> None:
+    subs.mkdir()
+    for student in students:
+        shutil.copytree(run["subs"] / student, subs / student, symlinks=True)
+
+
+def _grade_killing_a_worker(run, subs: Path, out: Path, pids, **kwargs) -> tuple[dict, list[int]]:
+    """Grade ``subs`` in a thread; once a worker has been on a student for a second, SIGKILL it."""
+    import signal as signals
+
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(rows=grade(
+        run["course"], subs, FIX, out=out, settings=SETTINGS, force=True, **kwargs)), daemon=True)
+    thread.start()
+    killed: list[int] = []
+    deadline = time.time() + 300
+    while thread.is_alive() and not killed and time.time() < deadline:
+        busy = pids()
+        if busy:
+            time.sleep(1.0)
+            os.kill(busy[0], signals.SIGKILL)
+            killed.append(busy[0])
+        time.sleep(0.2)
+    thread.join(600)
+    assert not thread.is_alive(), "grading did not finish after a worker was killed"
+    with (out / "grades.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len({r["student"] for r in table}), "a student has two rows"
+    return {r["student"]: r for r in table}, killed
+
+
+def test_a_local_worker_killed_mid_run_loses_nothing(run, tmp_path):
+    """--jobs 2: a worker process killed while it grades; its student is graded again by a fresh one."""
+    import multiprocessing
+
+    subs = tmp_path / "subs"
+    _copy_set(run, subs, FAULT_SET)
+    out = tmp_path / "out"
+    students = out / ".work" / "students"
+
+    def busy() -> list[int]:  # a worker of the pool is on a student once its scratch course exists
+        if not (students.exists() and any(students.iterdir())):
+            return []
+        return [p.pid for p in multiprocessing.active_children() if p.pid]
+
+    table, killed = _grade_killing_a_worker(run, subs, out, busy, jobs=2)
+    assert killed, "no worker was seen grading"
+    assert _rows(table, FAULT_SET) == _rows(run["table"], FAULT_SET), "a killed worker changed the grades"
+
+
+def test_a_dask_worker_killed_mid_run_loses_nothing(run, tmp_path):
+    """--scheduler: a Dask scheduler and 2 worker processes started as the README says; one worker is
+    killed while it grades. Dask runs its task again on a worker; the table equals the run without it."""
+    from distributed import Client  # the test extra installs dask[distributed]
+
+    subs = tmp_path / "subs"
+    _copy_set(run, subs, FAULT_SET)
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = [sys.executable, "-m", "distributed.cli"]
+    env = dict(os.environ)
+    log = (tmp_path / "dask.log").open("w")
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file",
+                               str(scheduler_file), "--port", "0", "--dashboard-address", ":0"],
+                              cwd=run["course"], stdout=log, stderr=log, env=env)]
+    try:
+        deadline = time.time() + 120
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                       str(scheduler_file), "--nworkers", "2", "--nthreads", "1",
+                                       "--no-dashboard"], cwd=run["course"], stdout=log, stderr=log, env=env))
+        address = json.loads(scheduler_file.read_text())["address"]
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=180)
+            pid_of = client.run(os.getpid)
+
+            def busy() -> list[int]:
+                return [pid_of[w] for w, keys in client.processing().items() if keys and w in pid_of]
+
+            table, killed = _grade_killing_a_worker(run, subs, tmp_path / "out", busy, scheduler=address)
+        assert killed, "no worker was seen grading: " + (tmp_path / "dask.log").read_text()[-2000:]
+        assert _rows(table, FAULT_SET) == _rows(run["table"], FAULT_SET), "a killed worker changed the grades"
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
