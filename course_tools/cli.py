@@ -102,6 +102,7 @@ def _validate(args: argparse.Namespace) -> int:
     import nbformat
 
     from course_tools.validate import (
+        CellProgress,
         _root_for,
         check_assignment,
         execute,
@@ -117,7 +118,8 @@ def _validate(args: argparse.Namespace) -> int:
     root = _root_for(path.resolve())
     check_assignment(path, nb, root)  # another assignment's notebook: say so before running anything
     print(f"running {path} as nbgrader grades it (every cell; training cells take a while) ...", flush=True)
-    items = results(execute(nb, cwd=path.parent.resolve(), timeout=args.timeout, root=root))
+    items = results(execute(nb, cwd=path.parent.resolve(), timeout=args.timeout, root=root,
+                            progress=CellProgress(nb)))
     print(report(items))
     return 0 if items and all(r.passed for r in items) else 1
 

@@ -160,7 +160,18 @@ def _slides_section(slides: Path, dest: Path) -> str:
             f"for speaker notes):\n\n<ul>\n{links}\n</ul>\n")
 
 
-SITE_FIXES = '''"""Sphinx extension of the course site: every page loads each script once."""
+SITE_FIXES = '''"""Sphinx extension of the course site: every page loads each script once, and a link's
+`&` is escaped once (MyST hands Sphinx some addresses with `&amp;` already in them, which the page then
+showed as `&amp;amp;`: the WeChat articles of the reading list)."""
+
+from docutils import nodes
+
+
+def _links_escaped_once(app, doctree, docname):
+    for ref in doctree.findall(nodes.reference):
+        uri = ref.get("refuri")
+        if uri and "&amp;" in uri:
+            ref["refuri"] = uri.replace("&amp;", "&")
 
 
 def _one_of_each(app, pagename, templatename, context, doctree):
@@ -180,6 +191,7 @@ def _one_of_each(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect("html-page-context", _one_of_each, priority=900)
+    app.connect("doctree-resolved", _links_escaped_once)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 '''
 

@@ -94,8 +94,51 @@ def _course_config(root: Path | None, timeout: int | None):
     return config
 
 
+class CellProgress:
+    """Cells run / total while a notebook runs: a bar on a terminal; in a log, a line for each slow cell."""
+
+    SLOW = 10.0  # seconds: a cell this long gets its own line when there is no bar
+
+    def __init__(self, nb: nbformat.NotebookNode, stream=None) -> None:
+        import sys
+        import time
+
+        self.stream = stream or sys.stdout
+        self.total = sum(c.cell_type == "code" for c in nb.cells)
+        self.done, self.clock, self.started = 0, time.perf_counter, None
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="cell", desc="running", file=self.stream, dynamic_ncols=True)
+
+    def __deepcopy__(self, memo):  # traitlets deep-copies configured values: keep this one object
+        return self
+
+    def __call__(self, cell=None, cell_index=None, **_) -> None:
+        """A cell starts (nbclient's on_cell_execute): the one before it has finished."""
+        self._finished()
+        self.started = self.clock()
+
+    def _finished(self) -> None:
+        if getattr(self, "started", None) is None:
+            return
+        self.done += 1
+        took = self.clock() - self.started
+        self.started = None
+        if self.bar is not None:
+            self.bar.update(1)
+        elif took >= self.SLOW:
+            print(f"  cell {self.done} of {self.total} took {took:.0f} s", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self._finished()
+        if self.bar is not None:
+            self.bar.close()
+
+
 def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int | None = None, root: Path | None = None,
-            kernel_name: str | None = None) -> nbformat.NotebookNode:
+            kernel_name: str | None = None, progress: CellProgress | None = None) -> nbformat.NotebookNode:
     """Run every cell as nbgrader's Validator does (continuing past errors) in ``cwd``."""
     from nbgrader import utils
     from nbgrader.validator import Validator
@@ -103,9 +146,15 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int | None = None, ro
     config = _course_config(root, timeout)
     if kernel_name:
         config.Execute.kernel_name = kernel_name
+    if progress is not None:
+        config.Execute.on_cell_execute = progress  # a cell starts (nbgrader uses on_cell_executed itself)
     validator = Validator(config=config)
-    with utils.chdir(str(cwd)):
-        return validator._preprocess(nb)
+    try:
+        with utils.chdir(str(cwd)):
+            return validator._preprocess(nb)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def assignment_of(nb: nbformat.NotebookNode, root: Path) -> str | None:

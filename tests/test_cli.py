@@ -104,7 +104,10 @@ def test_build_writes_a_release_and_check_names_stale_files(tmp_path, capsys, mo
 
 
 @pytest.mark.slow  # starts a kernel
-def test_validate_reports_pass_and_fail(tmp_path, capsys):
+def test_validate_reports_pass_and_fail(tmp_path, capsys, monkeypatch):
+    from course_tools.validate import CellProgress
+
+    monkeypatch.setattr(CellProgress, "SLOW", 0.0)  # every cell is "slow": each gets its progress line
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 2"), _graded('"""x is 2"""\nassert x == 2', "good", 2),
                 _graded('"""x is 3"""\nassert x == 3, "expected 3"', "bad", 1)]
@@ -113,6 +116,7 @@ def test_validate_reports_pass_and_fail(tmp_path, capsys):
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "PASS  good  2/2" in out and "FAIL  bad" in out and "expected 3" in out and "score 2/3" in out
+    assert "cell 1 of 3 took" in out and "cell 3 of 3 took" in out, out
     assert nbformat.read(path, as_version=4).cells[1].outputs == [], "validate must not write the notebook"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -210,11 +211,16 @@ def test_site_builds_a_tiny_course_and_fails_on_warnings(tmp_path):
 
     title = ("# 01 · Tiny\n\n**Learning objectives.** After this notebook you can\n1. **add** numbers;\n\n"
              "**Prerequisites.** None.\n\n**Estimated time.** 2 hours. Fast.\n")
-    root = _tiny_course(tmp_path, title)
+    # a WeChat article's address, as the reading list has them: its `&` must reach the page once escaped
+    wechat = "https://mp.weixin.qq.com/s?__biz=MzA3&mid=2650&idx=1&sn=0157#rd"
+    root = _tiny_course(tmp_path, title + f"\nFurther reading: [an article]({wechat}).\n")
     index = build_site(root, tmp_path / "site", progress=False)
     sequence = (index.parent / "sequence.html").read_text()
     assert "01 · Tiny" in sequence and "2 hours" in sequence and "add</strong> numbers" in sequence
     assert (index.parent / "notebooks" / "01_tiny.html").is_file()
+    page = (index.parent / "notebooks" / "01_tiny.html").read_text()
+    assert 'href="https://mp.weixin.qq.com/s?__biz=MzA3&amp;mid=2650&amp;idx=1&amp;sn=0157#rd"' in page, \
+        re.findall(r'href="https://mp[^"]*"', page)
     assert (index.parent / "mathjax" / "MathJax.js").is_file()
 
     # published slides: copied with their assets, linked from the lecturers page

@@ -490,7 +490,8 @@ for row in reverse_padded(demo_ids, torch.tensor([4, 2])).tolist():
 """reverse_padded: each row reversed within its length, padding untouched."""
 x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9]])
 got = reverse_padded(x, torch.tensor([3, 2, 4]))
-assert got.tolist() == [[3, 2, 1, 0], [5, 4, 0, 0], [9, 8, 7, 6]], f"got {got.tolist()}"
+assert got.tolist() == [[3, 2, 1, 0], [5, 4, 0, 0], [9, 8, 7, 6]], \
+    f"expected [[3, 2, 1, 0], [5, 4, 0, 0], [9, 8, 7, 6]], got {got.tolist()}"
 ### BEGIN HIDDEN TESTS
 feats = torch.arange(24.0).view(2, 4, 3)
 rev = reverse_padded(feats, torch.tensor([2, 4]))
