@@ -928,8 +928,9 @@ class Workers:
     @property
     def spare_cores(self) -> bool:
         """Whether every machine has a core beyond its workers: then each worker starts its next
-        student's kernel while the current one runs (with a worker per core, that would only add
-        processes competing for the same cores: measured 5% slower)."""
+        student's kernel while the current one runs. With a worker per core a spare kernel has no
+        core to boot on, so it gains nothing (measured: 78.4 s with, 78.7 s without, for 8 students
+        on 2 cores) and only doubles the kernels' memory."""
         if self.client is None:
             return self.jobs < (os.cpu_count() or 1)
         try:
