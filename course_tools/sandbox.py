@@ -184,7 +184,26 @@ def main(argv: list[str] | None = None) -> None:
     # the kernel's own stdout holds only ipykernel's connection banner: keep it out of the grader's log
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    if bwrap:
+        # bubblewrap's --die-with-parent covers the sandbox's own processes, not bubblewrap itself:
+        # without this, a grading worker that is killed leaves its kernel running (seen in the fault tests)
+        _die_with_parent()
     os.execve(command[0], command, env)
+
+
+def _die_with_parent() -> None:
+    """Be killed (SIGKILL, kept across exec) when the process that started this one dies."""
+    import ctypes
+    import signal
+
+    # jupyter_client names the process that launched the kernel; it may have died already
+    parent = int(os.environ.get("JPY_PARENT_PID") or os.getppid())
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call: follow it now
+        os._exit(1)
 
 
 if __name__ == "__main__":

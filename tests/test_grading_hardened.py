@@ -619,6 +619,27 @@ def test_a_local_worker_killed_mid_run_loses_nothing(run, tmp_path):
     table, killed = _grade_killing_a_worker(run, subs, out, busy, jobs=2)
     assert killed, "no worker was seen grading"
     assert _rows(table, FAULT_SET) == _rows(run["table"], FAULT_SET), "a killed worker changed the grades"
+    # nothing outlives the run: the killed worker's kernel (its sandbox names the scratch folder) died with it
+    left = _processes_naming(str(students))
+    deadline = time.time() + 30
+    while left and time.time() < deadline:
+        time.sleep(0.5)
+        left = _processes_naming(str(students))
+    assert not left, f"processes outlived the killed worker: {left[:2]}"
+
+
+def _processes_naming(text: str) -> list[str]:
+    """Command lines of the running processes that mention ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in line:
+                found.append(f"{entry.name}: {line[:200]}")
+    return found
 
 
 def test_a_dask_worker_killed_mid_run_loses_nothing(run, tmp_path):
