@@ -33,7 +33,9 @@ def test_a_student_install_has_no_instructor_or_test_packages(root):
     for tool in ("jupytext", "jupyter-book", "sphinx-revealjs", "selenium", "pytest", "nbval"):
         assert tool not in names, f"{tool} is the instructor's or the tests', not a student's"
     assert {"torch", "jupyterlab", "nbgrader"} <= names
-    assert "course_utils[instructor]" in project["optional-dependencies"]["test"]
+    assert "course_utils[instructor,cluster]" in project["optional-dependencies"]["test"]
+    names = {re.split(r"[=<>\[ ]", d)[0].lower() for d in project["optional-dependencies"]["cluster"]}
+    assert "dask" in names and "dask" not in {re.split(r"[=<>\[ ]", d)[0].lower() for d in project["dependencies"]}
 
 
 def test_torch_is_pinned(root):
