@@ -384,7 +384,7 @@ char_id = {c: i + 1 for i, c in enumerate(alphabet)}                 # 0 = any r
 data = torch.tensor([char_id.get(c, 0) for c in text])
 split = int(len(data) * 0.95)
 train_data, held_out_data = data[:split], data[split:]
-SEQ, BATCH, K, STEPS = 24, 64, 4, 1_200
+SEQ, BATCH, K, STEPS = 24, 64, 4, 800
 print(f"{len(data):,} characters, {len(alphabet) + 1} symbols; {len(held_out_data):,} held out")
 
 
