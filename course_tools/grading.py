@@ -64,6 +64,7 @@ from course_tools.integrity import (
     scan_notebook,
     symlinks_in,
 )
+from course_tools.sandbox import die_with_parent
 
 FIELDS = ["student", "assignment", "score", "max_score", "status", "reason", "flags",
           "failed_tests", "sandboxed", "seconds"]
@@ -145,20 +146,10 @@ def _sha(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def _die_with_parent() -> None:
-    """In a child process: be killed when the process that started it dies (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def nbgrader_cmd(args: list[str], cwd: Path, timeout: float | None, env: dict) -> subprocess.CompletedProcess:
     """Run one nbgrader sub-command in a scratch course; it dies with the worker that started it."""
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=with_scripts_on_path(env), preexec_fn=_die_with_parent)
+                          timeout=timeout, env=with_scripts_on_path(env), preexec_fn=die_with_parent)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -873,7 +864,7 @@ def keep(job: Job, outcome: Outcome) -> GradeRow:
 
 def _worker_init() -> None:
     """A grading worker: killed with the run that started it, Ctrl-C handled by that run."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -187,17 +187,19 @@ def main(argv: list[str] | None = None) -> None:
     if bwrap:
         # bubblewrap's --die-with-parent covers the sandbox's own processes, not bubblewrap itself:
         # without this, a grading worker that is killed leaves its kernel running (seen in the fault tests)
-        _die_with_parent()
+        # jupyter_client names the process that launched the kernel; it may have died already
+        die_with_parent(int(os.environ.get("JPY_PARENT_PID") or os.getppid()))
     os.execve(command[0], command, env)
 
 
-def _die_with_parent() -> None:
-    """Be killed (SIGKILL, kept across exec) when the process that started this one dies."""
+def die_with_parent(parent: int | None = None) -> None:
+    """Be killed (SIGKILL, kept across exec) when ``parent`` (default: this process's parent) dies (Linux).
+
+    If ``parent`` has died already, before the call could take effect, exit now."""
     import ctypes
     import signal
 
-    # jupyter_client names the process that launched the kernel; it may have died already
-    parent = int(os.environ.get("JPY_PARENT_PID") or os.getppid())
+    parent = os.getppid() if parent is None else parent
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
