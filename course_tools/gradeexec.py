@@ -326,6 +326,7 @@ class GuardedExecute(Execute):
             cell.outputs = [_error(NOTEBOOK_TIMEOUT, f"not run: the notebook's time limit of {self.notebook_timeout} s was reached")]
             return "skipped"
         limit = max(1, int(min(self.timeout or remaining, remaining)))
+        cut_by_deadline = not self.timeout or remaining < self.timeout  # the notebook's limit, not the cell's
         self.timeout_func = lambda _cell: limit
         try:
             self.execute_cell(cell, index, store_history=True)
@@ -336,6 +337,9 @@ class GuardedExecute(Execute):
                                                    f"when interrupted; its kernel was stopped and the notebook "
                                                    f"continued in a fresh kernel"))
             return "stuck"
+        if cut_by_deadline and any(o.get("ename") == "KeyboardInterrupt" for o in cell.get("outputs", [])):
+            cell.outputs.append(_error(NOTEBOOK_TIMEOUT, f"stopped: the notebook's time limit of "
+                                                         f"{self.notebook_timeout} s was reached in this cell"))
         return "ok"
 
     def preprocess(self, nb, resources=None, km=None):  # noqa: D102 - nbconvert API

@@ -730,10 +730,11 @@ def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
     if stuck:
         notes.append(f"cell {', '.join(stuck)} did not stop when interrupted (its kernel was stopped; "
                      f"earlier results kept)")
+    timeouts = [key for key in timeouts if key not in late]  # interrupted by the notebook's limit: said below
     if timeouts:
         notes.append(f"cell time limit hit in {', '.join(dict.fromkeys(timeouts))}")
     if late:
-        notes.append(f"notebook time limit reached: {len(late)} cell(s) not run, from {late[0]}")
+        notes.append(f"notebook time limit reached: {len(late)} cell(s) stopped or not run, from {late[0]}")
     if notes:
         row.reason = "; ".join(filter(None, [*notes, row.reason]))
 

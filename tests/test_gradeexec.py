@@ -115,6 +115,27 @@ def test_the_notebook_deadline_never_erases_earlier_results(tmp_path):
     assert _errors(nb.cells[4]) in (["NotebookTimeout"], []), nb.cells[4].outputs
 
 
+
+def test_a_cell_stopped_by_the_notebook_deadline_is_reported_as_the_notebook_limit(tmp_path):
+    from course_tools.grading import GradeRow, note_guards
+
+    loop = "while True:\n    pass"
+    cells = [_cell(SETUP), _cell(loop, "answer"), _cell("check(1, 1)", "test")]
+    # the cell's own limit (60 s) is never reached: the notebook's (10 s) stops the loop, and the test
+    # after it starts with less than a second left, so it is not run
+    nb = run(cells, timeout=60, notebook_timeout=10, probe=False)
+    assert _errors(nb.cells[1]) == ["KeyboardInterrupt", "NotebookTimeout"], nb.cells[1].outputs
+    assert _errors(nb.cells[2]) == ["NotebookTimeout"], nb.cells[2].outputs
+    row = GradeRow("s", "a")
+    note_guards(row, nb)
+    assert "notebook time limit reached: 2 cell(s) stopped or not run" in row.reason, row.reason
+    assert "cell time limit" not in row.reason, row.reason
+    # a cell stopped by its own limit, with time left in the notebook, is a cell limit
+    nb = run([_cell(SETUP), _cell(loop, "answer"), _cell("check(1, 1)", "test")], timeout=3,
+             notebook_timeout=60, probe=False)
+    assert _errors(nb.cells[1]) == ["KeyboardInterrupt"] and _errors(nb.cells[2]) == [], nb.cells[1].outputs
+
+
 MORE_TRICKS = {
     "compiler": "_cc = type(exit._ip.compile)\n_orig = _cc.ast_parse\n"
                 "def _blank(self, source, filename='<unknown>', symbol='exec'):\n"
