@@ -14,7 +14,8 @@
 # 1. **budget** the memory of training: parameters, gradients, optimizer state and activations;
 # 2. **accumulate** gradients so that small batches add up to a large one, padding included;
 # 3. **use** mixed precision (bfloat16 autocast, float16 with loss scaling) and **checkpoint** activations;
-# 4. **train** with data parallelism in `torch.distributed`, by hand and with `DistributedDataParallel`.
+# 4. **train** with data parallelism in `torch.distributed`, by hand and with `DistributedDataParallel`;
+# 5. **shard** AdamW's state across processes (ZeRO stage 1) by hand, and compare PyTorch's `ZeroRedundancyOptimizer` and FSDP.
 #
 # **Prerequisites.** Notebooks 06 (the Transformer) and 13 (recomputation, memory measurement).
 #
@@ -353,10 +354,11 @@ assert_close(naive_accumulation_gradient(model, uneven), sum(each) / len(each),
 #
 # * `through_float16(values, scale)`: what survives a trip through float16 with loss scaling:
 #   `(values * scale).half().float() / scale`.
-# * `mixed_precision_step(model, inputs, targets, optimizer, device, scaler=None)`: one training step
-#   (zero the gradients first) under `torch.autocast(device.type, dtype)` with bfloat16 on CPU and
-#   float16 on CUDA. When a `GradScaler` is given (on CUDA; the tests also pass one on the CPU),
-#   scale the loss before back-propagating, let the scaler make the optimizer step (it unscales,
+# * `mixed_precision_step(model, inputs, targets, optimizer, device, scaler=None, dtype=None)`: one
+#   training step (zero the gradients first) under `torch.autocast(device.type, dtype)`; `dtype=None`
+#   means bfloat16 on CPU and float16 on CUDA (the CPU's autocast runs float16 too, which the test
+#   uses to exercise loss scaling without a GPU). When a `GradScaler` is given, scale the loss before
+#   back-propagating, let the scaler make the optimizer step (it unscales the gradients in place,
 #   and skips steps whose gradients overflowed), then let it update its scale. Return the loss as
 #   a float.
 
@@ -369,10 +371,12 @@ def through_float16(values: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
 
 
 def mixed_precision_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
-                         device: torch.device, scaler: "torch.amp.GradScaler | None" = None) -> float:
-    """One step with autocast (bfloat16 on CPU, float16 + loss scaling on CUDA)."""
+                         device: torch.device, scaler: "torch.amp.GradScaler | None" = None,
+                         dtype: torch.dtype | None = None) -> float:
+    """One step with autocast (default: bfloat16 on CPU, float16 + loss scaling on CUDA)."""
     ### BEGIN SOLUTION
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     optimizer.zero_grad()
     with torch.autocast(device.type, dtype=dtype):
         logits = model(inputs)
@@ -407,6 +411,32 @@ x, y = padded_batch(32, seed=3)
 x, y = x.to(device), y.to(device)
 losses = [mixed_precision_step(model, x, y, optimizer, device, scaler) for _ in range(15)]
 assert losses[-1] < losses[0] - 0.5, f"the loss should fall on one repeated batch: {losses[0]:.2f} -> {losses[-1]:.2f}"
+# float16 on any device: a confident model's gradients per token (about 1e-8) underflow unless the loss is scaled
+def confident_model() -> nn.Module:
+    """An identity embedding, then a linear layer that gives the right token a logit 12 above the others."""
+    model = nn.Sequential(nn.Embedding(8, 8), nn.Linear(8, 8))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(8))
+        model[1].weight.copy_(12 * torch.eye(8))
+        model[1].bias.zero_()
+    return model.to(device)
+tokens = torch.arange(8, device=device).repeat(8, 32)           # (8, 256): predict each token itself
+exact_model = confident_model().double()
+F.cross_entropy(exact_model(tokens).flatten(0, -2), tokens.flatten()).backward()
+exact = exact_model[1].weight.grad                               # (8, 8)
+float16_grads = {}
+for scaler16 in (None, torch.amp.GradScaler(device.type, init_scale=2.0 ** 16)):
+    model16 = confident_model()
+    mixed_precision_step(model16, tokens, tokens, torch.optim.SGD(model16.parameters(), lr=0.0), device,
+                         scaler=scaler16, dtype=torch.float16)
+    float16_grads[scaler16 is not None] = model16[1].weight.grad.double()
+relative = ((float16_grads[True] - exact).norm() / exact.norm()).item()
+print(f"float16, output layer's gradient: exact |max| {exact.abs().max():.2e}; without scaling |max| "
+      f"{float16_grads[False].abs().max():.2e}; scaled by 2^16 and unscaled: |max| {float16_grads[True].abs().max():.2e}, "
+      f"off by {relative:.2%}")
+assert (float16_grads[False] == 0).all(), \
+    f"float16 without a scaler: per-token gradients of ~1e-8 underflow to 0, got |max| {float16_grads[False].abs().max():.2e}"
+assert relative < 2e-2, f"float16 with the loss scaled by 2^16 (unscaled before the step): expected the exact gradient, off by {relative:.1%}"
 ### BEGIN HIDDEN TESTS
 seen = []
 original = torch.autocast.__init__
@@ -710,8 +740,283 @@ wrapped = wrap_with_stand_in(probe)
 assert isinstance(wrapped, StandIn) and wrapped.module is probe, "the very model, wrapped (not a copy)"
 ### END HIDDEN TESTS
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_zero", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 7 · Exercise 6: sharding the optimizer state, ZeRO stage 1 (4 points)
+#
+# Data parallelism keeps a full copy of AdamW's two moments on every process, though each process
+# computes the very same update. **ZeRO stage 1** (Rajbhandari et al., 2019) splits the work: the
+# parameters are flattened into one vector of `numel` numbers, rank $r$ of $W$ owns a contiguous
+# shard of it, keeps AdamW's state for that shard only, updates only that shard, and an
+# **all-gather** then hands every rank the whole updated vector. The optimizer state per rank falls
+# to about $1/W$; gradients and parameters stay whole (stages 2 and 3 shard those too).
+#
+# * `shard_bounds(numel, rank, world)`: with shards of $s = \lceil \text{numel} / W \rceil$ numbers,
+#   rank $r$ owns `[min(r * s, numel), min((r + 1) * s, numel))`; the last shards may be shorter
+#   or empty. Return `(start, stop)`.
+# * `ZeroAdamW(params, **adamw_options)`, for a process group that is already initialised:
+#   `__init__` keeps `self.params` (a list), copies this rank's slice of the flattened parameters
+#   into one tensor and keeps `self.optimizer = torch.optim.AdamW([that tensor], **adamw_options)`.
+#   `step()`: flatten the gradients, `dist.all_reduce` them and divide by the world size (the mean,
+#   as in exercise 5), give the rank's slice of it to its tensor as `.grad`, step `self.optimizer`,
+#   then `dist.all_gather` every rank's updated shard (pad each to $s$ numbers: all-gather wants
+#   equal sizes) and copy the result into the parameters. `zero_grad()` sets every `p.grad` to None.
+#
+# AdamW works number by number, so the ranks together take the step of one AdamW on the whole
+# model (up to rounding). Do not use `ZeroRedundancyOptimizer` or FSDP here: they come after the test.
+
+# %% nbgrader={"grade": false, "grade_id": "zero", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
+def shard_bounds(numel: int, rank: int, world: int) -> tuple[int, int]:
+    """[start, stop) of rank's shard of a flat vector: shards of ceil(numel / world), the last ones shorter."""
+    ### BEGIN SOLUTION
+    size = math.ceil(numel / world)
+    return min(rank * size, numel), min((rank + 1) * size, numel)
+    ### END SOLUTION
+
+
+class ZeroAdamW:
+    """AdamW whose state is sharded across the ranks (ZeRO stage 1): each rank updates its shard, then all-gather."""
+
+    def __init__(self, params, **adamw_options) -> None:
+        ### BEGIN SOLUTION
+        self.params = list(params)
+        self.world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.numel = sum(p.numel() for p in self.params)
+        self.shard_size = math.ceil(self.numel / self.world)
+        self.start, self.stop = shard_bounds(self.numel, self.rank, self.world)
+        flat = torch.cat([p.detach().flatten() for p in self.params])                    # (numel,)
+        self.shard = flat[self.start:self.stop].clone().requires_grad_()                  # (stop - start,)
+        self.optimizer = torch.optim.AdamW([self.shard], **adamw_options)
+        ### END SOLUTION
+
+    def zero_grad(self) -> None:
+        """Set every parameter's gradient to None."""
+        ### BEGIN SOLUTION
+        for p in self.params:
+            p.grad = None
+        ### END SOLUTION
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Average the gradients over the ranks, step this rank's shard, all-gather the parameters."""
+        ### BEGIN SOLUTION
+        grad = torch.cat([p.grad.flatten() for p in self.params])                       # (numel,)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        grad /= self.world
+        self.shard.grad = grad[self.start:self.stop].clone()
+        self.optimizer.step()
+        padded = F.pad(self.shard.detach(), (0, self.shard_size - self.shard.numel()))    # (shard_size,)
+        pieces = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(pieces, padded)
+        flat = torch.cat(pieces)[:self.numel]                                             # (numel,)
+        for p, piece in zip(self.params, flat.split([p.numel() for p in self.params])):
+            p.copy_(piece.view_as(p))
+        ### END SOLUTION
+
+
+# %% slideshow={"slide_type": "fragment"}
+# The model of the runs below has 16 * 31 + 31 + 31 * 4 + 4 = 655 numbers: an odd count, so 2 ranks
+# cannot split it evenly.
+for numel, world in ((655, 2), (655, 3), (10, 4), (3, 4)):
+    bounds = [shard_bounds(numel, rank, world) for rank in range(world)]
+    print(f"{numel:>4} numbers on {world} ranks: shards {bounds}, sizes {[stop - start for start, stop in bounds]}")
+
+
+# %% nbgrader={"grade": false, "grade_id": "launch_zero", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+import ast
+import linecache
+
+ZERO_SCRIPT = '''
+import math, os, sys, torch, torch.nn as nn, torch.nn.functional as F
+import torch.distributed as dist
+torch.set_num_threads(1)
+{functions}
+def local(t):
+    return t.to_local() if hasattr(t, "to_local") else t        # FSDP keeps its tensors as DTensors
+def main(modes, out):
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    results = {{}}
+    for mode in modes.split(","):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 31), nn.Tanh(), nn.Linear(31, 4)).double()
+        module = model
+        if mode == "zero":                   # yours, with PyTorch's twin switched off
+            from unittest import mock
+            twin = mock.Mock(side_effect=RuntimeError("ZeroAdamW may not use ZeroRedundancyOptimizer"))
+            with mock.patch("torch.distributed.optim.ZeroRedundancyOptimizer", twin):
+                optimizer = ZeroAdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+            state = optimizer.optimizer.state
+        elif mode == "zero_redundancy":      # PyTorch's ZeRO-1; DDP averages the gradients for it
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+            from torch.nn.parallel import DistributedDataParallel
+            model = DistributedDataParallel(module)
+            optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW, lr=0.01, weight_decay=0.1)
+            state = optimizer.optim.state
+        else:                                # FSDP2: parameters, gradients and state sharded (ZeRO-3)
+            from torch.distributed.fsdp import fully_shard
+            for layer in (model[0], model[2]):
+                fully_shard(layer)
+            fully_shard(model)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+            state = optimizer.state
+        g = torch.Generator().manual_seed(1)
+        for step in range(5):
+            x, y = torch.randn(8, 16, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g)
+            share = slice(rank * 8 // world, (rank + 1) * 8 // world)
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[share]), y[share]).backward()
+            optimizer.step()
+        parameters = {{name: (value.full_tensor() if hasattr(value, "full_tensor") else value).detach().clone()
+                       for name, value in module.state_dict().items()}}
+        moments = [local(s["exp_avg"]).flatten() for s in state.values()]
+        state_bytes = sum(local(t).numel() * local(t).element_size() for s in state.values()
+                          for key, t in s.items() if key != "step")
+        results[mode] = {{"parameters": parameters, "state_bytes": state_bytes,
+                         "exp_avg": torch.cat(moments) if moments else torch.zeros(0, dtype=torch.float64)}}
+    gathered = [None] * world
+    dist.all_gather_object(gathered, results)
+    if rank == 0:
+        torch.save(gathered, out)
+    dist.barrier()                     # everyone is done
+    sys.stdout.flush()
+    os._exit(0)                        # skip gloo's teardown at interpreter exit, which can abort (a known race)
+main(sys.argv[1], sys.argv[2])
+'''
+
+
+def zero_reference() -> tuple[nn.Module, torch.optim.AdamW]:
+    """One process, AdamW, the whole batch: what every ZeRO run must end with."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 31), nn.Tanh(), nn.Linear(31, 4)).double()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    g = torch.Generator().manual_seed(1)
+    for step in range(5):
+        x, y = torch.randn(8, 16, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def class_source(cls: type) -> str:
+    """A class's source, found through one of its methods (inspect.getsource cannot find a notebook's classes)."""
+    method = inspect.unwrap(next(f for f in vars(cls).values() if inspect.isfunction(inspect.unwrap(f))))
+    cell = "".join(linecache.getlines(inspect.getfile(method)))           # IPython keeps each cell's text here
+    lines = cell.splitlines(keepends=True)
+    for node in ast.parse(cell).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            first = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list])
+            return "".join(lines[first - 1:node.end_lineno])
+    raise ValueError(f"no class {cls.__name__} in the cell of {method.__qualname__}")
+
+
+def run_zero(modes: str, processes: int = 2) -> list[dict]:
+    """Write the script with your functions, launch it with torchrun; per rank, per mode: parameters, state bytes, exp_avg."""
+    folder = Path(tempfile.mkdtemp(prefix="zero-"))
+    functions = inspect.getsource(shard_bounds) + "\n" + class_source(ZeroAdamW)
+    (folder / "train.py").write_text(ZERO_SCRIPT.format(functions=functions))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(folder / "train.py"), modes, str(folder / "results.pt")]
+    start = time.perf_counter()
+    for attempt in range(2):                      # one retry: process start-up can race on a busy machine
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        if result.returncode == 0:
+            break
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if "Error" in line or "error" in line]
+        raise RuntimeError(f"torchrun failed ({result.returncode}); the processes said:\n" + "\n".join(errors[-15:]))
+    print(f"torchrun with {processes} processes ({modes}) took {time.perf_counter() - start:.1f} s")
+    return torch.load(folder / "results.pt", weights_only=False)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_zero", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""shard_bounds tiles the vector in shards of ceil(numel / world); on two processes ZeroAdamW ends with the parameters
+and moments of one AdamW on the global batch (1e-6 and 1e-10), and each rank holds half of the optimizer state."""
+for numel, world in ((655, 2), (655, 3), (12, 4)):
+    bounds = [shard_bounds(numel, rank, world) for rank in range(world)]
+    size = math.ceil(numel / world)
+    assert bounds[0][0] == 0 and bounds[-1][1] == numel and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), \
+        f"{numel} numbers on {world} ranks: shards must tile [0, {numel}) in order, got {bounds}"
+    assert all(stop - start == min(size, max(numel - rank * size, 0)) for rank, (start, stop) in enumerate(bounds)), \
+        f"{numel} numbers on {world} ranks: shards of {size} (the last shorter), got {bounds}"
+reference_model, reference_optimizer = zero_reference()
+reference_moments = torch.cat([reference_optimizer.state[p]["exp_avg"].flatten() for p in reference_model.parameters()])
+unsharded = sum(t.numel() * t.element_size() for s in reference_optimizer.state.values() for k, t in s.items() if k != "step")
+ranks = run_zero("zero")
+for rank, results in enumerate(ranks):
+    for name, value in reference_model.state_dict().items():
+        assert_close(results["zero"]["parameters"][name], value, f"rank {rank}'s {name} after 5 steps", atol=1e-6)
+assert_close(torch.cat([results["zero"]["exp_avg"] for results in ranks]), reference_moments,
+             "AdamW's first moment (exp_avg), the ranks' shards put together", atol=1e-10)
+per_rank = [results["zero"]["state_bytes"] for results in ranks]
+print(f"optimizer state: {unsharded:,} bytes unsharded, {per_rank} bytes per rank")
+assert sum(per_rank) == unsharded and all(abs(b - unsharded / 2) <= 16 for b in per_rank), \
+    f"each of 2 ranks holds half of the {unsharded:,} bytes of AdamW's state (within one number's two moments), got {per_rank}"
+### BEGIN HIDDEN TESTS
+assert [shard_bounds(3, rank, 4) for rank in range(4)] == [(0, 1), (1, 2), (2, 3), (3, 3)], "3 numbers on 4 ranks: the last shard is empty"
+assert [shard_bounds(10, rank, 3) for rank in range(3)] == [(0, 4), (4, 8), (8, 10)], "10 numbers on 3 ranks: shards of 4, 4 and 2"
+assert shard_bounds(655, 0, 1) == (0, 655), "one rank owns everything"
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "zero_builtin_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
+# ### PyTorch's twins: `ZeroRedundancyOptimizer` and FSDP's `fully_shard`
+#
+# `torch.distributed.optim.ZeroRedundancyOptimizer` is ZeRO stage 1: it wraps any optimizer and
+# gives each rank whole **parameters** (greedily, by size) rather than a slice of one flat vector, so
+# its shards can be uneven; it does not average gradients itself, so it runs under DDP.
+# `torch.distributed.fsdp.fully_shard` (FSDP2) is stage 3: it splits every parameter along its first
+# dimension, so parameters, gradients and state are all sharded, and gathers each wrapped layer's
+# parameters only while it runs. Both run on the CPU with gloo (the cell below does it), with the same
+# model, data and AdamW as your run.
+
+# %% slideshow={"slide_type": "fragment"}
+builtin_ranks = run_zero("zero,zero_redundancy,fully_shard")
+print(f"{'':<16}{'state bytes per rank':>24}{'max |difference| from one AdamW':>36}")
+for mode in ("zero", "zero_redundancy", "fully_shard"):
+    per_rank = [results[mode]["state_bytes"] for results in builtin_ranks]
+    difference = max((results[mode]["parameters"][name] - value).abs().max().item()
+                     for results in builtin_ranks for name, value in reference_model.state_dict().items())
+    print(f"{mode:<16}{str(per_rank):>24}{difference:>36.1e}")
+    assert difference < 1e-10 and sum(per_rank) == unsharded, f"{mode}: every rank ends where one AdamW does, state split"
+print(f"unsharded AdamW: {unsharded:,} bytes; your training_memory(model, torch.float64) says "
+      f"{training_memory(reference_model, torch.float64)['optimizer']:,}")
+
+# %% slideshow={"slide_type": "subslide"}
+def zero_per_rank(count: int, world: int) -> dict[str, dict[str, float]]:
+    """Bytes per rank of mixed-precision training (from your training_memory) for ZeRO stages 0-3 on `world` ranks."""
+    parts = budgets(count)["mixed\nprecision"]                 # bfloat16 parameters and gradients, float32 master and moments
+    sharded = {0: (), 1: ("float32 master", "optimizer"), 2: ("float32 master", "optimizer", "gradients"),
+               3: ("float32 master", "optimizer", "gradients", "parameters")}
+    return {f"stage {stage}": {part: size / world if part in parts_sharded else size for part, size in parts.items()}
+            for stage, parts_sharded in sharded.items()}
+
+
+paper = [sum(parts.values()) / 1e9 for parts in zero_per_rank(7_500_000_000, 64).values()]
+print("7.5B parameters on 64 ranks, GB per rank:", [round(gb, 1) for gb in paper], "(the ZeRO paper's figure 1: 120, 31.4, 16.6, 1.9)")
+assert [round(gb, 1) for gb in paper] == [120.0, 31.4, 16.6, 1.9], "training_memory should reproduce the ZeRO paper's figure 1"
+world = 8
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+for ax, (name, count) in zip(axes, (("GPT-2 small", 124_000_000), ("7B", 7_000_000_000))):
+    stages = zero_per_rank(count, world)
+    for column, (stage, parts) in enumerate(stages.items()):
+        bottom = 0.0
+        for part, size in parts.items():
+            ax.bar(column, size / 1e9, bottom=bottom, color=colours[part], width=0.6, label=part if column == 0 else None)
+            bottom += size / 1e9
+        ax.text(column, bottom, f"{bottom:.1f} GB\n{bottom * 1e9 / count:.1f} B/param", ha="center", va="bottom", fontsize=8)
+        print(f"{name:>12} {stage}: {bottom:6.1f} GB per rank, {bottom * 1e9 / count:5.2f} bytes per parameter per rank")
+    ax.set_xticks(range(4), ["DDP\n(stage 0)", "ZeRO-1\nstates", "ZeRO-2\n+ gradients", "ZeRO-3\n+ parameters"])
+    ax.set_title(f"{name}, mixed precision, {world} ranks")
+    ax.set_ylabel("GB per rank before activations")
+    ax.margins(y=0.25)
+axes[1].axhline(80, color="k", linestyle="--", linewidth=1)
+axes[0].legend(fontsize=8)
+fig.suptitle(f"ZeRO on W = {world} ranks, from your training_memory(): each sharded part divided by W")
+fig.tight_layout()
+plt.show()
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "what_each_technique_saves", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
-# ## 7 · What each technique saves and costs, measured here
+# ## 8 · What each technique saves and costs, measured here
 
 # %% slideshow={"slide_type": "fragment"}
 torch.manual_seed(0)
@@ -740,7 +1045,11 @@ accumulation_step(stepper, [(xb[i::4].to(device), yb[i::4].to(device)) for i in 
 four = time.perf_counter() - start
 rows.append(("gradient accumulation (4 micro-batches)", "activations of 1/4 of the batch", f"{four / one - 1:+.0%} time per step here"))
 rows.append(("data parallel (2 processes)", "nothing per process (each holds everything)", "an all-reduce of all gradients per step"))
-rows.append(("ZeRO / FSDP (not run here)", "shards states, gradients, parameters: up to 1/W each", "more communication: gather parameters per layer"))
+zero_bytes = [results["zero"]["state_bytes"] for results in builtin_ranks]
+rows.append(("ZeRO-1 (2 processes, your ZeroAdamW)", f"{1 - max(zero_bytes) / unsharded:.0%} of AdamW state per process",
+             "an all-gather of the parameters per step"))
+rows.append(("ZeRO-3 / FSDP", "gradients and parameters sharded too: 16/W bytes per parameter",
+             "gathers each layer's parameters in forward and backward"))
 width = max(len(r[0]) for r in rows)
 for technique, saves, costs in rows:
     print(f"{technique:<{width}}  saves: {saves:<55}  costs: {costs}")
@@ -749,8 +1058,9 @@ for technique, saves, costs in rows:
 # ### Where this goes next
 #
 # Data parallelism copies everything to every process. **ZeRO** (Rajbhandari et al., 2019) shards
-# the optimizer state (stage 1), the gradients (2) and the parameters (3) across the $W$ processes,
-# gathering each layer's parameters only while it runs; PyTorch's **FSDP** implements it. Together
+# the optimizer state (stage 1, your `ZeroAdamW`), the gradients (2) and the parameters (3) across the
+# $W$ processes, gathering each layer's parameters only while it runs; PyTorch's **FSDP** implements
+# it (section 7 ran `fully_shard` on two CPU processes). Together
 # with mixed precision and checkpointing, that is how models far larger than one device's memory
 # are trained; tensor and pipeline parallelism split single layers and the depth when even that is
 # not enough.
@@ -766,8 +1076,11 @@ for technique, saves, costs in rows:
 # * **Mixed precision**: bfloat16 autocast on CPU; float16 needs **loss scaling** or small gradients vanish.
 # * **Checkpointing** trades one extra forward pass per layer (the cell after exercise 4 counts the
 #   calls) for activation memory (at least 40% less for forward + backward, as the test asserts).
-# * **Data parallelism** averages gradients with an all-reduce; DDP does it for you, and ZeRO/FSDP
-#   shard what DDP replicates.
+# * **Data parallelism** averages gradients with an all-reduce; DDP does it for you.
+# * **ZeRO stage 1** keeps AdamW's state for a $1/W$ shard of the flattened parameters on each rank,
+#   updates that shard and all-gathers the result: the same step as one AdamW, with half the state
+#   per rank on two processes (the test asserts both). Stages 2 and 3 (FSDP) shard gradients and
+#   parameters too, down to $16/W$ bytes per parameter per rank.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
@@ -784,6 +1097,6 @@ for technique, saves, costs in rows:
 # * with *1 · Where the memory goes*
 #   * [如何优雅地训练大型模型？](https://zhuanlan.zhihu.com/p/110278004): how to train large models gracefully (zhihu)
 #   * [GPU 显存不足怎么办？](https://zhuanlan.zhihu.com/p/100884995): what to do when GPU memory runs out (zhihu)
-# * with *7 · What each technique saves and costs, measured here*
+# * with *8 · What each technique saves and costs, measured here*
 #   * [Pytorch有什么节省显存的小技巧？](https://www.zhihu.com/question/274635237/answer/755102181): PyTorch tricks that save GPU memory (zhihu)
 # <!-- /reading-list -->
