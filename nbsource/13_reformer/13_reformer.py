@@ -11,14 +11,15 @@
 # # 13 · The Reformer and efficient attention
 #
 # **Learning objectives.** After this notebook you can
-# 1. **hash** vectors with angular LSH and **implement** LSH attention (sort, chunk, attend within and one chunk back);
+# 1. **hash** vectors with angular LSH and **implement** LSH attention (sort, chunk, attend within the bucket, in the chunk and one back);
 # 2. **build** reversible residual blocks and a custom autograd function that recomputes activations;
 # 3. **chunk** the feed-forward layer and **build** a sliding-window attention mask;
-# 4. **measure** memory and time of full, fused and LSH attention, and of reversible against ordinary stacks.
+# 4. **assemble** a small Reformer from these parts and **train** it on the paper's duplication task, with 1, 2 and 4 hashing rounds;
+# 5. **measure** memory and time of full, fused and LSH attention, and of reversible against ordinary models.
 #
 # **Prerequisites.** Notebooks 03 (scaled dot-product attention), 04 (masks) and 06 (the Transformer).
 #
-# **Estimated time.** 2 hours. The notebook runs in about half a minute on a 2-core CPU.
+# **Estimated time.** 2.5 hours. The notebook runs in about a minute on a 2-core CPU.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "notes_intro", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "notes"}
 # Speaker notes: full attention stores an n x n matrix per head; a stack of L layers stores L sets
@@ -29,6 +30,8 @@
 # ## Setup
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+import copy
+import itertools
 import math
 import time
 from unittest import mock
@@ -40,6 +43,7 @@ import torch.nn.functional as F
 
 from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
 from course_utils.memory import peak_memory
+from course_utils.train import fit
 
 seed_everything(0)
 device = get_device()
@@ -130,7 +134,9 @@ assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, 
 # 2. cut the sorted sequence into chunks of `chunk_size`; each chunk attends to **itself and the
 #    chunk before** (the first chunk's "before" wraps around to the last one; with a single chunk,
 #    only itself);
-# 3. mask: self ($-10^5$), and with `causal=True` any key later than the query (`finfo.min`);
+# 3. mask with `finfo.min` every key of **another bucket** than the query's (the paper's rule: a
+#    query sees only its own bucket, in its chunk and the one before) and, with `causal=True`, any
+#    key later than the query; then give the query's own position $-10^5$;
 # 4. softmax, weighted values, and **un-sort** back to the original order; also return the
 #    log-sum-exp of each query's scores.
 #
@@ -139,13 +145,11 @@ assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, 
 # Complete `lsh_attention(qk, v, rotations, chunk_size, causal=False)` for `qk, v (batch, n, d)`
 # with `n` divisible by `chunk_size`.
 #
-# **Where this differs from the paper.** The Reformer lets a query see only the keys of its **own
-# bucket** within its chunk and the one before, and when a query meets the same key in $N_{ij}$ of the
-# rounds it subtracts $\log N_{ij}$ from that score, so the key is not counted $N_{ij}$ times. This
-# exercise does neither: a query sees every key of its chunk and the one before, whatever their
-# bucket (more keys than the paper's, never fewer), and the rounds are combined by their mass alone.
-# The code stays short, and with a single chunk the result is exactly full attention, which the
-# test uses.
+# **Where this differs from the paper.** When a query meets the same key in $N_{ij}$ of the rounds,
+# the Reformer subtracts $\log N_{ij}$ from that score, so the key is not counted $N_{ij}$ times; here
+# the rounds are combined by their mass alone, which keeps the code short. With a single chunk the
+# result is exactly full attention restricted to pairs in the same bucket, and with every position
+# in one bucket it is full attention: the tests use both.
 
 # %% nbgrader={"grade": false, "grade_id": "lsh_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def lsh_attention_round(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, chunk_size: int,
@@ -163,11 +167,15 @@ def lsh_attention_round(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tens
     k = F.normalize(take(qk), dim=-1).view(batch, chunks, chunk_size, d)
     values = take(v).view(batch, chunks, chunk_size, -1)
     q_pos = order.view(batch, chunks, chunk_size)
+    q_bucket = buckets.gather(1, order).view(batch, chunks, chunk_size)        # sorted buckets
     look_back = lambda t: t if chunks == 1 else torch.cat([t, t.roll(1, dims=1)], dim=2)
-    k, values, k_pos = look_back(k), look_back(values), look_back(q_pos)       # (batch, chunks, 2c, ...)
+    k, values = look_back(k), look_back(values)                                # (batch, chunks, 2c, d)
+    k_pos, k_bucket = look_back(q_pos), look_back(q_bucket)                    # (batch, chunks, 2c)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)                            # (batch, chunks, c, 2c)
+    hidden = k_bucket.unsqueeze(-2) != q_bucket.unsqueeze(-1)                  # another bucket
     if causal:
-        scores = scores.masked_fill(k_pos.unsqueeze(-2) > q_pos.unsqueeze(-1), torch.finfo(scores.dtype).min)
+        hidden = hidden | (k_pos.unsqueeze(-2) > q_pos.unsqueeze(-1))          # a later position
+    scores = scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
     scores = scores.masked_fill(k_pos.unsqueeze(-2) == q_pos.unsqueeze(-1), -1e5)
     lse = scores.logsumexp(dim=-1, keepdim=True)
     out = (scores - lse).exp() @ values                                        # (batch, chunks, c, d_v)
@@ -191,7 +199,7 @@ def shared_qk_attention(qk: torch.Tensor, v: torch.Tensor, causal: bool = False,
                         allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Full attention with shared query-keys and the same self rule: the reference for one chunk.
 
-    ``allowed`` (n, n), optional: True where query i may see key j at all."""
+    ``allowed`` (n, n) or (batch, n, n), optional: True where query i may see key j at all."""
     n, d = qk.shape[1], qk.shape[2]
     scores = qk @ F.normalize(qk, dim=-1).transpose(-2, -1) / math.sqrt(d)
     if allowed is not None:
@@ -220,15 +228,26 @@ for rounds in (1, 2, 4, 8):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_lsh_attention", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""With one chunk LSH attention equals full shared-QK attention (any buckets, causal or not); shapes and rounds."""
+"""LSH attention is shared-QK attention over the pairs its rule allows: one chunk (same bucket), two buckets in chunks of 4."""
 torch.manual_seed(0)
 qk, v = torch.randn(2, 16, 8, dtype=torch.float64), torch.randn(2, 16, 8, dtype=torch.float64)
 rotations = torch.randn(3, 8, 2, dtype=torch.float64)
+buckets = lsh_hash(qk, rotations[0])                                         # (2, 16)
+same_bucket = buckets[:, :, None] == buckets[:, None, :]                     # (2, 16, 16)
 for causal in (False, True):
-    got = lsh_attention(qk, v, rotations, chunk_size=16, causal=causal)
-    assert_close(got, shared_qk_attention(qk, v, causal), f"one chunk, causal={causal}", atol=1e-10)
-out = lsh_attention(qk, v, rotations, chunk_size=4)
-check_shape(out, (2, 16, 8), "output")
+    got = lsh_attention(qk, v, rotations[:1], chunk_size=16, causal=causal)
+    assert_close(got, shared_qk_attention(qk, v, causal, allowed=same_bucket),
+                 f"one chunk, one round, causal={causal}: full attention within each bucket", atol=1e-10)
+# two buckets by the sign of the first coordinate: even positions in bucket 0, odd ones in bucket 1.
+# Sorted, chunks of 4 hold the even positions 0-6 and 8-14, then the odd ones 1-7 and 9-15.
+two = qk[:1].clone()
+two[..., 0] = 3 * torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(8)
+first_axis = torch.eye(8, dtype=torch.float64)[None, :, :1]                  # (1 round, d, 1): 2 buckets
+i, j = torch.arange(16)[:, None], torch.arange(16)[None, :]
+allowed = (i % 2 == j % 2) & ((i >= 8) | (j < 8))                             # own bucket; own chunk or the one before
+assert_close(lsh_attention(two, v[:1], first_axis, chunk_size=4), shared_qk_attention(two, v[:1], allowed=allowed),
+             "two buckets, chunks of 4: a query sees its own bucket in its chunk and the chunk before", atol=1e-10)
+check_shape(lsh_attention(qk, v, rotations, chunk_size=4), (2, 16, 8), "output")
 ### BEGIN HIDDEN TESTS
 one, lse = lsh_attention_round(qk, v, rotations[0], chunk_size=4)
 check_shape(lse, (2, 16), "log-sum-exp per query")
@@ -243,12 +262,14 @@ later[:, 10:] = 100.0
 assert_close(lsh_attention(qk, later, rotations, chunk_size=4, causal=True)[:, :10], causal_out[:, :10],
              "causal: positions never see later values", atol=1e-8)
 permute = torch.randperm(16)
-shuffled = lsh_attention(qk[:, permute], v[:, permute], rotations, chunk_size=16)
-assert_close(shuffled, shared_qk_attention(qk, v)[:, permute], "un-sorting restores the input order", atol=1e-10)
-clustered = torch.randn(1, 4, 8, dtype=torch.float64).repeat_interleave(8, dim=1) + 0.01 * torch.randn(1, 32, 8, dtype=torch.float64)
+shuffled = lsh_attention(qk[:, permute], v[:, permute], rotations[:1], chunk_size=16)
+assert_close(shuffled, shared_qk_attention(qk, v, allowed=same_bucket)[:, permute], "un-sorting restores the input order", atol=1e-10)
+assert_close(lsh_attention(two, v[:1], first_axis, chunk_size=4, causal=True),
+             shared_qk_attention(two, v[:1], causal=True, allowed=allowed), "two buckets, chunks of 4, causal", atol=1e-10)
+clustered = (12 * torch.eye(8, dtype=torch.float64)[:4]).repeat_interleave(8, dim=0)[None] + 0.3 * torch.randn(1, 32, 8, dtype=torch.float64)
 values = torch.randn(1, 32, 8, dtype=torch.float64)
 approx = lsh_attention(clustered, values, torch.randn(4, 8, 4, dtype=torch.float64), chunk_size=8)
-assert (approx - shared_qk_attention(clustered, values)).abs().max() < 0.5, "on clustered inputs LSH finds the mass"
+assert (approx - shared_qk_attention(clustered, values)).abs().max() < 0.5, "on four orthogonal clusters of 8, LSH finds most of the mass"
 # every position in one bucket: sorted order is sequence order, so chunk k sees chunks k and k - 1 (0 sees the last)
 base = torch.randn(8, dtype=torch.float64)
 one_bucket = base + 0.01 * torch.randn(1, 16, 8, dtype=torch.float64)
@@ -597,69 +618,435 @@ assert full_mb > 8 * lsh_mb, f"full {full_mb:.0f} MiB vs LSH {lsh_mb:.0f} MiB: e
 assert full_mb > 200, f"full attention at 8,192 tokens holds a 256 MiB score matrix; measured {full_mb:.0f} MiB"
 ### END HIDDEN TESTS
 
-# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_reversible_against_ordinary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
-# ## 8 · Experiment: reversible against ordinary stacks
+# %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_lsh_layer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 8 · Exercise 6: an LSH attention layer (3 points)
 #
-# Activation memory for the backward pass (bytes autograd saves, via `saved_tensors_hooks`) and
-# peak memory of forward + backward, for stacks of 2 to 12 blocks of width 128 on 4 x 256 positions.
+# A model needs attention as a layer: several heads, learned projections, and a hashing that stays
+# fixed while it is needed. `LSHSelfAttention(d_model, n_heads, n_buckets, chunk_size)` holds a
+# LayerNorm `norm`, the shared query-key projection `w_qk` and `w_v` (both `d_model -> d_model`,
+# no bias), the output projection `w_o`, and `rotations (rounds, d_head, n_buckets // 2)`, which
+# `rehash(rounds, generator)` draws (`rounds=0` sets `None`: full attention). Complete `forward(x)`
+# for `x (batch, n, d_model)`:
+#
+# 1. `h = norm(x)`; project `h` to `qk` and `v` and split each into `n_heads` heads of width
+#    $d_\text{head}$ = `d_model // n_heads` (head $i$ takes features $i\,d_\text{head}$ to
+#    $(i+1)\,d_\text{head} - 1$), folded into the batch: `(batch * n_heads, n, d_head)`;
+# 2. **causal** attention per head: your `lsh_attention` with `self.rotations` (the same rotations
+#    for every head) and `self.chunk_size`; when `self.rotations is None`, `shared_qk_attention`;
+# 3. put the heads back side by side, `(batch, n, d_model)`, and apply `w_o`.
+#
+# Never draw rotations inside `forward`: the reversible backward pass runs every layer again and must
+# hash exactly as the forward pass did, so the training loop calls `rehash` once per step.
+#
+# A caution that the tests respect: with more than one chunk, causal LSH attention never reads a
+# later value, but *which* earlier keys share a query's chunk depends on every position's hash, later
+# ones included (a later position in a lower bucket moves the query's place in the sorted order).
+
+# %% nbgrader={"grade": false, "grade_id": "lsh_self_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
+class LSHSelfAttention(nn.Module):
+    """Multi-head causal self-attention with shared query-keys: LSH attention, or full attention without rotations."""
+
+    def __init__(self, d_model: int, n_heads: int, n_buckets: int, chunk_size: int) -> None:
+        super().__init__()
+        self.n_heads, self.n_buckets, self.chunk_size = n_heads, n_buckets, chunk_size
+        self.norm = nn.LayerNorm(d_model)
+        self.w_qk = nn.Linear(d_model, d_model, bias=False)
+        self.w_v = nn.Linear(d_model, d_model, bias=False)
+        self.w_o = nn.Linear(d_model, d_model)
+        self.rotations: torch.Tensor | None = None                              # (rounds, d_head, n_buckets // 2)
+
+    def rehash(self, rounds: int, generator: torch.Generator | None = None) -> None:
+        """Draw the rotations of `rounds` hashing rounds (0: none, full attention)."""
+        d_head = self.w_qk.out_features // self.n_heads
+        self.rotations = None if rounds == 0 else torch.randn(
+            rounds, d_head, self.n_buckets // 2, generator=generator).to(self.w_qk.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        batch, n, d_model = x.shape
+        h = self.norm(x)
+        heads = lambda t: t.view(batch, n, self.n_heads, -1).transpose(1, 2).reshape(batch * self.n_heads, n, -1)
+        qk, v = heads(self.w_qk(h)), heads(self.w_v(h))                        # (batch * heads, n, d_head)
+        if self.rotations is None:
+            out = shared_qk_attention(qk, v, causal=True)
+        else:
+            out = lsh_attention(qk, v, self.rotations, self.chunk_size, causal=True)
+        out = out.view(batch, self.n_heads, n, -1).transpose(1, 2).reshape(batch, n, d_model)
+        return self.w_o(out)
+        ### END SOLUTION
+
 
 # %% slideshow={"slide_type": "fragment"}
-depths = [2, 4, 8, 12]
-stacks = {"ordinary": {"saved": [], "peak": []}, "reversible": {"saved": [], "peak": []}}
-x1 = torch.randn(4, 256, 128, device=device, requires_grad=True)
-x2 = torch.randn(4, 256, 128, device=device, requires_grad=True)
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    demo_layer = LSHSelfAttention(32, n_heads=4, n_buckets=8, chunk_size=8)
+    demo_x = torch.randn(2, 64, 32)
+with torch.no_grad():
+    demo_layer.rehash(0)
+    full_out = demo_layer(demo_x)                                               # (2, 64, 32)
+    demo_layer.rehash(2, torch.Generator().manual_seed(0))
+    lsh_out, again = demo_layer(demo_x), demo_layer(demo_x)
+    demo_layer.rehash(2, torch.Generator().manual_seed(1))
+    other = demo_layer(demo_x)
+print(f"output {tuple(lsh_out.shape)}; rotations {tuple(demo_layer.rotations.shape)} (rounds, d_head, n_buckets // 2)")
+print(f"same rotations, called twice: largest difference {(again - lsh_out).abs().max():.1e}")
+print(f"new rotations: mean |change| {(other - lsh_out).abs().mean():.3f}; "
+      f"LSH against full attention: mean |difference| {(lsh_out - full_out).abs().mean():.3f}")
 
 
-def ordinary(blocks, a, b):
+# %% nbgrader={"grade": true, "grade_id": "test_lsh_self_attention", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""LSHSelfAttention is Concat(head_1, ..., head_h) W_o, each head from its own rows of w_qk and w_v: causal, full or LSH, hashed alike on every call."""
+torch.manual_seed(0)
+layer = LSHSelfAttention(16, n_heads=2, n_buckets=4, chunk_size=4).double()
+x = torch.randn(3, 16, 16, dtype=torch.float64)
+
+
+def by_head(layer: LSHSelfAttention, x: torch.Tensor, attend) -> torch.Tensor:
+    """Multi-head attention as the paper writes it: each head on its own slice of the projections."""
+    h, d_head = layer.norm(x), x.shape[-1] // layer.n_heads
+    heads = [attend(h @ layer.w_qk.weight[i * d_head:(i + 1) * d_head].T, h @ layer.w_v.weight[i * d_head:(i + 1) * d_head].T)
+             for i in range(layer.n_heads)]
+    return layer.w_o(torch.cat(heads, dim=-1))
+
+
+with torch.no_grad():
+    layer.rehash(0)
+    assert_close(layer(x), by_head(layer, x, lambda qk, v: shared_qk_attention(qk, v, causal=True)),
+                 "no rotations: causal full attention per head", atol=1e-10)
+    layer.rehash(2, torch.Generator().manual_seed(1))
+    out = layer(x)
+    assert_close(out, by_head(layer, x, lambda qk, v: lsh_attention(qk, v, layer.rotations, 4, causal=True)),
+                 "2 rounds: causal LSH attention per head with the layer's rotations", atol=1e-10)
+    assert torch.equal(layer(x), out), "the same rotations must give the same output on every call"
+### BEGIN HIDDEN TESTS
+with torch.no_grad():
+    check_shape(out, (3, 16, 16), "output (batch, n, d_model)")
+    assert_close(layer(x[1:2]), out[1:2], "each sequence of the batch on its own", atol=1e-10)
+    whole = LSHSelfAttention(16, n_heads=4, n_buckets=4, chunk_size=16).double()
+    whole.rehash(3, torch.Generator().manual_seed(2))
+    changed = x.clone()
+    changed[:, 9:] = torch.randn(3, 7, 16, dtype=torch.float64)
+    for rounds in (0, 3):
+        whole.rehash(rounds, torch.Generator().manual_seed(2))
+        assert_close(whole(changed)[:, :9], whole(x)[:, :9], f"causal ({rounds} rounds, one chunk): the future changes nothing before it", atol=1e-10)
+    assert_close(whole(x), by_head(whole, x, lambda qk, v: lsh_attention(qk, v, whole.rotations, 16, causal=True)),
+                 "4 heads, 3 rounds", atol=1e-10)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reformer_model_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
+# ### A small Reformer, from your parts
+#
+# Each layer is a `ReversibleBlock` with $F$ = your `LSHSelfAttention` and $G$ = the feed-forward
+# layer run by your `chunked_feed_forward`. Both halves start as the token plus position
+# embeddings; the head reads the two outputs side by side. With `reversible=True` the blocks run in
+# your `ReversibleStack`; with `reversible=False` the same blocks run as an ordinary network
+# (`ordinary_stack`), whose backward pass uses the activations autograd stored.
+
+# %% nbgrader={"grade": false, "grade_id": "reformer_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+class ChunkedFeedForward(nn.Module):
+    """G of a Reformer block: the feed-forward layer, chunk by chunk along the sequence."""
+
+    def __init__(self, d_model: int, chunk_size: int) -> None:
+        super().__init__()
+        self.ffn, self.chunk_size = feed_forward(d_model), chunk_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return chunked_feed_forward(self.ffn, x, self.chunk_size)
+
+
+def ordinary_stack(blocks: nn.ModuleList, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same blocks as an ordinary network: autograd stores every block's activations."""
     for block in blocks:
-        a, b = block(a, b)
-    return a, b
+        x1, x2 = block(x1, x2)
+    return x1, x2
 
 
-for depth in depths:
+class Reformer(nn.Module):
+    """A causal language model of reversible blocks: F = LSH attention, G = chunked feed-forward."""
+
+    def __init__(self, vocab: int, max_len: int, d_model: int = 64, n_heads: int = 2, n_layers: int = 1,
+                 n_buckets: int = 8, chunk_size: int = 8, ffn_chunk: int = 32, reversible: bool = True) -> None:
+        super().__init__()
+        self.reversible = reversible
+        self.embed = nn.Embedding(vocab, d_model)
+        self.position = nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList(
+            ReversibleBlock(LSHSelfAttention(d_model, n_heads, n_buckets, chunk_size), ChunkedFeedForward(d_model, ffn_chunk))
+            for _ in range(n_layers))
+        self.head = nn.Sequential(nn.LayerNorm(2 * d_model), nn.Linear(2 * d_model, vocab))
+
+    def rehash(self, rounds: int, generator: torch.Generator | None = None) -> None:
+        """New rotations for every layer (0 rounds: full attention)."""
+        for block in self.blocks:
+            block.f.rehash(rounds, generator)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens) + self.position(torch.arange(tokens.shape[1], device=tokens.device))  # (batch, n, d)
+        y1, y2 = (reversible_stack if self.reversible else ordinary_stack)(self.blocks, x, x)
+        return self.head(torch.cat([y1, y2], dim=-1))                          # (batch, n, vocab)
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_duplication_task", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 9 · Experiment: the duplication task
+#
+# The Reformer paper tests LSH attention on a synthetic task (Kitaev et al., 2020, section 5):
+# sequences `0 w 0 w`, where `w` is a random string of symbols, and a causal language model that
+# predicts each token from the ones before. The first copy of `w` cannot be predicted; the second
+# can be copied from the first, but only by attention that finds, for each position, the one exactly
+# 32 places back. The paper uses length 1,024 and one layer of width 256 with 4 heads, trained for
+# 150k steps. Scaled to this budget: length 64 (`w` is 31 symbols drawn from 1 to 31),
+# one layer of width 64 with 2 heads, 8 buckets, chunks of 8, 500 steps of 32 sequences, the loss
+# taken on the second copy only.
+#
+# Two models from the same initial weights: one trained with full attention, one with LSH attention
+# of 2 rounds (new rotations every step). Each is evaluated with full attention and with LSH attention
+# of 1, 2 and 4 rounds on 256 new sequences (4 draws of rotations each): the share of the second
+# copy's tokens predicted right. One round can put a query and the key it needs in different
+# buckets, and then that round cannot see the key; several independent rounds all miss it less
+# often than one does.
+
+# %% slideshow={"slide_type": "fragment"}
+HALF, VOCAB = 32, 32                       # each half: the separator 0, then w (31 symbols from 1 to 31)
+
+
+def duplication_batch(batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """(batch_size, 2 * HALF) sequences 0 w 0 w."""
+    w = torch.randint(1, VOCAB, (batch_size, HALF - 1), generator=generator)
+    zero = torch.zeros(batch_size, 1, dtype=torch.long)
+    return torch.cat([zero, w, zero, w], dim=1)                                 # (batch, 64)
+
+
+def second_copy(model: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict the second copy of w, and its tokens."""
+    return model(tokens)[:, HALF:-1], tokens[:, HALF + 1:]                     # (batch, 31, vocab), (batch, 31)
+
+
+def train_duplication(model: Reformer, rounds: int, steps: int, seed: int, schedule_steps: int | None = None,
+                      batch_size: int = 32, lr: float = 3e-3):
+    """Train on the second copy with new rotations every step (rounds=0: full attention); returns the History."""
+    data, hashes = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    batches = (duplication_batch(batch_size, data) for _ in itertools.count())
+
+    def loss_fn(model: Reformer, tokens: torch.Tensor) -> torch.Tensor:
+        model.rehash(rounds, hashes)                                            # once per step, forward and backward alike
+        logits, targets = second_copy(model, tokens)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=schedule_steps or steps, pct_start=0.1)
+    return fit(model, loss_fn, batches, optimizer, steps, device=device, scheduler=schedule,
+               description=f"{'reversible' if model.reversible else 'ordinary'}, {rounds or 'full'} rounds")
+
+
+def second_copy_accuracy(model: Reformer, tokens: torch.Tensor, rounds: int, draws: int = 4, seed: int = 0) -> float:
+    """Share of the second copy predicted right, over `draws` draws of rotations (one for full attention)."""
+    hashes, right = torch.Generator().manual_seed(seed), []
+    model.eval()
+    with torch.no_grad():
+        for _ in range(draws if rounds else 1):
+            model.rehash(rounds, hashes)
+            logits, targets = second_copy(model, tokens)
+            right.append((logits.argmax(-1) == targets).double().mean().item())
+    return sum(right) / len(right)
+
+
+print("a sequence:", duplication_batch(1, torch.Generator().manual_seed(0))[0].tolist())
+start = time.perf_counter()
+duplication = {}
+for name, rounds in (("full attention", 0), ("LSH, 2 rounds", 2)):
     seed_everything(0)
-    blocks = make_blocks(depth, 128).to(device)
-    for name, run in (("ordinary", ordinary), ("reversible", reversible_stack)):
-        stacks[name]["saved"].append(saved_bytes(lambda: run(blocks, x1, x2)) / 2**20)
-
-        def step():
-            a, b = run(blocks, x1, x2)
-            (a.sum() + b.sum()).backward()
-
-        stacks[name]["peak"].append(peak_memory(step, device)[1] / 2**20)
-print(f"{'depth':>6} " + " ".join(f"{name + ' saved / peak':>28}" for name in stacks))
-for i, depth in enumerate(depths):
-    print(f"{depth:>6} " + " ".join(f"{s['saved'][i]:>12.0f} MiB / {s['peak'][i]:>6.0f} MiB" for s in stacks.values()))
-fig, ax = plt.subplots(figsize=(6, 3.5))
-for name, s in stacks.items():
-    ax.plot(depths, s["saved"], "o-", label=f"{name}: saved for backward")
-    ax.plot(depths, s["peak"], "s--", label=f"{name}: peak, forward + backward")
-ax.set_xlabel("blocks")
-ax.set_ylabel("MiB")
-ax.legend(fontsize=8)
+    model = Reformer(VOCAB, 2 * HALF, n_layers=1, reversible=False).to(device)
+    duplication[name] = (model, train_duplication(model, rounds, steps=500, seed=0))
+test_tokens = duplication_batch(256, torch.Generator().manual_seed(1234)).to(device)
+evaluated_with = {"full": 0, "LSH-1": 1, "LSH-2": 2, "LSH-4": 4}
+accuracy = {name: {setting: second_copy_accuracy(model, test_tokens, rounds) for setting, rounds in evaluated_with.items()}
+            for name, (model, _) in duplication.items()}
+print(f"trained in {time.perf_counter() - start:.0f} s; accuracy on the second copy:")
+print(f"{'trained with':>16} " + " ".join(f"{setting:>7}" for setting in evaluated_with))
+for name, row in accuracy.items():
+    print(f"{name:>16} " + " ".join(f"{row[setting]:>7.1%}" for setting in evaluated_with))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for name, (_, history) in duplication.items():
+    axes[0].plot(history.steps, history.losses, label=f"trained with {name}")
+axes[0].set_xlabel("step")
+axes[0].set_ylabel("loss on the second copy (nats)")
+axes[0].legend()
+width = 0.38
+for k, (name, row) in enumerate(accuracy.items()):
+    bars = axes[1].bar([i + (k - 0.5) * width for i in range(len(row))], [100 * a for a in row.values()], width,
+                       label=f"trained with {name}")
+    axes[1].bar_label(bars, fmt="%.0f", fontsize=8)
+axes[1].set_xticks(range(len(evaluated_with)), [f"evaluated: {s}" for s in evaluated_with], fontsize=8)
+axes[1].set_ylabel("second copy right (%)")
+axes[1].set_ylim(0, 110)
+axes[1].legend(fontsize=8, loc="lower right")
+fig.tight_layout()
 plt.show()
+
+# %% nbgrader={"grade": true, "grade_id": "test_duplication", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""Duplication task: full attention copies the second half; with LSH attention, accuracy rises with the hashing rounds."""
+for name, row in accuracy.items():
+    assert row["LSH-1"] + 0.03 < row["LSH-2"] <= row["LSH-4"], f"trained with {name}: expected LSH-1 < LSH-2 <= LSH-4, got {row}"
+assert accuracy["full attention"]["full"] > 0.98, f"full attention should copy: {accuracy['full attention']['full']:.1%}"
+assert accuracy["LSH, 2 rounds"]["LSH-4"] > 0.97, f"the LSH model with 4 rounds: {accuracy['LSH, 2 rounds']['LSH-4']:.1%}"
+### BEGIN HIDDEN TESTS
+assert accuracy["LSH, 2 rounds"]["LSH-2"] > 0.95, f"the LSH model as trained (2 rounds): {accuracy['LSH, 2 rounds']['LSH-2']:.1%}"
+assert all(row["LSH-1"] < row["full"] for row in accuracy.values()), f"one round misses keys that full attention sees: {accuracy}"
+assert accuracy["LSH, 2 rounds"]["LSH-1"] > accuracy["full attention"]["LSH-1"] + 0.02, \
+    f"trained with LSH, the model loses less with one round: {accuracy}"
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_reversible_against_ordinary", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 10 · Experiment: a reversible Reformer, trained
+#
+# Two layers of reversible blocks, LSH attention with 2 rounds, trained on the duplication task for
+# 300 steps through your `ReversibleStack`. Beside it, the same model from the same initial weights,
+# run as an ordinary network, on the same batches with the same rotations, for the first 50 steps.
+# The reversible backward pass recomputes what the ordinary one stored, so the two should give the
+# same losses up to float32 rounding. Then memory against depth, 1 to 8 layers, for a training step
+# on 8 sequences of 256 tokens: the bytes autograd saves for the backward pass (`saved_bytes`;
+# a tensor saved by two operations counts twice) and the peak above what was in use before, with
+# the parameters' gradients already allocated, so that what remains is activations.
+
+# %% slideshow={"slide_type": "fragment"}
+COMPARED = 50
+seed_everything(0)
+reformer = Reformer(VOCAB, 2 * HALF, n_layers=2, reversible=True).to(device)
+twin = copy.deepcopy(reformer)
+twin.reversible = False
+reversible_history = train_duplication(reformer, 2, steps=300, seed=1)
+ordinary_history = train_duplication(twin, 2, steps=COMPARED, seed=1, schedule_steps=300)
+loss_gap = max(abs(a - b) / b for a, b in zip(reversible_history.losses, ordinary_history.losses))
+reversible_accuracy = {rounds: second_copy_accuracy(reformer, test_tokens, rounds) for rounds in (1, 2, 4)}
+print(f"first {COMPARED} steps: largest relative difference of the losses {loss_gap:.1e}")
+print("reversible model, second copy right with 1, 2, 4 rounds: " + ", ".join(f"{a:.1%}" for a in reversible_accuracy.values()))
+print(f"time per training step: reversible {1000 * reversible_history.seconds / 300:.0f} ms, "
+      f"ordinary {1000 * ordinary_history.seconds / COMPARED:.0f} ms")
+
+
+def training_step(model: Reformer, tokens: torch.Tensor):
+    def step():
+        F.cross_entropy(model(tokens)[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).backward()
+    return step
+
+
+depths = [1, 2, 4, 8]
+stacks = {"ordinary": {"saved": [], "peak": []}, "reversible": {"saved": [], "peak": []}}
+memory_tokens = torch.randint(0, VOCAB, (8, 256), generator=torch.Generator().manual_seed(0)).to(device)
+for depth in depths:
+    for name in stacks:
+        seed_everything(0)
+        model = Reformer(VOCAB, 256, n_layers=depth, reversible=name == "reversible").to(device)
+        model.rehash(2, torch.Generator().manual_seed(0))
+        training_step(model, memory_tokens)()                                 # allocates the gradients
+        model.zero_grad(set_to_none=False)
+        stacks[name]["saved"].append(saved_bytes(lambda: model(memory_tokens)))
+        stacks[name]["peak"].append(peak_memory(training_step(model, memory_tokens), device)[1])
+print(f"{'layers':>6} " + " ".join(f"{name + ' saved / peak':>30}" for name in stacks))
+for i, depth in enumerate(depths):
+    print(f"{depth:>6} " + " ".join(f"{s['saved'][i] / 2**20:>14.1f} MiB / {s['peak'][i] / 2**20:>6.1f} MiB" for s in stacks.values()))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+axes[0].plot(reversible_history.steps, reversible_history.losses, label="reversible")
+axes[0].plot(ordinary_history.steps, ordinary_history.losses, "--", label=f"ordinary (first {COMPARED} steps)")
+axes[0].set_xlabel("step")
+axes[0].set_ylabel("loss on the second copy (nats)")
+axes[0].legend()
+for name, s in stacks.items():
+    axes[1].plot(depths, [b / 2**20 for b in s["saved"]], "o-", label=f"{name}: saved for backward")
+    axes[1].plot(depths, [b / 2**20 for b in s["peak"]], "s--", label=f"{name}: peak of a training step")
+axes[1].set_xlabel("layers")
+axes[1].set_ylabel("MiB")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% nbgrader={"grade": true, "grade_id": "test_reversible_training", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""The reversible Reformer trains as the ordinary one does (same losses), learns the task, and its activation memory stays flat with depth."""
+assert loss_gap < 1e-3, f"reversible and ordinary losses should agree to rounding over {COMPARED} steps; largest relative gap {loss_gap:.1e}"
+assert reversible_accuracy[4] > 0.95, f"the reversible model should copy the second half: {reversible_accuracy}"
+saved, peak = stacks["reversible"]["saved"], stacks["reversible"]["peak"]
+assert len(set(saved)) == 1, f"the reversible model saves the same bytes at every depth: {saved}"
+assert peak[-1] < 1.25 * peak[1], f"reversible peak should stay flat from 2 to 8 layers: {peak}"
+### BEGIN HIDDEN TESTS
+assert stacks["ordinary"]["peak"][-1] > 3 * stacks["ordinary"]["peak"][1], f"the ordinary model's peak grows with depth: {stacks['ordinary']['peak']}"
+assert stacks["ordinary"]["saved"][-1] > 3 * stacks["ordinary"]["saved"][1]
+assert reversible_accuracy[1] < reversible_accuracy[4]
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_training_memory", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
+# ## 11 · Experiment: training memory against length
+#
+# Section 7 measured attention alone; here the whole one-layer model of section 9, a full training
+# step (forward and backward) on one sequence, as the length doubles from 256 to 4,096 tokens:
+# with full attention, and with LSH attention of 2 rounds (chunks of 8).
+
+# %% slideshow={"slide_type": "fragment"}
+train_lengths = [256, 512, 1024, 2048, 4096]
+training_peak = {"full attention": [], "LSH, 2 rounds": []}
+for n in train_lengths:
+    tokens = torch.randint(0, VOCAB, (1, n), generator=torch.Generator().manual_seed(n)).to(device)
+    for name, rounds in (("full attention", 0), ("LSH, 2 rounds", 2)):
+        seed_everything(0)
+        model = Reformer(VOCAB, max(train_lengths), n_layers=1, reversible=False).to(device)
+        model.rehash(rounds, torch.Generator().manual_seed(0))
+        training_peak[name].append(peak_memory(training_step(model, tokens), device)[1] / 2**20)
+print(f"{'length':>7} " + " ".join(f"{name:>16}" for name in training_peak))
+for i, n in enumerate(train_lengths):
+    print(f"{n:>7} " + " ".join(f"{p[i]:>12.1f} MiB" for p in training_peak.values()))
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, p in training_peak.items():
+    ax.plot(train_lengths, p, "o-", label=name)
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("sequence length")
+ax.set_ylabel("peak memory of a training step (MiB)")
+ax.legend()
+plt.show()
+
+# %% nbgrader={"grade": true, "grade_id": "test_training_memory", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""Training memory: full attention's peak grows about 4x per doubling at the longest lengths, LSH's about 2x."""
+full_peak, lsh_peak = training_peak["full attention"], training_peak["LSH, 2 rounds"]
+assert full_peak[-1] > 3 * full_peak[-2], f"full attention from 2,048 to 4,096 tokens: {full_peak[-2]:.0f} -> {full_peak[-1]:.0f} MiB"
+assert lsh_peak[-1] < 2.5 * lsh_peak[-2], f"LSH attention from 2,048 to 4,096 tokens: {lsh_peak[-2]:.0f} -> {lsh_peak[-1]:.0f} MiB"
+### BEGIN HIDDEN TESTS
+assert full_peak[-1] > 5 * lsh_peak[-1], f"at 4,096 tokens: full {full_peak[-1]:.0f} MiB vs LSH {lsh_peak[-1]:.0f} MiB"
+### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "reading_results", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### Reading the results
 #
-# Full attention's memory grows with $n^2$ (at 8,192 tokens the score matrix and its softmax take
-# 256 MiB each, per head and batch element); LSH attention's grows with $n$, at the price of hashing,
-# sorting and gathering, many small operations, and of an approximation. PyTorch's fused SDPA needs
-# even less memory here and is exact: it is the practical answer on modern hardware (FlashAttention
-# computes exact attention in tiles without storing the matrix). The times are of one call each
-# (on a CPU, while every tensor is being counted), so read them loosely. The reversible stack saves two tensors whatever its depth, and pays in compute: its
-# backward pass inverts each block (F and G once each) and then runs it again with gradients
-# (F and G again) before back-propagating through it, so every block's F and G run three times per
-# training step instead of once (the cell after exercise 4 counts the calls). RevNet's own backward
-# (Gomez et al., 2017) gets the inputs from the re-run itself, one extra evaluation instead of two.
-# Its peak memory still includes one block's recomputation at a time.
+# **Attention alone** (section 7). Full attention's memory grows with $n^2$ (at 8,192 tokens the
+# score matrix and its softmax take 256 MiB each, per head and batch element); LSH attention's grows
+# with $n$, at the price of hashing, sorting and gathering, many small operations, and of an
+# approximation. PyTorch's fused SDPA needs even less memory here and is exact: it is the practical
+# answer on modern hardware (FlashAttention computes exact attention in tiles without storing the
+# matrix). The times are of one call each (on a CPU, while every tensor is being counted), so read
+# them loosely.
+#
+# **The duplication task** (section 9) shows the pattern of the paper's Table 2: with one hashing
+# round, a query can miss the key 32 places back (hashed into another bucket, or too far away in the
+# sorted order) and the token is lost; more rounds give it more chances, for both models. The model trained with LSH attention loses less with one
+# round than the one trained with full attention: it learned under the hashing it is evaluated
+# with. Full attention copies the second half.
+#
+# **Reversible layers** (section 10) change how the gradients are computed, not what they are: the
+# two models' losses agree to float32 rounding. The reversible model saves the same bytes whatever
+# its depth (the stack's two outputs, the embeddings and the head), and its peak stays flat from 2 to
+# 8 layers, while the ordinary model's grows with depth. It pays in compute: its backward pass
+# inverts each block (F and G once each) and then runs it again with gradients (F and G again), so
+# every block's F and G run three times per training step instead of once (the cell after exercise 4
+# counts the calls; the step times above show the cost). RevNet's own backward (Gomez et al., 2017)
+# gets the inputs from the re-run itself, one extra evaluation instead of two.
+#
+# **Training memory** (section 11): as the length doubles, the full-attention model's peak grows
+# about fourfold at the longest lengths, the LSH model's about twofold.
 #
 # Other efficient attentions of the time: **local/sliding windows** (Longformer, BigBird, with a few
 # global tokens), **low-rank** projections of keys (Linformer), **kernel** feature maps (Performer),
 # and **exact tiling** (FlashAttention), which won.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "better_faster_transformers", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
-# ## 9 · Better and faster Transformers
+# ## 12 · Better and faster Transformers
 #
 # The Reformer is one answer to attention's cost, quadratic in length. Around 2020 the work on
 # Transformers went two ways. **Faster**: restrict which pairs interact (sliding windows and a few
@@ -676,13 +1063,16 @@ plt.show()
 # ## Summary
 #
 # * **Angular LSH** puts vectors at a small angle in the same bucket with high probability.
-# * **LSH attention** sorts by bucket, attends within a chunk and the one before, and combines several
-#   rounds by their attention mass; with one chunk it is full (shared-QK) attention. Unlike the
-#   paper's, ours also lets a query see keys of other buckets in those two chunks and does not
-#   correct for a key found in several rounds.
+# * **LSH attention** sorts by bucket, lets each query see the keys of its own bucket in its chunk
+#   and the one before, and combines several rounds by their attention mass; with one chunk it is
+#   full (shared-QK) attention within each bucket. Unlike the paper's, ours does not correct for a
+#   key found in several rounds.
+# * On the paper's **duplication task**, a small model with your LSH attention copies the second
+#   half; its accuracy rises with the number of hashing rounds, as in the paper's Table 2.
 # * **Reversible blocks** let the backward pass recompute activations from outputs; a custom
-#   `autograd.Function` keeps activation memory flat as depth grows, with the same gradients, at
-#   the price of two more evaluations of every block per step (inverse and re-run).
+#   `autograd.Function` keeps activation memory flat as depth grows, with the same gradients (the
+#   same training losses, to rounding), at the price of two more evaluations of every block per
+#   step (inverse and re-run).
 # * **Chunking** the feed-forward layer and **sliding windows** bound the other large intermediates.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
@@ -702,7 +1092,7 @@ plt.show()
 #
 # * with *1 · Angular locality-sensitive hashing*
 #   * [Reformer: The Efficient Transformer](https://ai.googleblog.com/2020/01/reformer-efficient-transformer.html) (the Google AI blog)
-# * with *9 · Better and faster Transformers*
+# * with *12 · Better and faster Transformers*
 #   * [ICLR 2020趋势分析：NLP中更好&更快的Transformer](https://zhuanlan.zhihu.com/p/143852458): ICLR 2020 trends: better and faster Transformers (zhihu)
 #   * [Trends, an article on zhihu](https://zhuanlan.zhihu.com/p/141624736)
 #   * [2020年NLP所有领域最新、经典、顶会、必读论文整理分享](https://zhuanlan.zhihu.com/p/143123368): a 2020 list of must-read NLP papers in every area (zhihu)
