@@ -600,17 +600,9 @@ def bidirectional_scores(q: torch.Tensor, k: torch.Tensor, r: torch.Tensor, u: t
     return relative_scores(q, dummy_keys, r, u, v)[..., :k_len]
 
 
-class XLNetLayer(nn.Module):
-    """Two-stream attention with relative scores over [memory; h], then a feed-forward network (post-LN)."""
-
-    def __init__(self, d_model: int, n_heads: int, d_ff: int) -> None:
-        super().__init__()
-        self.n_heads, self.d_head = n_heads, d_model // n_heads
-        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model) for _ in range(4))
-        self.w_r = nn.Linear(d_model, d_model, bias=False)
-        self.u, self.v = nn.Parameter(torch.randn(n_heads, self.d_head) * 0.1), nn.Parameter(torch.randn(n_heads, self.d_head) * 0.1)
-        self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+class XLNetLayer(XLLayer):
+    """XLLayer's weights, used by both streams: relative two-stream attention over [memory; h], then the
+    feed-forward network (post-LN)."""
 
     def attend(self, queries: torch.Tensor, context: torch.Tensor, r: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         batch = queries.shape[0]

@@ -668,13 +668,12 @@ def single_process_reference() -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
-    """Write the script with your functions, launch it with torchrun, return rank 0's final parameters."""
-    folder = Path(tempfile.mkdtemp(prefix="ddp-"))
-    functions = inspect.getsource(average_gradients) + "\n" + inspect.getsource(wrap_ddp)
-    (folder / "train.py").write_text(SCRIPT.format(functions=functions))
+def torchrun(script: str, mode: str, processes: int, prefix: str) -> Path:
+    """Write the script to a new folder and run it with torchrun (argv: mode, output file); return the output file."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    (folder / "train.py").write_text(script)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(folder / "train.py"), mode, str(folder / "params.pt")]
+               str(folder / "train.py"), mode, str(folder / "out.pt")]
     start = time.perf_counter()
     for attempt in range(2):                      # one retry: process start-up can race on a busy machine
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -684,7 +683,13 @@ def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
         errors = [line for line in result.stderr.splitlines() if "Error" in line or "error" in line]
         raise RuntimeError(f"torchrun failed ({result.returncode}); the processes said:\n" + "\n".join(errors[-15:]))
     print(f"torchrun with {processes} processes ({mode}) took {time.perf_counter() - start:.1f} s")
-    return torch.load(folder / "params.pt")
+    return folder / "out.pt"
+
+
+def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
+    """Write the script with your functions, launch it with torchrun, return rank 0's final parameters."""
+    functions = inspect.getsource(average_gradients) + "\n" + inspect.getsource(wrap_ddp)
+    return torch.load(torchrun(SCRIPT.format(functions=functions), mode, processes, "ddp-"))
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_average_gradients", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -912,21 +917,8 @@ def class_source(cls: type) -> str:
 
 def run_zero(modes: str, processes: int = 2) -> list[dict]:
     """Write the script with your functions, launch it with torchrun; per rank, per mode: parameters, state bytes, exp_avg."""
-    folder = Path(tempfile.mkdtemp(prefix="zero-"))
     functions = inspect.getsource(shard_bounds) + "\n" + class_source(ZeroAdamW)
-    (folder / "train.py").write_text(ZERO_SCRIPT.format(functions=functions))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(folder / "train.py"), modes, str(folder / "results.pt")]
-    start = time.perf_counter()
-    for attempt in range(2):                      # one retry: process start-up can race on a busy machine
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
-        if result.returncode == 0:
-            break
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if "Error" in line or "error" in line]
-        raise RuntimeError(f"torchrun failed ({result.returncode}); the processes said:\n" + "\n".join(errors[-15:]))
-    print(f"torchrun with {processes} processes ({modes}) took {time.perf_counter() - start:.1f} s")
-    return torch.load(folder / "results.pt", weights_only=False)
+    return torch.load(torchrun(ZERO_SCRIPT.format(functions=functions), modes, processes, "zero-"), weights_only=False)
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_zero", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
