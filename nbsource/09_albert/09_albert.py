@@ -13,7 +13,7 @@
 # **Learning objectives.** After this notebook you can
 # 1. **factorise** the embedding table (V x E, then E x H) and **share** parameters across layers in four ways;
 # 2. **count** parameters in closed form and **reproduce** the ALBERT paper's table of model sizes;
-# 3. **build** sentence-order prediction pairs and **train** a SentencePiece unigram tokenizer;
+# 3. **build** sentence-order prediction pairs, **measure** why next-sentence prediction is solved by topic, and **train** a SentencePiece unigram tokenizer;
 # 4. **compare** a small BERT and a small ALBERT of the same shape: parameters against accuracy.
 #
 # **Prerequisites.** Notebook 07 (BERT).
@@ -391,6 +391,90 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
     sop_pairs(toy_docs, 10, random.Random(1))
 ### END HIDDEN TESTS
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "nsp_against_sop", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
+# ### NSP against SOP: what gives the answer away
+#
+# BERT's **next-sentence** pairs take the second sentence either from the next line (label 1) or
+# from another document (label 0), so a model can answer by *topic*: two sentences of one article
+# share words, two articles rarely do. Measure it on Wikipedia's sentences, with the plainest topic cue
+# there is, the share of words two sentences have in common (Jaccard overlap $|A \cap B| / |A \cup B|$
+# of their word sets). The **AUC** is the probability that a pair of label 1 scores higher than a
+# pair of label 0 (ties count half): 0.5 means the cue tells nothing.
+#
+# An SOP pair holds the same two sentences whichever its label, so any cue that treats the two
+# sentences alike (overlap, topic) has the same distribution under both labels: its AUC is 0.5
+# up to sampling noise. Cues about one sentence alone help little more: every sentence is the second
+# sentence of one pair and the first of the next. To order the two, a model has to relate them
+# (who "he" is, which event comes first): coherence, which is what ALBERT wants it to learn.
+
+# %% nbgrader={"grade": false, "grade_id": "nsp_overlap", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+documents = [[s for paragraph in article.split("\n") for s in SENTENCE_END.split(paragraph) if len(s.split()) >= 4]
+             for article in wikipedia_articles()]
+documents = [sentences for sentences in documents if len(sentences) >= 2]
+
+
+def nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
+    """BERT's pairs: a sentence and its successor (1), or a sentence of another document (0), half each."""
+    pairs = []
+    for _ in range(n):
+        d = rng.randrange(len(documents))
+        i = rng.randrange(len(documents[d]) - 1)
+        if rng.random() < 0.5:
+            pairs.append((documents[d][i], documents[d][i + 1], 1))
+        else:
+            other = rng.randrange(len(documents) - 1)
+            other += other >= d                                   # any document but d
+            pairs.append((documents[d][i], rng.choice(documents[other]), 0))
+    return pairs
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the two sentences' sets of lower-cased words."""
+    words_a, words_b = (set(re.findall(r"\w+", s.lower())) for s in (a, b))
+    return len(words_a & words_b) / len(words_a | words_b)
+
+
+def auc(label_1: torch.Tensor, label_0: torch.Tensor) -> float:
+    """P(a label-1 score > a label-0 score), ties counting half."""
+    above = (label_1[:, None] > label_0[None]).double().mean()
+    ties = (label_1[:, None] == label_0[None]).double().mean()
+    return (above + ties / 2).item()
+
+
+overlaps, cue_auc = {}, {}
+print(f"{sum(map(len, documents)):,} sentences in {len(documents)} articles")
+print(f"{'pairs':>5} {'mean overlap, label 1':>22} {'label 0':>8} {'AUC':>6}")
+for task, make_pairs in (("NSP", nsp_pairs), ("SOP", sop_pairs)):
+    pairs = make_pairs(documents, 4_000, random.Random(0))
+    overlaps[task] = {label: torch.tensor([word_overlap(a, b) for a, b, y in pairs if y == label]) for label in (1, 0)}
+    cue_auc[task] = auc(overlaps[task][1], overlaps[task][0])
+    print(f"{task:>5} {overlaps[task][1].mean():>22.3f} {overlaps[task][0].mean():>8.3f} {cue_auc[task]:>6.3f}")
+fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
+bins = torch.linspace(0, 0.5, 26).tolist()
+for ax, task in zip(axes, ("NSP", "SOP")):
+    for label, name in ((1, "label 1 (next / in order)"), (0, "label 0 (other document / swapped)")):
+        ax.hist(overlaps[task][label].clamp(max=0.5).tolist(), bins=bins, alpha=0.55, density=True, label=name)
+    ax.set_title(f"{task} pairs: word overlap, AUC {cue_auc[task]:.2f}")
+    ax.set_xlabel("share of words in common")
+axes[0].set_ylabel("density")
+axes[0].legend(fontsize=8)
+plt.show()
+assert cue_auc["NSP"] > 0.65, f"overlap should give NSP away (AUC {cue_auc['NSP']:.3f}); the text above says so"
+assert abs(cue_auc["SOP"] - 0.5) < 0.03, f"overlap should tell SOP's labels apart no better than chance, AUC {cue_auc['SOP']:.3f}"
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "reading_overlap", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
+# Word overlap alone separates next sentences from sentences of other articles (the AUC above, on
+# your pairs) and says nothing about SOP's order (about 0.5). That is the ALBERT paper's argument
+# (Lan et al., section 4.6): NSP mixes topic prediction, which is easy, with coherence prediction,
+# which is hard, and a model trained on NSP learns the easy part; the paper finds its NSP-trained
+# model near chance on SOP, while the SOP-trained one also does well on NSP.
+#
+# This notebook does not train the small ALBERT on the two tasks. When the course's authors tried it on
+# these sentences (400 to 1,600 steps, the [CLS] pooler or mean pooling, with and without the masked-LM
+# loss), held-out accuracy stayed within 7 points of chance on both tasks, so the comparison would be between two coin
+# flips; the paper's models are trained far longer on far more text.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_sentencepiece_unigram", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 6 · Exercise 5: a SentencePiece unigram tokenizer (2 points)
 #
@@ -591,8 +675,8 @@ assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32
 # * A closed-form count reproduces the paper's table within 3%, except xxlarge: its configuration
 #   has 223M parameters where the paper prints 235M. The count is checked on the **meta** device
 #   without allocating memory.
-# * **Sentence-order prediction** asks for coherence rather than topic; **SentencePiece** unigram
-#   tokenizes raw text reversibly.
+# * **Sentence-order prediction** asks for coherence rather than topic: word overlap gives NSP's answer
+#   away and tells nothing about SOP's order. **SentencePiece** unigram tokenizes raw text reversibly.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
