@@ -78,6 +78,14 @@ def wikipedia_articles() -> list[str]:
     return articles
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def sentences_of(article: str, min_words: int = 4) -> list[str]:
+    """Split an article into sentences (at . ! or ? before a capital, a quote or a bracket) of at least min_words words."""
+    return [s for paragraph in article.split("\n") for s in SENTENCE_END.split(paragraph) if len(s.split()) >= min_words]
+
+
 def lee_news() -> list[str]:
     """Return the 300 raw Lee news articles (about 60k words)."""
     text = (gensim_data_dir() / "lee_background.cor").read_text(encoding="utf-8", errors="replace")

@@ -151,3 +151,13 @@ def test_post_body_drops_headers_quotes_and_addresses():
     bodies = [data.post_body(t) for t in texts]
     assert not any(b.startswith(("Newsgroups:", "From:", "Path:")) for b in bodies)
     assert sum(len(b.split()) for b in bodies) > 20_000
+
+
+def test_sentences_of_splits_at_sentence_ends_and_drops_short_pieces():
+    article = 'Anarchism is a political philosophy. "It rejects" all rulers, says one. Yes!\nThe second paragraph has five words. e.g. this stays joined to it.'
+    assert data.sentences_of(article) == [
+        "Anarchism is a political philosophy.",
+        '"It rejects" all rulers, says one.',
+        "The second paragraph has five words. e.g. this stays joined to it.",
+    ]
+    assert data.sentences_of(article, min_words=1)[2] == "Yes!", "min_words=1 keeps the one-word sentence"

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import random
-import re
 import statistics
 import time
 from collections import Counter
@@ -58,7 +57,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tqdm.auto import tqdm
 
 from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
-from course_utils.data import newsgroups, pad_batch, post_body, wikipedia_articles
+from course_utils.data import newsgroups, pad_batch, post_body, sentences_of, wikipedia_articles
 from course_utils.plot import plot_history
 from course_utils.train import count_parameters, fit, format_count
 
@@ -291,14 +290,7 @@ assert_close(one_hot_embedding(embeddings, ids, 1 - seg), embeddings.token.weigh
 
 # %% slideshow={"slide_type": "fragment"}
 articles = wikipedia_articles()
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
-
-
-def sentences_of(article: str) -> list[str]:
-    """Split an article into sentences of at least four words (a rough rule that is good enough here)."""
-    return [s for paragraph in article.split("\n") for s in SENTENCE_END.split(paragraph) if len(s.split()) >= 4]
-
-
+# sentences_of (course_utils.data): split at . ! or ? before a capital, keep sentences of 4 words or more
 documents = [d for d in (sentences_of(a) for a in articles) if len(d) >= 4]
 held_out_documents, train_documents = documents[:12], documents[12:]
 print(f"{len(documents)} articles, {sum(map(len, documents)):,} sentences; "

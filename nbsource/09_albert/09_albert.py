@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from course_utils import assert_close, check_shape, describe_environment, get_device, seed_everything
-from course_utils.data import wikipedia_articles
+from course_utils.data import sentences_of, wikipedia_articles
 from course_utils.train import count_parameters, fit, format_count
 
 seed_everything(0)
@@ -394,7 +394,7 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
 # %% [markdown] nbgrader={"grade": false, "grade_id": "nsp_against_sop", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ### NSP against SOP: what gives the answer away
 #
-# BERT's **next-sentence** pairs take the second sentence either from the next line (label 1) or
+# BERT's **next-sentence** pairs (notebook 07's `make_nsp_pairs`, given below) take the second sentence either from the next line (label 1) or
 # from another document (label 0), so a model can answer by *topic*: two sentences of one article
 # share words, two articles rarely do. Measure it on Wikipedia's sentences, with the plainest topic cue
 # there is, the share of words two sentences have in common (Jaccard overlap $|A \cap B| / |A \cup B|$
@@ -408,14 +408,11 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
 # (who "he" is, which event comes first): coherence, which is what ALBERT wants it to learn.
 
 # %% nbgrader={"grade": false, "grade_id": "nsp_overlap", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-documents = [[s for paragraph in article.split("\n") for s in SENTENCE_END.split(paragraph) if len(s.split()) >= 4]
-             for article in wikipedia_articles()]
-documents = [sentences for sentences in documents if len(sentences) >= 2]
+documents = [d for d in (sentences_of(article) for article in wikipedia_articles()) if len(d) >= 2]
 
 
-def nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
-    """BERT's pairs: a sentence and its successor (1), or a sentence of another document (0), half each."""
+def make_nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
+    """Notebook 07's exercise 4, given here: a sentence and its successor (1), or a sentence of another document (0)."""
     pairs = []
     for _ in range(n):
         d = rng.randrange(len(documents))
@@ -445,7 +442,7 @@ def auc(label_1: torch.Tensor, label_0: torch.Tensor) -> float:
 overlaps, cue_auc = {}, {}
 print(f"{sum(map(len, documents)):,} sentences in {len(documents)} articles")
 print(f"{'pairs':>5} {'mean overlap, label 1':>22} {'label 0':>8} {'AUC':>6}")
-for task, make_pairs in (("NSP", nsp_pairs), ("SOP", sop_pairs)):
+for task, make_pairs in (("NSP", make_nsp_pairs), ("SOP", sop_pairs)):
     pairs = make_pairs(documents, 4_000, random.Random(0))
     overlaps[task] = {label: torch.tensor([word_overlap(a, b) for a, b, y in pairs if y == label]) for label in (1, 0)}
     cue_auc[task] = auc(overlaps[task][1], overlaps[task][0])
