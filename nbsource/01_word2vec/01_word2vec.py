@@ -456,6 +456,16 @@ got = most_similar(spread, torch.tensor([5.0, 0.0]), k=2)
 assert got == [0, 1], f"cosine similarity: expected [0, 1] (cosines 1 and 0.98), got {got}"
 got = most_similar(vecs, torch.tensor([1.0, 0.0]), k=4, exclude=(1,))
 assert got == [0, 4, 2, 3], f"k = 4 of the 4 words left after excluding id 1: expected [0, 4, 2, 3], got {got}"
+# questions are independent: a batch answers each question as it would be answered alone, even when
+# one question's words are another's best answer (each question excludes only its own a, b and c)
+generator = torch.Generator().manual_seed(0)
+random_vectors = torch.randn(12, 3, generator=generator)
+qa, qb, qc = torch.randint(0, 12, (3, 60), generator=generator)
+together = three_cos_add(random_vectors, qa, qb, qc)
+alone = torch.stack([three_cos_add(random_vectors, qa[i:i + 1], qb[i:i + 1], qc[i:i + 1])[0] for i in range(60)])
+assert torch.equal(together, alone), \
+    f"question i of a batch must get the answer it gets alone: {(together != alone).sum().item()} of 60 differ"
+assert not ((together == qa) | (together == qb) | (together == qc)).any(), "an answer is never its own question's a, b or c"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}

@@ -600,7 +600,9 @@ class Encoder(nn.Module):
 # 3. update the state: `hidden = self.rnn(cat[embedding, context], hidden)`;
 # 4. `logits = self.out(cat[hidden, context, embedding])` `(batch, vocab)`.
 #
-# Return `(logits, hidden, weights)`.
+# Return `(logits, hidden, weights)`. Keep every path in the graph (no `detach()`): training
+# backpropagates through all the steps, so the loss at a late step must reach the first step's
+# state, through the GRU and through the attention query alike.
 
 # %% nbgrader={"grade": false, "grade_id": "attention_decoder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class AttentionDecoder(nn.Module):
@@ -717,6 +719,19 @@ with torch.no_grad():
         got = picked(torch.tensor([1, 1]), hidden, memory, mask)[1]
         assert_close(got, (torch.tanh(part[:, :16]) + hidden) / 2,
                      f"hidden = GRUCell(cat[embedding, context], hidden): inputs {start}.. must hold {name}", atol=1e-12)
+# the gradient flows through the recurrence: the last step's loss reaches the first step's state and
+# the memory by every path (the GRU's state, the attention query, the context); autograd's gradient
+# must equal the numerical one, which no detach() can fool
+def last_step_logits(first_hidden: torch.Tensor, memory_in: torch.Tensor) -> torch.Tensor:
+    state = first_hidden
+    for token in (1, 4, 2):
+        step_logits, state, _ = toy.decoder(torch.tensor([token, token]), state, memory_in, mask)
+    return step_logits
+first_hidden = hidden.detach().clone().requires_grad_(True)
+memory_in = memory.detach().clone().requires_grad_(True)
+assert torch.autograd.gradcheck(last_step_logits, (first_hidden, memory_in), eps=1e-6, atol=1e-5, raise_exception=False), \
+    "the gradient of the third step's logits with respect to the first step's hidden state (or the memory) is wrong: " \
+    "is a state detached somewhere?"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_9_greedy_decoding", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
