@@ -240,7 +240,8 @@ assert (shift_matrix(4, 8)[0, 2:] == 0).all(), "block diagonal: pairs do not mix
 # ## 5 · Exercise 4: learned position embeddings (2 points)
 #
 # Write `LearnedPositions(max_len, d_model)`: an `nn.Embedding(max_len, d_model)` named
-# `positions`; `forward(x)` adds the first `seq` rows to `x` `(batch, seq, d_model)`. A sequence
+# `positions`; `forward(x)` adds the first `seq` rows to `x` `(batch, seq, d_model)`, and every
+# row it uses learns (position 0 is a real position, not padding). A sequence
 # longer than `max_len` raises `ValueError` with a message naming both numbers: a learned
 # table has nothing to say about positions it never saw.
 
@@ -287,6 +288,16 @@ except ValueError as error:
 ### BEGIN HIDDEN TESTS
 layer(torch.randn(3, 10, 4)).sum().backward()
 assert layer.positions.weight.grad is not None and layer.positions.weight.grad[:10].abs().sum() > 0, "positions must learn"
+# every used row learns, the first one included: d/d row p of sum(out * g) is the batch sum of g at p
+layer = LearnedPositions(10, 4)
+upstream = torch.randn(3, 7, 4)
+(layer(torch.randn(3, 7, 4)) * upstream).sum().backward()
+grad = layer.positions.weight.grad
+assert grad is not None, "no gradient reaches the position table"
+assert_close(grad[:7], upstream.sum(0), "the gradient of row p is the batch's upstream gradient at position p "
+             "(row 0 too: position 0 is not a padding row)", atol=1e-5)
+assert (grad[7:] == 0).all(), "rows past the sequence get no gradient"
+assert layer.positions.weight[0].abs().sum() > 0, "row 0 starts random like every other row, not as a zero padding row"
 y = torch.randn(1, 3, 4)
 assert_close(layer(y) - y, layer.positions.weight[:3].detach()[None], "added, not concatenated or multiplied")
 ### END HIDDEN TESTS
