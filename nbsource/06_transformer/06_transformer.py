@@ -825,6 +825,17 @@ assert got == [E], f"the best *finished* hypothesis: expected [<eos>] = {[E]}, g
 script = Scripted({(): {A: 0.5, E: 0.4206, D: 0.0794}, (A,): {E: 0.7358, B: 0.2642}})
 got = beam_search(script, src[:1], beam_size=2, max_len=4, alpha=1.0)
 assert got == [A, E], f"lp(Y) = ((5 + |Y|) / 6) ** alpha with |Y| = 2 for [A, <eos>]: expected {[A, E]}, got {got}"
+# which tokens |Y| counts, as alpha moves: [<eos>] (p 0.4, |Y| = 1) and [A, B, <eos>] (p 0.6 * 0.9 * 0.5844,
+# |Y| = 3) both finish; they tie at alpha = 0.80 when |Y| counts <eos> and not <bos>. Counting <bos> too
+# moves the tie to 0.92, counting neither to 0.68, so alpha = 0.75 and 0.85 tell the three apart
+script = Scripted({(): {A: 0.6, E: 0.4}, (A,): {B: 0.9, C: 0.1}, (A, B): {E: 0.5844, D: 0.4156}})
+penalty = lambda n, alpha: ((5 + n) / 6) ** alpha
+for alpha in (0.75, 0.85):
+    short_wins = math.log(0.4) / penalty(1, alpha) > math.log(0.6 * 0.9 * 0.5844) / penalty(3, alpha)
+    expected = [E] if short_wins else [A, B, E]
+    got = beam_search(script, src[:1], beam_size=2, max_len=5, alpha=alpha)
+    assert got == expected, (f"alpha = {alpha}: expected {expected} (|Y| counts the returned tokens, <eos> included, "
+                             f"<bos> not), got {got}")
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
