@@ -127,12 +127,16 @@ def _validate(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from course_tools.build import repo_root
     from course_tools.grading import Settings, grade, summary
-    from course_tools.sandbox import isolation
+    from course_tools.sandbox import NO_SANDBOX, bwrap_path
 
     root = repo_root()
     settings = Settings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                        memory_gb=args.memory_gb)
-    print(f"isolation: {isolation()}", flush=True)
+                        memory_gb=args.memory_gb, sandbox=not args.no_sandbox)
+    if settings.sandbox and not args.scheduler and bwrap_path() is None:  # safe by default: refuse
+        print(f"course grade: {NO_SANDBOX}", file=sys.stderr)
+        return 2
+    print("isolation: " + ("bubblewrap sandbox" if settings.sandbox else
+                           "NOT sandboxed (--no-sandbox): student code runs as you"), flush=True)
     rows = grade(root, Path(args.submissions), args.assignment, Path(args.out) if args.out else None,
                  args.jobs, settings, force=args.force, progress=True, trusted=set(args.trust),
                  scheduler=args.scheduler)
@@ -275,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds per notebook (default: 3 x the solution's runtime + 60)")
     g.add_argument("--memory-gb", type=float, default=4.0, help="address-space cap per kernel (default 4)")
     g.add_argument("--force", action="store_true", help="regrade students already graded")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="grade without bubblewrap (refused by default): student code runs as you and can read "
+                        "what you can; every row says 'not sandboxed'")
     g.add_argument("--trust", action="append", default=[], metavar="STUDENT",
                    help="regrade STUDENT without review holds, after you have looked at the flagged code "
                         "(repeatable); the flags stay in the row")
@@ -328,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"course {args.command}: {error}", file=sys.stderr)
+        from course_tools.terminal import printable  # messages may name student folders: escape them
+
+        print(printable(f"course {args.command}: {error}"), file=sys.stderr)
         return 2
 
 

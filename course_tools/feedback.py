@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.utils import is_grade
 from traitlets import Bool, Integer, Unicode
@@ -60,10 +61,25 @@ class ScrubHiddenTestText(Preprocessor):
         return nb, resources
 
 
+HIDDEN_FAILED = "HiddenTestFailure"  # course_tools.gradeexec.HIDDEN_FAILED (not imported: gradeexec needs nbgrader's Execute)
+_BUILTIN_ERRORS = {name for name, value in vars(__import__("builtins")).items()
+                   if isinstance(value, type) and issubclass(value, BaseException)}
+
+
+def hidden_failure(evalue: str) -> str:
+    """What a student may know of a failing hidden test: that it failed, and the built-in kind of error
+    (``AssertionError``, ``TypeError`` ...). Its message stays with the instructor: it may quote the test,
+    or values the student's code chose."""
+    kind = str(evalue).split(":", 1)[0].strip()
+    return f"a hidden test failed ({kind})" if kind in _BUILTIN_ERRORS else "a hidden test failed"
+
+
 def _message(cell) -> str:
     """A failing cell's error as one readable line: ``AssertionError: what was expected and what came``."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
+            if output.get("ename") == HIDDEN_FAILED:
+                return hidden_failure(output.get("evalue", ""))
             message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")
             return message if len(message) <= 400 else message[:397] + "..."
     return ""
@@ -98,8 +114,94 @@ class HideTestTracebacks(Preprocessor):
             message = _message(cell)
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
+                    if output.get("ename") == HIDDEN_FAILED:
+                        output["evalue"] = hidden_failure(output.get("evalue", ""))
                     output["traceback"] = [message or "a test failed"]
         return cell, resources
+
+
+REVIEW_HOLD = "ReviewHold"  # course_tools.gradeexec.REVIEW_HOLD
+WITHHELD = "[output withheld until an instructor reviews this submission: code before it was held for review]\n"
+
+
+class WithholdAfterHold(Preprocessor):
+    """A submission held for review (its code reached into the kernel's machinery: frames, the shell,
+    builtins ...) shows no output from the held cell on: such code could have read what the tests hold
+    and printed it in any form. Held tests keep only the grader's note. After ``--trust`` nothing is held."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb, resources):  # noqa: D102 - nbconvert API
+        hold = nb.get("metadata", {}).get("course_hold")
+        if not isinstance(hold, dict) or not hold.get("tests"):
+            return nb, resources
+        keys = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") or c.get("id") for c in nb.cells]
+        start = keys.index(hold.get("cell")) if hold.get("cell") in keys else 0
+        for cell in nb.cells[start:]:
+            if cell.cell_type != "code" or not cell.get("outputs"):
+                continue
+            notes = [o for o in cell.outputs if o.get("output_type") == "error" and o.get("ename") == REVIEW_HOLD]
+            if notes:
+                cell.outputs = notes[:1]
+            else:
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=WITHHELD)]
+        return nb, resources
+
+
+# output types a feedback page may show as they are; HTML and markdown are sanitised, the rest dropped
+# (JavaScript, SVG, widget views, anything else a browser could run)
+SAFE_DATA = {"text/plain", "image/png", "image/jpeg", "image/gif", "text/latex"}
+
+
+def safe_html(html: str) -> str:
+    """HTML with every script, event handler, ``javascript:`` link, style and form removed (nh3, the
+    maintained Rust sanitiser ammonia): what remains is text, tables, links and images."""
+    import nh3
+
+    return nh3.clean(html, url_schemes={"http", "https", "mailto"})
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown rendered as the page would render it, then sanitised (links are checked after rendering)."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return safe_html(markdown2html_mistune(text))
+
+
+class SanitiseOutputs(Preprocessor):
+    """Nothing a submission wrote runs in the page that shows it: HTML and markdown outputs and the
+    student's markdown answers are sanitised (``safe_html``), JavaScript, SVG and widget outputs are
+    dropped with a note; figures (PNG, JPEG) and text stay. Test messages are escaped by the template."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):  # noqa: D102 - nbconvert API
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("solution"):
+            # the student's written answer: shown as sanitised HTML
+            cell.source = safe_markdown(cell.source)
+            cell.attachments = {}
+        if cell.cell_type == "raw":
+            cell.source = safe_html(cell.source)
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if not isinstance(data, dict):
+                continue
+            clean = {key: value for key, value in data.items() if key in SAFE_DATA}
+            if "text/html" in data:
+                clean["text/html"] = safe_html(_joined(data["text/html"]))
+            elif "text/markdown" in data:
+                clean["text/html"] = safe_markdown(_joined(data["text/markdown"]))
+            if not clean:
+                clean["text/plain"] = f"[an output of type {', '.join(sorted(data))[:80]} is not shown in feedback]"
+            output["data"] = clean
+            if "metadata" in output:
+                output["metadata"] = {k: v for k, v in output["metadata"].items() if k in clean and isinstance(v, dict)}
+        return cell, resources
+
+
+def _joined(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
 
 
 # nbconvert's MathJax macro loads MathJax from this address; the course's feedback template swaps it
@@ -191,6 +293,8 @@ def render_feedback_page(nb, notebook: str, score: float, max_score: float) -> s
     config.SummariseTests.mathjax_url = feedback_mathjax_url()
     exporter = HTMLExporter(config=config)
     exporter.register_preprocessor(HideTestTracebacks(config=config), enabled=True)
+    exporter.register_preprocessor(WithholdAfterHold(config=config), enabled=True)
+    exporter.register_preprocessor(SanitiseOutputs(config=config), enabled=True)
     exporter.register_preprocessor(SummariseTests(config=config), enabled=True)
     html, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": notebook, "score": score,
                                                                       "max_score": max_score, "late_penalty": 0}})

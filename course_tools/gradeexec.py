@@ -28,6 +28,10 @@ from __future__ import annotations
 
 import ast
 import json
+import marshal
+import os
+import re
+import secrets
 from pathlib import Path
 from queue import Empty
 from time import monotonic
@@ -44,6 +48,8 @@ KERNEL_DIED = "KernelDied"
 NOTEBOOK_TIMEOUT = "NotebookTimeout"
 CELL_STUCK = "CellTimeoutError"
 REVIEW_HOLD = "ReviewHold"
+HIDDEN_FAILED = "HiddenTestFailure"
+HIDDEN_BLOCK = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n(.*?)^[ \t]*### END HIDDEN TESTS[ \t]*(?:\n|\Z)", re.S | re.M)
 PROBE_MODULE = "_course_probe"
 # A kernel already started (and probed) for the next student, handed to GuardedExecute by the grading
 # worker (course_tools.grading); used for one student only, then shut down like any other.
@@ -169,13 +175,57 @@ def _install():
         state["hooks"], state["data"] = now_hooks, now_data
         return changes
 
+    def hidden(path):
+        """Run a hidden test the grader compiled: its code object is read from a one-shot file (removed
+        before it runs), so its text is never in the kernel: not in In, the history, linecache or a frame."""
+        import marshal, os
+        with open(path, "rb") as handle:
+            code = marshal.loads(handle.read())
+        os.remove(path)
+        try:
+            exec(code, ip.user_ns)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt() from None  # the grader's interrupt; nothing of the test in it
+        except BaseException as error:
+            raise HiddenTestFailure(f"{type(error).__name__}: {error}"[:2000]) from None
+
+    class HiddenTestFailure(Exception):
+        """A hidden test failed (the message is for the instructor; feedback shows only its kind)."""
+
     module = types.ModuleType("''' + PROBE_MODULE + r'''")
     module.check = check
+    module.hidden = hidden
     sys.modules[module.__name__] = module
 
 _install()
 del _install
 '''
+
+
+def split_hidden(source: str) -> list[tuple[bool, str]]:
+    """A test cell's source as (hidden, text) parts in order: the hidden blocks between nbgrader's
+    markers, and the visible code around them."""
+    parts, at = [], 0
+    for match in HIDDEN_BLOCK.finditer(source):
+        parts.append((False, source[at:match.start()]))
+        parts.append((True, match.group(1)))
+        at = match.end()
+    parts.append((False, source[at:]))
+    return [(hidden, text) for hidden, text in parts if text or hidden]
+
+
+def hidden_verdict(outputs: list) -> list:
+    """What a hidden block's run may leave in the notebook: its error (the kind is kept for feedback, the
+    message for the instructor) and a fixed note when something wrote to stderr (nbgrader scores that 0).
+    Whatever else it printed or displayed is dropped, so it can never reach feedback."""
+    kept = []
+    if any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in outputs):
+        kept.append(NotebookNode(output_type="stream", name="stderr", text="[a hidden test wrote to stderr]\n"))
+    for output in outputs:
+        if output.get("output_type") == "error":
+            name = output.get("ename") if output.get("ename") in ("KeyboardInterrupt", HIDDEN_FAILED) else HIDDEN_FAILED
+            kept.append(_error(name, str(output.get("evalue", ""))[:2000]))
+    return kept
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -188,7 +238,26 @@ def output_size(output: dict) -> int:
     for value in output.get("data", {}).values():
         size += len(value) if isinstance(value, str) else len(str(value))
     size += sum(len(line) for line in output.get("traceback", []))
+    size += len(str(output.get("evalue", ""))) + len(str(output.get("ename", "")))
     return size
+
+
+def clean_text(value):
+    """``value`` (an output, recursively) with every string made writable as UTF-8: a lone surrogate
+    a student printed (``'\\ud800'``) becomes U+FFFD instead of breaking the grader when it saves."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        for key in list(value):
+            value[key] = clean_text(value[key])
+        return value
+    if isinstance(value, list):
+        return [clean_text(item) for item in value]
+    return value
 
 
 def bound_names(source: str) -> set[str]:
@@ -248,6 +317,11 @@ class GuardedExecute(Execute):
 
     # ------------------------------------------------------------------ nbclient hooks
 
+    def handle_comm_msg(self, outs, msg, cell_index):  # noqa: D102 - nbclient hook
+        """Ignore widget and comm messages: grading needs no widget state, and nbclient's own handling
+        fails (``KeyError: '_model_module'``) on a comm message a submission crafted."""
+        return None
+
     def output(self, outs, msg, display_id, cell_index):  # noqa: D102 - nbclient hook
         if sum(output_size(o) for o in outs) > self.max_cell_output_chars:
             if not any(o.get("name") == "stderr" and "[output truncated" in o.get("text", "") for o in outs):
@@ -259,6 +333,7 @@ class GuardedExecute(Execute):
     async def _async_handle_timeout(self, timeout, cell=None):  # noqa: D102 - nbclient hook
         """Interrupt; wait ``interrupt_grace`` s for the cell to stop; else give up on the kernel."""
         self.log.warning("a cell ran past %s s: interrupting it", timeout)
+        self._timed_out = True  # the grader's own record: never read back from what a cell printed
         await ensure_async(self.km.interrupt_kernel())
         deadline = monotonic() + self.interrupt_grace
         while (left := deadline - monotonic()) > 0:
@@ -328,8 +403,9 @@ class GuardedExecute(Execute):
         limit = max(1, int(min(self.timeout or remaining, remaining)))
         cut_by_deadline = not self.timeout or remaining < self.timeout  # the notebook's limit, not the cell's
         self.timeout_func = lambda _cell: limit
+        self._timed_out = False
         try:
-            self.execute_cell(cell, index, store_history=True)
+            self._execute(cell, index)
         except DeadKernelError:
             return "died"
         except CellTimeoutError:
@@ -337,10 +413,60 @@ class GuardedExecute(Execute):
                                                    f"when interrupted; its kernel was stopped and the notebook "
                                                    f"continued in a fresh kernel"))
             return "stuck"
-        if cut_by_deadline and any(o.get("ename") == "KeyboardInterrupt" for o in cell.get("outputs", [])):
-            cell.outputs.append(_error(NOTEBOOK_TIMEOUT, f"stopped: the notebook's time limit of "
-                                                         f"{self.notebook_timeout} s was reached in this cell"))
+        if self._timed_out:  # interrupted by the grader (not a KeyboardInterrupt the cell raised itself)
+            if cut_by_deadline:
+                cell.outputs.append(_error(NOTEBOOK_TIMEOUT, f"stopped: the notebook's time limit of "
+                                                             f"{self.notebook_timeout} s was reached in this cell"))
+                return "late"
+            return "timeout"
         return "ok"
+
+    def _execute(self, cell: NotebookNode, index: int) -> None:
+        """Run one cell. A graded cell's hidden tests never reach the kernel as text: the visible part
+        runs as the cell; each hidden block is compiled here and handed over as a code object
+        (``_run_hidden``). Only its verdict comes back: an error, or a note that it wrote to stderr."""
+        source = cell.source
+        parts = split_hidden(source) if is_grade(cell) else []
+        if not any(hidden for hidden, _text in parts):
+            self.execute_cell(cell, index, store_history=True)
+            return
+        outputs: list = []
+        count, running = None, None  # running: the part whose outputs are not yet in ``outputs``
+        try:
+            for hidden, text in parts:
+                if not text.strip():
+                    continue
+                running = hidden
+                if hidden:
+                    self._run_hidden(cell, index, text)
+                else:
+                    cell.source = text
+                    self.execute_cell(cell, index, store_history=True)
+                    count = cell.execution_count if count is None else count
+                outputs += hidden_verdict(cell.outputs) if hidden else cell.outputs
+                running = None
+                if any(o.get("output_type") == "error" for o in cell.outputs):
+                    break  # as in one cell: nothing after an error runs
+        finally:  # also when the kernel died or the cell was stuck: keep what each part left
+            if running is not None:
+                outputs += hidden_verdict(cell.outputs) if running else cell.outputs
+            cell.source = source
+            cell.outputs = outputs
+            cell.execution_count = count
+
+    def _run_hidden(self, cell: NotebookNode, index: int, text: str) -> None:
+        code = compile(text, "<hidden test>", "exec", dont_inherit=True)
+        folder = Path(self.km.connection_file).parent if getattr(self.km, "connection_file", None) else Path(".")
+        path = folder / f"h-{secrets.token_hex(8)}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(marshal.dumps(code))
+        cell.source = f"__import__({PROBE_MODULE!r}).hidden({str(path)!r})"
+        try:
+            self.execute_cell(cell, index, store_history=False)
+        finally:
+            if path.exists():
+                path.unlink()
 
     def preprocess(self, nb, resources=None, km=None):  # noqa: D102 - nbconvert API
         from nbclient import NotebookClient
@@ -361,6 +487,9 @@ class GuardedExecute(Execute):
                                 if cells[i].get("metadata", {}).get("course_hold")}
         protected = set(self.nb.metadata.get("course_protected", []))  # set by the grader
         during: set[int] = set()
+        # what the guards did, by cell: the row's reason is written from this record only, never from
+        # outputs, which a student's code can fill with anything (an error named KernelDied included)
+        events: dict[str, list[int]] = {"died": [], "stuck": [], "late": [], "timeout": [], "abandoned": []}
         while True:
             stopped = None
             names: set[str] = set()  # what the locked cells that ran so far have bound
@@ -377,6 +506,9 @@ class GuardedExecute(Execute):
                         cell.outputs, cell.execution_count = first[index]
                     else:
                         first[index] = (cell.outputs, cell.execution_count)
+                        kind = "late" if status == "skipped" else status
+                        if kind in events:
+                            events[kind].append(index)
                     if status in ("died", "stuck"):
                         stopped = index
                         break
@@ -404,56 +536,85 @@ class GuardedExecute(Execute):
                 for index in order:
                     if index > stopped and index not in first:
                         cells[index].outputs = [_error(KERNEL_DIED, "not run: the kernel died too many times")]
+                        events["abandoned"].append(index)
                 break
         for index in order:  # nbgrader scores a cell by its first error, stderr or value: errors first
             if is_grade(cells[index]):
                 cells[index].outputs = errors_first(cells[index].outputs)
         self.hold_points = dict(hold)  # every cell after which the probe saw a change (for reports and tests)
+        def key(i: int) -> str:
+            return cells[i].get("metadata", {}).get("nbgrader", {}).get("grade_id") or cells[i].get("id") or str(i)
+        self.nb.metadata["course_guards"] = {kind: [key(i) for i in found] for kind, found in events.items()}
         if hold and self.holds:
             self._hold_tests(cells, order, hold, during)
-        self.set_widgets_metadata()
+        self.nb.metadata.pop("widgets", None)  # no widget state is kept (``handle_comm_msg``)
+        for cell in cells:
+            if cell.cell_type == "code":
+                cell.outputs = clean_text(cell.outputs)
         return self.nb, self.resources
 
     def _hold_tests(self, cells, order: list[int], hold: dict[int, str], during: set[int]) -> None:
         start = min(hold)
         first_held = start if start in during else start + 1
         origin = cells[start].get("metadata", {}).get("nbgrader", {}).get("grade_id") or cells[start].get("id")
-        self.nb.metadata["course_hold"] = {"cell": origin, "reason": hold[start]}
+        self.nb.metadata["course_hold"] = {"cell": origin, "reason": hold[start], "tests": 0}
         for index in order:
             meta = cells[index].get("metadata", {}).get("nbgrader", {})
             if index >= first_held and meta.get("grade") and not meta.get("solution"):
+                self.nb.metadata["course_hold"]["tests"] += 1
                 cells[index].outputs.append(_error(
                     REVIEW_HOLD, f"not scored until an instructor reviews this submission: cell {origin} "
                                  f"({hold[start]}) ran before or during this test"))
 
 
 class CapOutput(Preprocessor):
-    """Cap each cell's stored outputs in characters, keeping the start of each output."""
+    """Cap stored outputs in characters, keeping the start of each output: per cell (``max_chars``), per
+    error value, and for the whole notebook (``max_total_chars``: many small outputs, each under its
+    cell's cap, add up too). What was cut is recorded in ``metadata.course_output_capped`` for the row."""
 
     enabled = Bool(True).tag(config=True)
     max_chars = Integer(20_000, help="characters kept per cell").tag(config=True)
+    max_total_chars = Integer(1_000_000, help="characters kept over the whole notebook").tag(config=True)
+    max_error_chars = Integer(2_000, help="characters kept of an error's value").tag(config=True)
+
+    def preprocess(self, nb, resources):  # noqa: D102 - nbconvert API
+        self._left, self._cut = self.max_total_chars, 0
+        nb, resources = super().preprocess(nb, resources)
+        if self._cut:
+            nb.metadata["course_output_capped"] = {"characters": self._cut, "limit": self.max_total_chars}
+        return nb, resources
 
     def preprocess_cell(self, cell, resources, index):  # noqa: D102 - nbconvert API
         if cell.cell_type != "code":
             return cell, resources
-        budget = self.max_chars
+        budget = min(self.max_chars, max(0, getattr(self, "_left", self.max_total_chars)))
         kept = []
         for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                value = str(output.get("evalue", ""))
+                if len(value) > self.max_error_chars:
+                    output["evalue"] = value[:self.max_error_chars] + f" [... {len(value):,} characters]"
+                output["traceback"] = [line[:2000] for line in output.get("traceback", [])[-20:]]
             size = output_size(output)
             if size <= budget:
                 kept.append(output)
                 budget -= size
+                self._left = getattr(self, "_left", self.max_total_chars) - size
                 continue
+            self._cut = getattr(self, "_cut", 0) + size - max(0, budget)
             if output.get("output_type") == "stream":
                 text = output["text"] if isinstance(output["text"], str) else "".join(output["text"])
                 output["text"] = text[:max(0, budget)] + f"\n[output truncated: {size:,} characters]\n"
                 kept.append(output)
             elif output.get("output_type") == "error":
-                output["traceback"] = [line[:2000] for line in output.get("traceback", [])[-5:]]
-                kept.append(output)
+                output["traceback"] = [line[:500] for line in output.get("traceback", [])[-5:]]
+                output["evalue"] = str(output.get("evalue", ""))[:500]
+                kept.append(output)  # an error always stays: it decides the cell's grade
             else:
-                kept.append(NotebookNode(output_type="stream", name="stderr",
+                # stdout, not stderr: a note of the grader's never costs a test its points
+                kept.append(NotebookNode(output_type="stream", name="stdout",
                                          text=f"[an output of {size:,} characters was removed]\n"))
+            self._left = getattr(self, "_left", self.max_total_chars) - max(0, budget)
             budget = 0
         cell.outputs = kept
         return cell, resources

@@ -65,6 +65,7 @@ from course_tools.integrity import (
     symlinks_in,
 )
 from course_tools.sandbox import die_with_parent
+from course_tools.terminal import printable
 
 FIELDS = ["student", "assignment", "score", "max_score", "status", "reason", "flags",
           "failed_tests", "sandboxed", "seconds"]
@@ -76,6 +77,10 @@ class LayoutError(ValueError):
     """The submissions folder is not in nbgrader's layout; the message says what was found."""
 
 
+class NoSandbox(RuntimeError):
+    """Grading would run untrusted code unsandboxed and the instructor did not ask for it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Limits for one grading run (``None``: taken from the course or the solution's runtime)."""
@@ -85,6 +90,7 @@ class Settings:
     memory_gb: float = 4.0
     runtime_factor: float = 3.0
     interrupt_grace: int = 10
+    sandbox: bool = True  # False only when the instructor says --no-sandbox: student code then runs as the grader
 
 
 @dataclass
@@ -119,11 +125,6 @@ class GradeRow:
 def internal_id(student: str) -> str:
     """The id nbgrader sees for a student: safe on a command line, as a glob and as a file name."""
     return "s" + hashlib.sha256(student.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-
-
-def printable(name: str) -> str:
-    """A student name as the terminal can show it (odd bytes escaped)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\n", "\\n")
 
 
 def _tail(result, lines: int = 4) -> str:
@@ -228,7 +229,7 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         f"c.KernelManager.connection_file = {runtime + '/kernel.json'!r}",
         'c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", '
         '"course_tools.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_tools.feedback.HideTestTracebacks", '
-        '"course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
+        '"course_tools.feedback.WithholdAfterHold", "course_tools.feedback.SanitiseOutputs", "course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
         # the course's feedback page (course_tools/templates/feedback/course_feedback.html.j2), MathJax from OUT/feedback/_mathjax
         *(f"c.HTMLExporter.{key} = {value!r}" for key, value in FEEDBACK_TEMPLATE.items()),
@@ -494,7 +495,8 @@ _SPARE: Slot | None = None  # this worker's slot for its next student
 
 def _slot_key(task: Task) -> str:
     # a kernel's asyncio objects belong to the thread that started it (a Dask worker could change threads)
-    return _sha(task.pack, str(task.settings.memory_gb).encode(), str(threading.get_ident()).encode())
+    return _sha(task.pack, str(task.settings.memory_gb).encode(), str(task.settings.sandbox).encode(),
+                str(threading.get_ident()).encode())
 
 
 def _scratch_env(folder: Path, runtime: Path) -> dict:
@@ -515,7 +517,8 @@ def make_slot(task: Task, start: bool = False) -> Slot:
     (folder / "extras").rename(run) if (folder / "extras").exists() else run.mkdir()
     (folder / "home").mkdir()
     runtime = Path(tempfile.mkdtemp(prefix="cg-"))  # short: Unix socket paths are limited to 107 bytes
-    kernel = write_kernelspec(folder / "jupyter", run, folder / "home", task.settings.memory_gb, probe_file(runtime))
+    kernel = write_kernelspec(folder / "jupyter", run, folder / "home", task.settings.memory_gb, probe_file(runtime),
+                              sandbox=task.settings.sandbox)
     slot = Slot(folder=folder, runtime=runtime, kernel=kernel, key=_slot_key(task))
     if start:
         from jupyter_client import AsyncKernelManager
@@ -695,46 +698,36 @@ def score(row: GradeRow, scratch: Scratch, assignment: str) -> None:
 
 
 def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
-    """Add what the guards did (kernel deaths, stuck cells, deadline, review holds) to the row."""
-    from course_tools.gradeexec import (
-        CELL_STUCK,
-        KERNEL_DIED,
-        NOTEBOOK_TIMEOUT,
-        REVIEW_HOLD,
-    )
+    """Add what the guards did (kernel deaths, stuck cells, deadline, review holds) to the row.
 
-    died, stuck, late, timeouts, held = [], [], [], [], []
-    for cell in nb.cells:
-        key = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id")
-        for output in cell.get("outputs", []):
-            name = output.get("ename")
-            if name == KERNEL_DIED and "not run" not in output.get("evalue", ""):
-                died.append(key)
-            elif name == CELL_STUCK and "did not stop" in output.get("evalue", ""):
-                stuck.append(key)
-            elif name == NOTEBOOK_TIMEOUT:
-                late.append(key)
-            elif name == REVIEW_HOLD:
-                held.append(key)
-            elif name == "KeyboardInterrupt" or name == CELL_STUCK:
-                timeouts.append(key)
+    Read from the record the grader's executor keeps in the notebook's metadata, which no cell can
+    write: a cell that prints "kernel died in cell ..." or raises an error named ``KernelDied`` or
+    ``KeyboardInterrupt`` changes nothing here."""
+    guards = nb.get("metadata", {}).get("course_guards") or {}
+    died, stuck = guards.get("died", []), guards.get("stuck", [])
+    late, timeouts, abandoned = guards.get("late", []), guards.get("timeout", []), guards.get("abandoned", [])
     notes = []
     hold = nb.get("metadata", {}).get("course_hold")
-    if held and isinstance(hold, dict):
-        notes.append(f"{len(held)} test(s) held for review (scored 0 until an instructor looks): cell "
+    if isinstance(hold, dict) and hold.get("tests"):
+        notes.append(f"{hold['tests']} test(s) held for review (scored 0 until an instructor looks): cell "
                      f"{hold.get('cell')} {hold.get('reason')}")
         row.status = "review"
     if died:
         notes.append(f"kernel died in cell {', '.join(died)} (skipped; later cells ran in a fresh kernel)")
         row.status = "review"
+    if abandoned:
+        notes.append(f"the kernel died too many times: {len(abandoned)} cell(s) not run, from {abandoned[0]}")
     if stuck:
         notes.append(f"cell {', '.join(stuck)} did not stop when interrupted (its kernel was stopped; "
                      f"earlier results kept)")
-    timeouts = [key for key in timeouts if key not in late]  # interrupted by the notebook's limit: said below
     if timeouts:
         notes.append(f"cell time limit hit in {', '.join(dict.fromkeys(timeouts))}")
     if late:
         notes.append(f"notebook time limit reached: {len(late)} cell(s) stopped or not run, from {late[0]}")
+    capped = nb.get("metadata", {}).get("course_output_capped")
+    if isinstance(capped, dict):
+        notes.append(f"output capped: {capped.get('characters', 0):,} characters beyond the notebook's "
+                     f"{capped.get('limit', 0):,} were removed")
     if notes:
         row.reason = "; ".join(filter(None, [*notes, row.reason]))
 
@@ -781,12 +774,16 @@ def run_task(task: Task) -> Outcome:
         refused = _one_thread_per_worker()
         if refused:
             raise RuntimeError(refused)
+        if task.settings.sandbox and bwrap_path() is None:  # a Dask worker on a machine without bubblewrap
+            from course_tools.sandbox import NO_SANDBOX
+
+            raise RuntimeError(f"this worker cannot grade: {NO_SANDBOX}")
         slot = take_slot(task)
         scratch = make_scratch(task, slot)
         if task.prestart:  # a fresh kernel for the next student boots now; never one that ran a student
             _SPARE = make_slot(task, start=True)
         gradeexec.SPARE_KERNEL = slot.km
-        row.sandboxed = bwrap_path() is not None
+        row.sandboxed = task.settings.sandbox  # the kernel refuses to start unsandboxed unless told --no-sandbox
         result = autograde(task, scratch)
         gradeexec.SPARE_KERNEL = None
         score(row, scratch, assignment)
@@ -832,7 +829,11 @@ def make_task(job: Job, pack: bytes, scratch_base: str | None) -> Task | GradeRo
     assignment = job.template.assignment
     row = GradeRow(student=job.student, assignment=assignment, max_score=job.template.max_score)
     try:
+        large = oversized_files(job.folder) if job.folder is not None else []
         notebook = prepare(job, row)
+        if large:
+            row.reason = "; ".join(filter(None, [row.reason, f"{len(large)} file(s) over "
+                                                 f"{MAX_FILE_BYTES // 2**20} MiB not read: {', '.join(large[:3])}"]))
     except BadSubmission as error:
         row.status, row.reason = "invalid", str(error)
     except Exception as error:  # a reader's bug: this student's row says so, the others go on
@@ -1046,8 +1047,41 @@ def check_layout(submissions: Path, assignment: str | None) -> None:
     raise LayoutError(f"{submissions} is not in nbgrader's layout {LAYOUT}: found {'; '.join(found)}")
 
 
+MAX_FILE_BYTES = 100 * 2**20  # files above this in a student's folder are not read (named in the row)
+
+
+def oversized_files(folder: Path) -> list[str]:
+    """Files under a student's folder too large to read (``MAX_FILE_BYTES``), with their sizes."""
+    base = folder.parent
+    found = []
+    if os.path.islink(base) or not base.is_dir():
+        return found
+    for here, _dirs, files in os.walk(base, followlinks=False):
+        for name in sorted(files):
+            path = os.path.join(here, name)
+            with contextlib.suppress(OSError):
+                size = os.lstat(path).st_size
+                if size > MAX_FILE_BYTES:
+                    found.append(f"{os.path.relpath(path, base)} ({size / 2**20:,.0f} MiB)")
+    return found
+
+
+def _file_digest(path: str) -> bytes:
+    """SHA-256 of a file read in 1 MiB blocks (never whole); a file over ``MAX_FILE_BYTES`` is hashed
+    by its size and time only, unread."""
+    info = os.lstat(path)
+    if info.st_size > MAX_FILE_BYTES:
+        return f"large:{info.st_size}:{info.st_mtime_ns}".encode()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.digest()
+
+
 def _submission_digest(key: str, folder: Path) -> str:
-    """Hash of every file and link under a student's folder (links are not followed)."""
+    """Hash of every file and link under a student's folder (links are not followed; files are read
+    in blocks, and one over ``MAX_FILE_BYTES`` not at all)."""
     parts = [key.encode()]
     base = folder.parent
     if os.path.islink(base) or not base.exists():
@@ -1060,8 +1094,7 @@ def _submission_digest(key: str, folder: Path) -> str:
             if os.path.islink(path):
                 parts.append(b"link:" + rel + b"->" + os.fsencode(os.readlink(path)))
             elif os.path.isfile(path):
-                with open(path, "rb") as handle:
-                    parts.append(rel + b"\0" + handle.read())
+                parts.append(rel + b"\0" + _file_digest(path))
     return _sha(*parts)
 
 
@@ -1075,6 +1108,11 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
     address), the workers of that Dask cluster; results and feedback come back here either way.
     """
     settings = settings or Settings()
+    if settings.sandbox:
+        from course_tools.sandbox import NO_SANDBOX, bwrap_path
+
+        if scheduler is None and bwrap_path() is None:
+            raise NoSandbox(NO_SANDBOX)
     root = Path(root).resolve()
     submissions = Path(submissions).absolute()
     check_layout(submissions, assignment)
@@ -1114,7 +1152,11 @@ def grade(root: Path, submissions: Path, assignment: str | None = None, out: Pat
         done = _result_path(work, student)
         if not force and done.exists():
             stored = json.loads(done.read_text())
-            if stored.get("digest") == digest and stored.get("row", {}).get("status") != "error":
+            row = stored.get("row", {})
+            # a row is served again only when graded under the same conditions: the sandbox is in the
+            # key (settings), and the row itself must say it ran as this run would run it
+            if stored.get("digest") == digest and row.get("status") != "error" \
+                    and row.get("sandboxed", False) == settings.sandbox:
                 rows[student] = GradeRow(**stored["row"])
                 continue
         todo.append(Job(student=student, folder=folder, template=template, work=work, out=out,
@@ -1217,8 +1259,8 @@ def summary(rows: list[GradeRow]) -> str:
     lines = [f"{'student':<{width}}  {'score':>9}  {'status':<7}  reason"]
     for name, r in zip(names, rows):
         score_text = f"{r.score:g}/{r.max_score:g}"
-        lines.append(f"{name:<{width}}  {score_text:>9}  {r.status:<7}  {r.reason}")
-        lines += [f"{'':<{width}}  {'':>9}  {'':<7}  flag: {flag}" for flag in r.flags]
+        lines.append(f"{name:<{width}}  {score_text:>9}  {printable(r.status):<7}  {printable(r.reason)}")
+        lines += [f"{'':<{width}}  {'':>9}  {'':<7}  flag: {printable(flag)}" for flag in r.flags]
     review = sum(r.needs_review for r in rows)
     lines.append(f"{len(rows)} submission(s), {review} need manual review")
     return "\n".join(lines)

@@ -148,12 +148,37 @@ def _check_cells(data: dict) -> None:
             raise BadSubmission(f"{where}: its outputs are not a list")
 
 
+MAX_NOTEBOOK_BYTES = 100 * 2**20
+
+
+def _writable(value):
+    """The parsed JSON with every string writable as UTF-8 (a lone surrogate becomes U+FFFD) and no
+    widget state (nbconvert's widget handling fails on crafted state; grading needs none)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_writable(item) for item in value]
+    if isinstance(value, dict):
+        return {_writable(key): _writable(item) for key, item in value.items()
+                if not (isinstance(key, str) and key.startswith("application/vnd.jupyter.widget"))
+                and key != "widgets"}
+    return value
+
+
 def load_submission(path: Path | None) -> nbformat.NotebookNode:
     """Read a submitted notebook (upgrading old nbformat versions) or raise BadSubmission."""
     if path is None or not (path.exists() or path.is_symlink()):
         raise BadSubmission("no notebook submitted")
     if path.is_symlink():
         raise BadSubmission("symlink: the notebook is a symbolic link, not a file")
+    size = os.lstat(path).st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise BadSubmission(f"the notebook is {size / 2**20:,.0f} MiB, over the grader's limit of "
+                            f"{MAX_NOTEBOOK_BYTES // 2**20} MiB (clear its outputs and submit again)")
     raw = _read_plain(path)
     if not raw.strip():
         raise BadSubmission("the notebook file is empty")
@@ -161,6 +186,10 @@ def load_submission(path: Path | None) -> nbformat.NotebookNode:
         data = json.loads(raw.decode("utf-8", errors="replace"))
     except json.JSONDecodeError as error:
         raise BadSubmission(f"not a valid notebook: invalid JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise BadSubmission("not a valid notebook: JSON nested too deeply") from None
+    try:
+        data = _writable(data)
     except RecursionError:
         raise BadSubmission("not a valid notebook: JSON nested too deeply") from None
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
@@ -216,8 +245,18 @@ def reconstruct(submission: nbformat.NotebookNode, release: nbformat.NotebookNod
     added_after: dict[str | None, list[dict]] = {}
     duplicates = set()
     previous: str | None = None
+    # cells are matched by grade id, else by cell id; a notebook without the release's cell ids (nbformat
+    # 3 or 4.0-4.4, where nbformat invents new ids) still holds the release's own cells word for word:
+    # those match by their text, so they are neither "deleted" nor taken for the student's own code
+    by_text: dict[tuple[str, str], list[str]] = {}
+    for cell in release.cells:
+        if _key(cell) not in solution_keys:
+            by_text.setdefault((cell.get("cell_type"), _text(cell).strip()), []).append(_key(cell))
     for cell in submission.cells:
         key = _key(cell)
+        if key not in known:
+            same = [k for k in by_text.get((cell.get("cell_type"), _text(cell).strip()), []) if k not in submitted]
+            key = same[0] if same and _text(cell).strip() else key
         if key in known:
             if key in submitted:
                 duplicates.add(key)

@@ -57,6 +57,10 @@ def bwrap_path() -> str | None:
     return path if probe.returncode == 0 else None
 
 
+NO_SANDBOX = ("no working sandbox: install bubblewrap (sudo apt-get install bubblewrap), or grade "
+              "without one with --no-sandbox (student code then runs as you and can read what you can)")
+
+
 def isolation() -> str:
     """Describe the isolation this machine offers, for the grade report."""
     return "bubblewrap sandbox" if bwrap_path() else "not sandboxed (install bubblewrap)"
@@ -96,6 +100,22 @@ def _system_mounts() -> list[str]:
     return args
 
 
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+def _dev_mounts() -> list[str]:
+    """bubblewrap arguments for a minimal /dev: the harmless devices, the fd links, and /dev/shm
+    pointing into the capped /tmp (bubblewrap's --dev would give an uncapped tmpfs there)."""
+    args = ["--tmpfs", "/dev"]
+    for name in DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            args += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("shm", "/tmp/shm")):
+        args += ["--symlink", target, f"/dev/{name}"]
+    return args
+
+
 def _readable_roots() -> list[str]:
     """Folders outside the system the kernel must read: this Python and course_utils."""
     import course_utils
@@ -117,9 +137,9 @@ def bwrap_command(bwrap: str, workdir: Path, runtime: Path, kernel_argv: list[st
     for name, text in (("passwd", PASSWD), ("group", GROUP)):
         (runtime / name).write_text(text)
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-           "--proc", "/proc", "--dev", "/dev", *_system_mounts(),
+           "--proc", "/proc", *_dev_mounts(), *_system_mounts(),
            "--ro-bind", str(runtime / "passwd"), "/etc/passwd", "--ro-bind", str(runtime / "group"), "/etc/group",
-           "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
+           "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--dir", SANDBOX_HOME, "--dir", "/tmp/shm"]
     for root in _readable_roots():
         cmd += ["--ro-bind", root, root]
     # the working folder is a size-capped tmpfs holding the release's extra files: a submission that
@@ -128,23 +148,27 @@ def bwrap_command(bwrap: str, workdir: Path, runtime: Path, kernel_argv: list[st
     for here, _dirs, files in os.walk(workdir):
         for name in sorted(files):
             path = os.path.join(here, name)
-            cmd += ["--bind", path, path]
-    cmd += ["--chdir", str(workdir)]
+            cmd += ["--ro-bind", path, path]  # read-only: writes go to the capped folder, never our disk
+    # nothing else is writable: the root and /dev become read-only once every mount is in place
+    # (bubblewrap's own --dev would give a RAM-backed /dev/shm of no size limit: /dev/shm is /tmp/shm)
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", str(workdir)]
     for name, value in kernel_env(SANDBOX_HOME, "/tmp").items():
         cmd += ["--setenv", name, value]
     return cmd + ["--setenv", "COURSE_SANDBOXED", "1", "--"] + kernel_argv
 
 
 def write_kernelspec(jupyter_dir: Path, workdir: Path, home: Path, memory_gb: float,
-                     probe: Path | None = None) -> str:
+                     probe: Path | None = None, sandbox: bool = True) -> str:
     """Write the sandbox kernelspec under ``jupyter_dir/kernels`` and return its name.
 
     ``probe``: a file the kernel runs at start-up (the grader's probe), in the kernel's runtime
-    folder, which the sandbox shares with it."""
+    folder, which the sandbox shares with it. ``sandbox``: the kernel must run in bubblewrap (it refuses to
+    start without it); False only when the instructor said ``--no-sandbox``."""
     spec = jupyter_dir / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "course_tools.sandbox", "--workdir", str(workdir), "--home", str(home),
-            "--memory-gb", str(memory_gb), *(["--probe", str(probe)] if probe else []), "-f", "{connection_file}"]
+            "--memory-gb", str(memory_gb), *(["--probe", str(probe)] if probe else []),
+            "--sandbox", "required" if sandbox else "off", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps(
         # interrupts travel as messages: a signal to our process group cannot reach a kernel
         # that bubblewrap started in a session of its own
@@ -160,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--home", required=True, help="HOME and TMPDIR when not sandboxed")
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--probe", help="a file the kernel runs at start-up (IPKernelApp.exec_files)")
+    parser.add_argument("--sandbox", choices=("required", "off"), default="required",
+                        help="required: refuse to start without bubblewrap; off: the instructor's --no-sandbox")
     parser.add_argument("-f", dest="connection_file", required=True)
     args = parser.parse_args(argv)
     limit = int(args.memory_gb * 2**30)
@@ -172,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
               "--HistoryManager.hist_file=:memory:"]
     if args.probe:
         kernel.append(f"--IPKernelApp.exec_files={Path(args.probe).resolve()}")
-    bwrap = bwrap_path()
+    bwrap = bwrap_path() if args.sandbox == "required" else None
+    if args.sandbox == "required" and not bwrap:
+        sys.exit(f"course sandbox: {NO_SANDBOX}")
     if bwrap:
         command, env = bwrap_command(bwrap, workdir, connection.parent, kernel), {}
     else:

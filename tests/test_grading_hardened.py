@@ -34,7 +34,8 @@ SANDBOXED = bwrap_path() is not None
 IN_CI = bool(os.environ.get("CI"))  # CI=true on GitHub and GitLab
 # every test that checks less without bubblewrap fails in CI instead: `assert SANDBOXED or not IN_CI, NO_SANDBOX_IN_CI`
 NO_SANDBOX_IN_CI = "CI installs bubblewrap (tools/system-deps.sh): the sandbox must be tested there"
-SETTINGS = Settings(cell_timeout=8, interrupt_grace=4)
+# without bubblewrap, grade() refuses unless told: the module then runs unsandboxed (aimed at decoys), on purpose
+SETTINGS = Settings(cell_timeout=8, interrupt_grace=4, sandbox=SANDBOXED)
 MARKER, MARKER_VALUE = "COURSE_TEST_GRADER_SECRET", "grader-only-7d1e0c"
 
 ANSWERS = {
@@ -497,13 +498,19 @@ def test_notebook_deadline_and_interrupted_runs(tmp_path):
     assert "per minute" in rerun.stdout, rerun.stdout
 
 
-def test_without_bubblewrap_grading_still_works_and_says_so(tmp_path, monkeypatch):
+def test_without_bubblewrap_grading_is_refused_unless_the_instructor_says_so(tmp_path, monkeypatch):
+    from course_tools.grading import NoSandbox
+
     monkeypatch.setenv("COURSE_NO_SANDBOX", "1")
     course = make_course(tmp_path / "course")
     (tmp_path / "submitted" / "solo" / FIX).mkdir(parents=True)
     (tmp_path / "submitted" / "solo" / FIX / f"{FIX}.ipynb").write_text(json.dumps(answered(course)))
-    rows = grade(course, tmp_path / "submitted", FIX, out=tmp_path / "graded", jobs=1,
-                 settings=Settings(cell_timeout=30, notebook_timeout=120))
+    with pytest.raises(NoSandbox):
+        grade(course, tmp_path / "submitted", FIX, out=tmp_path / "graded", jobs=1,
+              settings=Settings(cell_timeout=30, notebook_timeout=120))
+    assert not (tmp_path / "graded" / "grades.csv").exists(), "nothing was graded"
+    rows = grade(course, tmp_path / "submitted", FIX, out=tmp_path / "graded", jobs=1,  # --no-sandbox
+                 settings=Settings(cell_timeout=30, notebook_timeout=120, sandbox=False))
     assert len(rows) == 1 and rows[0].score == 6 and not rows[0].sandboxed
     assert "not sandboxed" in rows[0].reason
 
