@@ -433,14 +433,16 @@ class GuardedExecute(Execute):
         outputs: list = []
         count, running = None, None  # running: the part whose outputs are not yet in ``outputs``
         try:
-            for hidden, text in parts:
+            last = max(i for i, (_hidden, text) in enumerate(parts) if text.strip())
+            for i, (hidden, text) in enumerate(parts):
                 if not text.strip():
                     continue
                 running = hidden
                 if hidden:
                     self._run_hidden(cell, index, text)
                 else:
-                    cell.source = text
+                    # a part followed by more of the cell shows no value, as inside the whole cell
+                    cell.source = text if i == last else text.rstrip() + "\npass"
                     self.execute_cell(cell, index, store_history=True)
                     count = cell.execution_count if count is None else count
                 outputs += hidden_verdict(cell.outputs) if hidden else cell.outputs

@@ -144,7 +144,15 @@ def bwrap_command(bwrap: str, workdir: Path, runtime: Path, kernel_argv: list[st
         cmd += ["--ro-bind", root, root]
     # the working folder is a size-capped tmpfs holding the release's extra files: a submission that
     # writes gigabytes fills its own folder, never the grader's disk, and nothing outlives the kernel
-    cmd += ["--bind", str(runtime), str(runtime), "--size", str(WORKDIR_BYTES), "--tmpfs", str(workdir)]
+    cmd += ["--bind", str(runtime), str(runtime)]
+    # the runtime folder must stay writable for the kernel's sockets, but what the grader put there (the
+    # connection file, the probe a fresh kernel runs after a crash) is read-only: a submission cannot
+    # swap the probe for its own before it makes the kernel die
+    for name in sorted(os.listdir(runtime)):
+        path = os.path.join(runtime, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            cmd += ["--ro-bind", path, path]
+    cmd += ["--size", str(WORKDIR_BYTES), "--tmpfs", str(workdir)]
     for here, _dirs, files in os.walk(workdir):
         for name in sorted(files):
             path = os.path.join(here, name)

@@ -63,11 +63,13 @@ def test_the_sandbox_writes_only_its_folder_and_tmp(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "data.txt").write_text("x")
     (tmp_path / "rt").mkdir()
+    (tmp_path / "rt" / "course_probe.py").write_text("# the grader's probe")
     cmd = bwrap_command("bwrap", tmp_path / "run", tmp_path / "rt", ["python"])
     assert "--dev" not in cmd, "bubblewrap's --dev mounts an uncapped tmpfs at /dev/shm"
     text = " ".join(cmd)
     assert "--remount-ro /dev --remount-ro /" in text and "--symlink /tmp/shm /dev/shm" in text
     assert f"--ro-bind {tmp_path / 'run' / 'data.txt'}" in text, "the release's files are read-only"
+    assert f"--ro-bind {tmp_path / 'rt' / 'course_probe.py'}" in text, "the probe a fresh kernel runs is read-only"
 
 
 # --------------------------------------------------------------------------- nothing poses as the grader
@@ -244,8 +246,9 @@ LATER = 'import base64\nprint("EXFIL-B64:" + base64.b64encode("\\n".join(STASH).
 WIDGET = ('from comm import create_comm\n'
           'create_comm(target_name="jupyter.widget", data={"state": {"value": 1}, "buffer_paths": []})\n'
           'print("comm sent")')
-WRITES = '''import os
-for path in ("/dev/shm/fill", "/newfile", "/dev/newfile", "/usr/newfile"):
+WRITES = '''import os, sys
+runtime = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])  # the kernel's connection file is there
+for path in ("/dev/shm/fill", "/newfile", "/dev/newfile", "/usr/newfile", runtime + "/course_probe.py"):
     try:
         with open(path, "wb") as handle:
             for _ in range(700):
@@ -254,7 +257,7 @@ for path in ("/dev/shm/fill", "/newfile", "/dev/newfile", "/usr/newfile"):
     except OSError as error:
         print("BLOCKED", path, type(error).__name__)
     finally:
-        if os.path.exists(path):
+        if os.path.exists(path) and not path.endswith("course_probe.py"):
             os.remove(path)
 '''
 FAKE = ('class KernelDied(Exception):\n    pass\n'
@@ -391,8 +394,8 @@ def test_bad_bytes_widgets_and_sizes_get_clear_rows(hostile):
 @pytest.mark.slow
 def test_only_the_working_folder_and_tmp_are_writable(hostile):
     text = (hostile["out"] / "graded" / "writes" / FIX / f"{FIX}.ipynb").read_text()
-    for path in ("/newfile", "/dev/newfile", "/usr/newfile", "/dev/shm/fill"):
-        assert f"BLOCKED {path} " in text, (path, re.findall(r"(?:WROTE|BLOCKED) \S+ ?\w*", text))
+    for path in ("/newfile", "/dev/newfile", "/usr/newfile", "/dev/shm/fill", r"\S+/course_probe\.py"):
+        assert re.search(f"BLOCKED {path} ", text), (path, re.findall(r"(?:WROTE|BLOCKED) \S+ ?\w*", text))
 
 
 @pytest.mark.slow
