@@ -246,19 +246,17 @@ LATER = 'import base64\nprint("EXFIL-B64:" + base64.b64encode("\\n".join(STASH).
 WIDGET = ('from comm import create_comm\n'
           'create_comm(target_name="jupyter.widget", data={"state": {"value": 1}, "buffer_paths": []})\n'
           'print("comm sent")')
-WRITES = '''import os, sys
+WRITES = '''import errno, os, sys
 runtime = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])  # the kernel's connection file is there
-for path in ("/dev/shm/fill", "/newfile", "/dev/newfile", "/usr/newfile", runtime + "/course_probe.py"):
+for path in ("/newfile", "/dev/newfile", "/usr/newfile", runtime + "/course_probe.py"):
     try:
-        with open(path, "wb") as handle:
-            for _ in range(700):
-                handle.write(b"x" * 2**20)
+        with open(path, "ab") as handle:
+            handle.write(b"x")
         print("WROTE", path)
     except OSError as error:
-        print("BLOCKED", path, type(error).__name__)
-    finally:
-        if os.path.exists(path) and not path.endswith("course_probe.py"):
-            os.remove(path)
+        print("BLOCKED", path, errno.errorcode.get(error.errno, "?"))
+shm, tmp = os.statvfs("/dev/shm/"), os.statvfs("/tmp")
+print("SHM", shm.f_blocks * shm.f_frsize, "SAME", os.stat("/dev/shm/").st_dev == os.stat("/tmp").st_dev)
 '''
 FAKE = ('class KernelDied(Exception):\n    pass\n'
         'print("kernel died in cell test_add (skipped); cell test_norm did not stop when interrupted; time limit")\n'
@@ -394,8 +392,11 @@ def test_bad_bytes_widgets_and_sizes_get_clear_rows(hostile):
 @pytest.mark.slow
 def test_only_the_working_folder_and_tmp_are_writable(hostile):
     text = (hostile["out"] / "graded" / "writes" / FIX / f"{FIX}.ipynb").read_text()
-    for path in ("/newfile", "/dev/newfile", "/usr/newfile", "/dev/shm/fill", r"\S+/course_probe\.py"):
-        assert re.search(f"BLOCKED {path} ", text), (path, re.findall(r"(?:WROTE|BLOCKED) \S+ ?\w*", text))
+    seen = re.findall(r"(?:WROTE|BLOCKED) \S+ ?\w*", text)
+    for path in ("/newfile", "/dev/newfile", "/usr/newfile", r"\S+/course_probe\.py"):
+        assert re.search(f"BLOCKED {path} ", text), (path, seen)
+    shm = re.search(r"SHM (\d+) SAME (\w+)", text)
+    assert shm and shm.group(2) == "True" and int(shm.group(1)) <= 512 * 2**20, ("/dev/shm is not the capped /tmp", shm)
 
 
 @pytest.mark.slow
