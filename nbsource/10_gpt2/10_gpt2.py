@@ -102,10 +102,14 @@ print("the same pieces as tokenizers' ByteLevel pre-tokenizer")
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_1_bpe_scratch", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 2 · Exercise 1: BPE from scratch (4 points)
 #
+# * `merge_pair(word, pair, new_id)`: the tuple `word` with every occurrence of `pair` replaced by
+#   `new_id`, scanning left to right without overlap: `merge_pair((5, 5, 5), (5, 5), 7) == (7, 5)`.
+#   Return a tuple (chunks are dictionary keys).
 # * `train_bpe(text, vocab_size)`: count the chunks of `pretokenize(text)`, represent each as a
 #   tuple of its UTF-8 bytes, then `vocab_size - 256` times (fewer if no pair is left): find the most
-#   frequent adjacent pair over all chunks (weighted by chunk counts), append it to `merges`, and replace
-#   it by the new id in every chunk. Return `merges`. **Ties go to the smallest pair**, comparing pairs as
+#   frequent adjacent pair over all chunks, append it to `merges`, and replace it by the new id in every
+#   chunk (`merge_pair`). A pair's count is its number of occurrences in the text: every occurrence in
+#   a chunk counts (`(97, 98)` occurs twice in `abab`), times how often the chunk occurs. Return `merges`. **Ties go to the smallest pair**, comparing pairs as
 #   tuples (`(32, 116)` before `(101, 32)`): with one fixed rule every correct trainer learns the same
 #   merges, which exercise 2 relies on.
 # * `bpe_vocab(merges)`: the bytes of every id, `{id: bytes}`: ids 0 to 255 are the bytes themselves, id
@@ -119,13 +123,14 @@ print("the same pieces as tokenizers' ByteLevel pre-tokenizer")
 #   it alone must give `"\ufffd"` (the replacement character), not raise.
 #
 # `bpe_decode(bpe_encode(s, merges), merges) == s` must hold for **every** string. A vocabulary and a list
-# of merges are all a GPT-2 tokenizer is (its release ships them as `vocab.json` and `merges.txt`), so
+# of merges are all a GPT-2 tokenizer is (OpenAI's release ships them as `encoder.json` and `vocab.bpe`;
+# Hugging Face's copies are named `vocab.json` and `merges.txt`), so
 # `gpt2_tokenizer(merges)` below builds `transformers`' `GPT2Tokenizer` from yours, offline; the test
 # checks that your `bpe_encode` cuts text into the same tokens as it does.
 
 # %% nbgrader={"grade": false, "grade_id": "gpt2_tokenizer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's printable stand-in for every byte (its encoder.py): its vocab.json and merges.txt are text."""
+    """GPT-2's printable stand-in for every byte (its encoder.py): its vocabulary and merges files are text."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     others = [b for b in range(256) if b not in printable]
     return {**{b: chr(b) for b in printable}, **{b: chr(256 + n) for n, b in enumerate(others)}}
@@ -220,7 +225,7 @@ def bpe_decode(ids: list[int], merges: list[tuple[int, int]]) -> str:
     ### END SOLUTION
 
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "bpe_corpus", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def timed(function, *args):
     """(function(*args), seconds), with the garbage collector paused meanwhile, as timeit does."""
     gc.disable()
@@ -234,7 +239,10 @@ def timed(function, *args):
 
 articles = wikipedia_articles()
 bpe_text = "\n".join(articles)[:50_000]
-merges, naive_512_seconds = timed(train_bpe, bpe_text, 512)                 # exercise 2 compares with this
+merges, naive_512_seconds = timed(train_bpe, bpe_text, 512)                 # the test and exercise 2 use these
+
+
+# %% slideshow={"slide_type": "fragment"}
 print(f"256 merges learned from {len(bpe_text):,} characters in {naive_512_seconds:.1f} s")
 print("first merges:", [bpe_decode([256 + r], merges) for r in range(12)])
 sample = "The anarchists hypothesised they'd won."
@@ -248,6 +256,9 @@ toy = train_bpe("aaab aaab aaab", 258)
 assert toy[0] == (97, 97), f"the most frequent pair in 'aaab aaab aaab' is (a, a), got {toy[0]}"
 assert bpe_encode("aaab", toy) != list(b"aaab"), "encoding must apply the merges"
 assert merge_pair((1, 2, 1, 2, 3), (1, 2), 9) == (9, 9, 3), f"merge_pair((1, 2, 1, 2, 3), (1, 2), 9) gave {merge_pair((1, 2, 1, 2, 3), (1, 2), 9)}"
+repeats = train_bpe("abababab xy xy", 257)
+assert repeats == [(97, 98)], \
+    f"every occurrence counts: (a, b) occurs 4 times in 'abababab', (space, x) and (x, y) twice each; expected [(97, 98)], got {repeats}"
 assert bpe_vocab([(97, 98), (256, 99)])[257] == b"abc", f"merge (256, 99) after (97, 98) is b'abc', got {bpe_vocab([(97, 98), (256, 99)])[257]!r}"
 partial = bpe_decode(list("你".encode())[:2], merges)
 assert partial == "\ufffd", f"two of the three bytes of '你' decode to '\\ufffd' (errors='replace'), got {partial!r}"
@@ -304,8 +315,8 @@ assert bpe_vocab([])[200] == bytes([200]) and len(bpe_vocab(merges)) == 512
 # | | indices of the chunks that hold $p$ | `where[p]` |
 #
 # Complete `train_bpe_fast(text, vocab_size)`: it returns exactly `train_bpe(text, vocab_size)`'s merges
-# (without calling it), and at 1,024 symbols on `bpe_text` it is at least **10 times faster** (the try-it
-# cell times both; the test times yours again). Keep:
+# (without calling it), and at 1,024 symbols on `bpe_text` it is at least **10 times faster** (the test
+# times both, one after the other: `train_bpe` once, yours up to three times, the best run counting). Keep:
 #
 # 1. `words`, `counts`, `pairs` and `where` as in the table, built in one pass over the distinct chunks;
 # 2. a heap (`heapq`) of entries `(-count, pair)`: `heapq.heappop` returns the largest count, ties going to
@@ -356,9 +367,8 @@ def train_bpe_fast(text: str, vocab_size: int) -> list[tuple[int, int]]:
 
 # %% slideshow={"slide_type": "fragment"}
 naive_merges, naive_seconds = {512: merges}, {512: naive_512_seconds}        # 512: exercise 1's run
+naive_merges[320], naive_seconds[320] = timed(train_bpe, bpe_text, 320)       # 1,024: the test times it
 fast_merges, fast_seconds = {}, {}
-for vocab_size in (320, 1_024):
-    naive_merges[vocab_size], naive_seconds[vocab_size] = timed(train_bpe, bpe_text, vocab_size)
 for vocab_size in (320, 512, 1_024, 2_048, 4_096):
     fast_merges[vocab_size], fast_seconds[vocab_size] = timed(train_bpe_fast, bpe_text, vocab_size)
 print(f"{len(bpe_text):,} characters | vocabulary | naive     | incremental | speed-up | same merges")
@@ -378,7 +388,7 @@ ax.minorticks_off()
 ax.set_yscale("log")
 ax.set_xlabel("vocabulary size")
 ax.set_ylabel("seconds to train")
-ax.set_title(f"BPE training on {len(bpe_text):,} characters")
+ax.set_title(f"BPE training on {len(bpe_text):,} characters (the test times 1,024)", fontsize=9)
 ax.legend()
 plt.show()
 
@@ -392,14 +402,21 @@ def first_difference(mine: list, expected: list) -> str:
 toy = train_bpe_fast("aaab aaab aaab", 258)
 assert toy == [(97, 97), (97, 98)], \
     f"in 'aaab aaab aaab': (a, a), then (a, b) and (aa, a) tie at 3 and the smaller pair wins: expected [(97, 97), (97, 98)], got {toy}"
-timed_merges, seconds = min((timed(train_bpe_fast, bpe_text, 1_024) for _ in range(3)), key=lambda run: run[1])   # best of 3
-speed_up = naive_seconds[1_024] / seconds                                      # train_bpe was timed in the try-it cell
+repeats = train_bpe_fast("abababab xy xy", 257)
+assert repeats == [(97, 98)], \
+    f"every occurrence counts: (a, b) occurs 4 times in 'abababab', (space, x) and (x, y) twice each; expected [(97, 98)], got {repeats}"
+mine = train_bpe_fast(bpe_text, 512)
+assert mine == merges, f"at 512 symbols on bpe_text, yours differ from train_bpe's at {first_difference(mine, merges)}"
+expected, naive_1024_seconds = timed(train_bpe, bpe_text, 1_024)
+runs = [timed(train_bpe_fast, bpe_text, 1_024)]
+while len(runs) < 3 and 3 <= naive_1024_seconds / min(seconds for _, seconds in runs) < 10:   # up to 3 runs, the best counts
+    runs.append(timed(train_bpe_fast, bpe_text, 1_024))
+mine, seconds = min(runs, key=lambda run: run[1])
+assert mine == expected, f"at 1,024 symbols on bpe_text, yours differ from train_bpe's at {first_difference(mine, expected)}"
+speed_up = naive_1024_seconds / seconds
+print(f"1,024 symbols: train_bpe {naive_1024_seconds:.2f} s, train_bpe_fast {seconds:.3f} s (best of {len(runs)}): {speed_up:.0f}x")
 assert speed_up >= 10, (f"expected at least 10x faster than train_bpe at 1,024 symbols on bpe_text, measured {speed_up:.1f}x "
-                        f"({seconds:.2f} s against {naive_seconds[1_024]:.2f} s)")
-for vocab_size in (320, 512, 1_024):
-    mine = timed_merges if vocab_size == 1_024 else train_bpe_fast(bpe_text, vocab_size)
-    expected = naive_merges[vocab_size]
-    assert mine == expected, f"at {vocab_size} symbols on bpe_text, yours differ from train_bpe's at {first_difference(mine, expected)}"
+                        f"({seconds:.2f} s against {naive_1024_seconds:.2f} s)")
 ### BEGIN HIDDEN TESTS
 got = train_bpe_fast("ab cd", 257)
 assert got == [(32, 99)], f"(a, b), (space, c) and (c, d) occur once each: the smallest pair, (32, 99), wins; got {got}"
@@ -429,11 +446,18 @@ with mock.patch.dict(globals(), train_bpe=forbidden):
 # (`Linear(d, 3d)`, q, k, v in that order), `.attn.c_proj`, `.ln_2`, `.mlp.c_fc` (`d -> 4d`), `.mlp.c_proj`,
 # then `ln_f`. The MLP uses GPT-2's tanh-approximated GELU (`F.gelu(x, approximate="tanh")`).
 #
-# **Initialisation**: every `Linear` and `Embedding` weight from $\mathcal{N}(0, 0.02^2)$, biases zero,
-# LayerNorms at (1, 0), as in GPT-1 (Radford et al., 2018), which GPT-2 kept; GPT-2 (Radford et al.,
-# 2019) added one change: the two projections that write into the residual stream (`attn.c_proj`,
-# `mlp.c_proj`) are drawn with std $0.02/\sqrt{2 n_{layer}}$ (there are $2 n_{layer}$ residual additions)
-# so the residual's variance does not grow with depth.
+# The attention splits `c_attn`'s output into q, k and v, and each of them into `n_head` heads of width
+# $d_\text{head}$ = `n_embd // n_head`: head $i$ takes features $i\,d_\text{head}$ to $(i+1)\,d_\text{head} - 1$,
+# as `nn.MultiheadAttention` does (the test copies your weights into one and compares).
+#
+# **Initialisation**, as `transformers` and nanoGPT initialise GPT-2: every `Linear` and `Embedding`
+# weight from $\mathcal{N}(0, 0.02^2)$ (GPT-1's scheme, Radford et al., 2018), biases zero, LayerNorms
+# at (1, 0); then the two projections that write into the residual stream (`attn.c_proj`, `mlp.c_proj`)
+# drawn with std $0.02/\sqrt{2 n_{layer}}$, so that the residual's variance does not grow with depth.
+# That last rule is those implementations' reading of one sentence of the GPT-2 paper (Radford et al.,
+# 2019: the weights of residual layers are scaled at initialisation by $1/\sqrt{N}$, $N$ the number of
+# residual layers), with $N = 2 n_{layer}$ residual additions. GPT-2's released code (`model.py`) does
+# neither: it draws `wpe` with std 0.01, every other weight with 0.02, and scales nothing.
 #
 # The attention takes an optional `past = (k, v)` of earlier positions (exercise 6; ignore it at
 # first) and returns `(output, present)` with `present = (k, v)` including the new positions.
@@ -559,7 +583,7 @@ print(f"(8 layers: 0.02 / sqrt(16) = {0.02 / 4:.4f})")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_gpt2_model", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""GPT2: shapes, causality, tied output, GPT-2's scaled initialisation of the residual projections."""
+"""GPT2: shapes, causality, attention equal to nn.MultiheadAttention with the same weights, tied output, the scaled initialisation."""
 torch.manual_seed(0)
 model = GPT2(TINY).eval()
 ids = torch.randint(0, 50, (2, 9))
@@ -570,6 +594,28 @@ changed = ids.clone()
 changed[:, 5] = (ids[:, 5] + 1) % 50
 assert_close(model(changed)[0][:, :5], logits[:, :5], "positions before 5 must not see token 5", atol=1e-5)
 assert [n for n, p in model.named_parameters() if p.shape == (50, 16)] == ["wte.weight"], "the output projection is wte"
+
+
+def multihead_reference(attn: CausalSelfAttention, d: int, n_head: int) -> nn.MultiheadAttention:
+    """nn.MultiheadAttention holding attn's weights: in_proj is c_attn (q, k, v), out_proj is c_proj."""
+    mha = nn.MultiheadAttention(d, n_head, batch_first=True)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(attn.c_attn.weight)
+        mha.in_proj_bias.copy_(attn.c_attn.bias)
+        mha.out_proj.weight.copy_(attn.c_proj.weight)
+        mha.out_proj.bias.copy_(attn.c_proj.bias)
+    return mha.eval()
+
+
+attn = model.blocks[0].attn
+with torch.no_grad():
+    nn.init.normal_(attn.c_attn.bias, std=0.5)                       # biases and weights away from their init
+    nn.init.normal_(attn.c_attn.weight, std=0.5)
+    nn.init.normal_(attn.c_proj.bias, std=0.5)
+    x = torch.randn(2, 7, 16)
+    future = torch.ones(7, 7, dtype=torch.bool).triu(1)              # nn.MultiheadAttention: True = may NOT attend
+    expected = multihead_reference(attn, 16, 4)(x, x, x, attn_mask=future, need_weights=False)[0]
+    assert_close(attn(x)[0], expected, "causal attention vs nn.MultiheadAttention with your c_attn and c_proj", atol=1e-5)
 big = GPT2(GPTConfig(vocab_size=100, n_positions=32, n_embd=256, n_layer=8, n_head=4))
 std = lambda p: p.detach().std().item()
 assert abs(std(big.blocks[0].attn.c_attn.weight) - 0.02) < 0.002, "weights drawn with std 0.02"
@@ -666,6 +712,7 @@ with torch.no_grad():
 #   **not kept** are set to `-inf`. `top_k` keeps the `k` largest logits (ties at the boundary may
 #   all stay); `top_p` keeps the **smallest** set of most probable tokens whose probabilities sum to
 #   at least `p` (the token that crosses `p` is kept; the most probable token always is). Both may be given.
+#   The tests never put `p` exactly on a sum of probabilities, where float rounding decides.
 # * `sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)`: `(batch, vocab)`
 #   -> `(batch,)` ids: divide by the temperature, filter, sample from the softmax; `temperature=0`
 #   means arg-max.
@@ -718,7 +765,7 @@ logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
 kept = lambda f: (~f.isinf()).squeeze(0).tolist()
 assert kept(filter_logits(logits, top_k=2)) == [True, True, False, False, False], "top_k=2"
 assert kept(filter_logits(logits, top_p=0.6)) == [True, True, False, False, False], "0.5 < 0.6 <= 0.7: keep two"
-assert kept(filter_logits(logits, top_p=0.5)) == [True, False, False, False, False], "0.5 reaches p=0.5: keep one"
+assert kept(filter_logits(logits, top_p=0.45)) == [True, False, False, False, False], "0.5 already reaches p=0.45: keep one"
 assert kept(filter_logits(logits, top_p=0.86)) == [True, True, True, True, False], "0.85 < 0.86: keep four"
 assert (sample_next(logits.repeat(5, 1), temperature=0) == 0).all(), "temperature 0 is arg-max"
 g = torch.Generator().manual_seed(0)
@@ -751,7 +798,8 @@ assert sample_next(two_rows, temperature=0).tolist() == [0, 4], "row-wise"
 # which do not change. Keep them: feed only the new token with `past` = the previous call's
 # `presents`. Make your attention concatenate `past` keys and values in front of the new ones
 # (and the causal mask offset by the past length), and `GPT2.forward` continue positions after it.
-# If you wrote exercise 3 with `past` already, this test passes at once.
+# If you wrote exercise 3 with `past` already, the test's first part (cached logits against one full
+# pass) passes at once; the rest grades `generate`.
 # Complete `generate(model, prompt, n_new, use_cache, temperature, top_k, top_p, generator)` too:
 # returns the prompt followed by `n_new` sampled ids, `(batch, t + n_new)`.
 
@@ -857,8 +905,8 @@ print("some of its longest tokens:", [piece.decode("utf-8", errors="replace") fo
 # ### Yours against `tokenizers`
 #
 # Hugging Face's `tokenizers` trains the same algorithm in Rust. Same text, same vocabulary size,
-# compression measured on the held-out text neither saw (bytes per token: higher is better). The two
-# should agree within a few percent; the cell checks 3%.
+# compression measured on the held-out text neither saw (bytes per token: higher is better). Tested:
+# yours within 3% of theirs.
 
 # %% slideshow={"slide_type": "fragment"}
 their_bpe = Tokenizer(models.BPE())
@@ -872,6 +920,10 @@ n_bytes = len(held_out_text.encode())
 mine_per_token, theirs_per_token = n_bytes / len(held_out_ids), n_bytes / len(their_bpe.encode(held_out_text).ids)
 print(f"{n_bytes:,} held-out bytes: yours {mine_per_token:.3f} bytes/token, tokenizers {theirs_per_token:.3f} "
       f"(vocabulary {their_bpe.get_vocab_size():,}, trained in {reference_seconds:.1f} s; yours in {train_seconds:.1f} s)")
+
+# %% nbgrader={"grade": true, "grade_id": "test_against_tokenizers", "locked": true, "points": 1.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
+"""Your 2,000-symbol tokenizer compresses held-out text as well as tokenizers' BPE trained on the same text: within 3% in bytes per token."""
+assert len(gpt_merges) == 2_000 - 256, f"expected 1,744 merges for 2,000 symbols, got {len(gpt_merges)}"
 assert abs(mine_per_token / theirs_per_token - 1) < 0.03, \
     f"expected bytes per token within 3% of tokenizers' {theirs_per_token:.3f}, got {mine_per_token:.3f}"
 
@@ -974,8 +1026,9 @@ plt.show()
 #   pair from a heap: the same merges as the naive trainer, at least 10 times faster at 1,024 symbols
 #   (measured in exercise 2), fast enough to learn the model's 2,000-symbol vocabulary from 2.8
 #   million characters in seconds, with the compression of `tokenizers` within 3%.
-# * GPT-2 is a stack of **pre-LN** decoder blocks with a final LayerNorm, **tied** embeddings and
-#   residual projections initialised with std $0.02/\sqrt{2 n_{layer}}$ (the rest $\mathcal{N}(0, 0.02^2)$, from GPT-1);
+# * GPT-2 is a stack of **pre-LN** decoder blocks with a final LayerNorm and **tied** embeddings; as
+#   `transformers` and nanoGPT initialise it, residual projections get std $0.02/\sqrt{2 n_{layer}}$ (their
+#   reading of the paper's $1/\sqrt{N}$) and the rest $\mathcal{N}(0, 0.02^2)$, from GPT-1;
 #   copying the reference's weights (transposing `Conv1D`) gives the same logits within $10^{-5}$.
 # * **Temperature** reshapes, **top-k** and **top-p** truncate the distribution before sampling.
 # * The **key/value cache** makes each new token cost one position instead of the whole prefix.
