@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -68,3 +69,23 @@ SHOWN = 4   # differing elements a failure message shows
 def _values(values: torch.Tensor) -> str:
     """A few numbers, readable: ``[0.5, -1.25, 3e-08]``."""
     return "[" + ", ".join(f"{v:.4g}" for v in values.tolist()) + "]"
+
+
+def python_lines_run(function: Callable, *args) -> int:
+    """How many Python lines ``function(*args)`` runs, its callees' included (a loop over n items runs its
+    body n times; one tensor operation is one line whatever its size): how tests tell a loop from a
+    vectorised answer without timing it. Any tracer set before is put back."""
+    count = 0
+
+    def trace(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        function(*args)
+    finally:
+        sys.settrace(previous)
+    return count

@@ -54,3 +54,25 @@ def test_assert_close_nan_patterns():
     assert_close(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0]), "same NaN")
     with pytest.raises(AssertionError, match="NaN pattern"):
         assert_close(torch.tensor([nan, 1.0]), torch.tensor([0.0, 1.0]), "x")
+
+
+def test_python_lines_run_tells_a_loop_from_a_vectorised_function():
+    import sys
+
+    from course_utils.checks import python_lines_run
+
+    def looped(x):
+        total = 0.0
+        for value in x.tolist():
+            total += value
+        return total
+
+    def vectorised(x):
+        return x.sum()
+
+    small, large = torch.ones(4), torch.ones(400)
+    assert python_lines_run(vectorised, small) == python_lines_run(vectorised, large)
+    assert python_lines_run(looped, large) > python_lines_run(looped, small) + 300
+    before = sys.gettrace()
+    python_lines_run(vectorised, small)
+    assert sys.gettrace() is before, "the tracer set before is put back"

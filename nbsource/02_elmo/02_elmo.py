@@ -501,22 +501,7 @@ for row in reverse_padded(demo_ids, torch.tensor([4, 2])).tolist():
 """reverse_padded: each row reversed within its length, padding untouched, no loop over the batch."""
 
 
-def python_lines_run(function, *args) -> int:
-    """How many Python lines function(*args) runs, its callees' included (a loop over n items runs its body n times)."""
-    count = 0
-
-    def trace(frame, event, arg):
-        nonlocal count
-        count += event == "line"
-        return trace
-
-    previous = sys.gettrace()
-    sys.settrace(trace)
-    try:
-        function(*args)
-    finally:
-        sys.settrace(previous)
-    return count
+from course_utils.checks import python_lines_run  # counts the Python lines a call runs: a loop shows
 
 
 x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9]])

@@ -104,22 +104,7 @@ plt.show()
 """coordinate_embedding = sinusoid(position) + sinusoid(step), steps from 1, sine on even and cosine on odd dimensions; no loops."""
 
 
-def python_lines_run(function, *args) -> int:
-    """How many Python lines function(*args) runs, its callees' included (a loop over n items runs its body n times)."""
-    count = 0
-
-    def trace(frame, event, arg):
-        nonlocal count
-        count += event == "line"
-        return trace
-
-    previous = sys.gettrace()
-    sys.settrace(trace)
-    try:
-        function(*args)
-    finally:
-        sys.settrace(previous)
-    return count
+from course_utils.checks import python_lines_run  # counts the Python lines a call runs: a loop shows
 
 
 c = coordinate_embedding(5, 3, 8)
