@@ -30,6 +30,7 @@
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 import math
+import sys
 import time
 from collections import Counter
 from unittest import mock
@@ -77,7 +78,9 @@ print(describe_environment(device))
 # * `permutation_masks(order)`: for an order `(seq,)` or a batch of orders `(batch, seq)`, return
 #   `(content_mask, query_mask)` of shape `(..., seq, seq)`, True = may attend. Position `i` may see
 #   position `j` in the **content** stream when `rank[j] <= rank[i]` (itself and what precedes it in
-#   the order), in the **query** stream when `rank[j] < rank[i]` (strictly before). No Python loops.
+#   the order), in the **query** stream when `rank[j] < rank[i]` (strictly before). No Python loops:
+#   the test counts the Python lines your function runs for an order of 8 and one of 800, and a loop
+#   shows as lines that grow with the length (at 800, a double loop would also take seconds).
 
 # %% nbgrader={"grade": false, "grade_id": "permutation_masks", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sample_order(seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -110,22 +113,48 @@ for ax, mask, title in zip(axes, (content_mask, query_mask), ("content mask", "q
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_permutation_masks", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""permutation_masks equals a brute-force construction for single orders and batches; sample_order is a permutation."""
-def brute_force(order):
-    n = len(order)
-    rank = {p: r for r, p in enumerate(order.tolist())}
-    content = torch.tensor([[rank[j] <= rank[i] for j in range(n)] for i in range(n)])
-    query = torch.tensor([[rank[j] < rank[i] for j in range(n)] for i in range(n)])
-    return content, query
+"""Read in the order, the masks are the causal masks (content: with the diagonal; query: without); batches; no loops."""
+
+
+def python_lines_run(function, *args) -> int:
+    """How many Python lines function(*args) runs, its callees' included (a loop over n items runs its body n times)."""
+    count = 0
+
+    def trace(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        function(*args)
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+def in_order(mask, order):
+    """The mask with its rows and columns listed in the order: entry [r, s] is (order[r] may see order[s])."""
+    return mask[..., order, :][..., :, order]
+
 
 g = torch.Generator().manual_seed(0)
 for n in (1, 5, 9):
     order = sample_order(n, g)
     assert sorted(order.tolist()) == list(range(n)), f"not a permutation: {order.tolist()}"
     content, query = permutation_masks(order)
-    expected_content, expected_query = brute_force(order)
-    assert content.dtype == torch.bool and torch.equal(content, expected_content), f"content mask wrong for order {order.tolist()}"
-    assert torch.equal(query, expected_query), f"query mask wrong for order {order.tolist()}"
+    check_shape(content, (n, n), "content mask")
+    assert content.dtype == torch.bool and query.dtype == torch.bool, "masks are boolean (True = may attend)"
+    causal = torch.ones(n, n, dtype=torch.bool)
+    assert torch.equal(in_order(content, order), causal.tril()), \
+        f"order {order.tolist()}: the step-r position must see the positions of steps 0..r (itself included)"
+    assert torch.equal(in_order(query, order), causal.tril(-1)), \
+        f"order {order.tolist()}: the step-r position must see the positions of steps 0..r-1 (not itself)"
+few_lines = python_lines_run(permutation_masks, sample_order(8, g))
+many_lines = python_lines_run(permutation_masks, sample_order(800, g))
+assert many_lines <= few_lines + 20, (f"{few_lines} Python lines for an order of 8, {many_lines} for 800: a Python loop "
+                                      f"(build the masks from the ranks with broadcasting)")
 ### BEGIN HIDDEN TESTS
 identity = torch.arange(5)
 content, query = permutation_masks(identity)
@@ -135,8 +164,10 @@ batch = torch.stack([sample_order(7, g) for _ in range(4)])
 content, query = permutation_masks(batch)
 check_shape(content, (4, 7, 7), "batched content mask")
 for b in range(4):
-    ec, eq = brute_force(batch[b])
-    assert torch.equal(content[b], ec) and torch.equal(query[b], eq), f"batched masks wrong for row {b}"
+    assert torch.equal(in_order(content[b], batch[b]), torch.ones(7, 7, dtype=torch.bool).tril()) and \
+        torch.equal(in_order(query[b], batch[b]), torch.ones(7, 7, dtype=torch.bool).tril(-1)), f"batched masks wrong for row {b}"
+many = torch.stack([sample_order(400, g) for _ in range(2)])
+assert python_lines_run(permutation_masks, many) <= few_lines + 20, "no Python loop over a batch of orders either"
 reverse = torch.arange(5).flip(0)
 assert torch.equal(permutation_masks(reverse)[0], torch.ones(5, 5, dtype=torch.bool).triu()), "reversed order"
 assert not torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_order(50, torch.Generator().manual_seed(2)))
@@ -353,10 +384,15 @@ orders = torch.tensor([[3, 0, 4, 1, 2, 5], [0, 1, 2, 3, 4, 5]])
 targets = prediction_targets(orders, 3)
 assert targets.tolist() == [[False, False, True, False, False, True], [False, False, False, False, True, True]], \
     f"the last 2 of each order, got {targets.tolist()}"
+# Logits 0 but c at the right token: the loss there is log(e^c + 6) - c, a different c at each position
 torch.manual_seed(0)
-logits, tokens = torch.randn(2, 6, 7), torch.randint(0, 7, (2, 6))
-expected = F.cross_entropy(logits[targets], tokens[targets])
-assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "loss over the targets only", atol=1e-6)
+tokens = torch.randint(0, 7, (2, 6))
+margin = torch.arange(12, dtype=torch.float32).view(2, 6) / 2                         # c = 0, 0.5, ..., 5.5
+logits = torch.zeros(2, 6, 7).scatter(-1, tokens[..., None], margin[..., None])        # (batch, seq, vocab)
+loss_at = lambda c: math.log(math.exp(c) + 6) - c
+expected = torch.tensor(sum(loss_at(margin[b, p].item()) for b, p in ((0, 2), (0, 5), (1, 4), (1, 5))) / 4)
+assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected,
+             "the mean of log(e^c + 6) - c over the 4 targets (positions 2, 5 of row 0 and 4, 5 of row 1)", atol=1e-6)
 ### BEGIN HIDDEN TESTS
 assert prediction_targets(orders, 1).all(), "k=1 predicts everything"
 assert prediction_targets(orders, 6).sum(1).tolist() == [1, 1] and prediction_targets(orders, 6)[0, 5], "k=6: only the last step"
@@ -365,6 +401,13 @@ assert (prediction_targets(batch, 4).sum(1) == 3).all(), "seq // k targets per r
 assert prediction_targets(orders, 4).sum(1).tolist() == [1, 1], "seq = 6, k = 4: seq // k = 1 target per row (rounded down)"
 logits[~targets] = 1e4                                          # garbage where nothing is predicted
 assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-targets must not count", atol=1e-6)
+wide = torch.stack([torch.randperm(8, generator=torch.Generator().manual_seed(s)) for s in range(3)])  # (3, 8)
+wide_tokens = torch.randint(0, 7, (3, 8))
+wide_margin = torch.rand(3, 8) * 4
+wide_logits = torch.zeros(3, 8, 7).scatter(-1, wide_tokens[..., None], wide_margin[..., None])
+chosen = prediction_targets(wide, 4)
+wide_expected = torch.tensor(sum(loss_at(c) for c in wide_margin[chosen].tolist()) / chosen.sum().item())
+assert_close(partial_prediction_loss(wide_logits, wide_tokens, wide, 4), wide_expected, "three orders of 8, k = 4", atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "transformer_xl_relative_attention", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -387,7 +430,9 @@ assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected, "non-
 # * `rel_shift(x)`: `x (..., q_len, k_len)` whose column `c` belongs to distance `k_len - 1 - c`;
 #   return `out` with `out[..., i, j] = x[..., i, j + q_len - 1 - i]` wherever `j <= i + k_len - q_len`
 #   (elsewhere anything: those are future keys and get masked). Pad a zero column on the left,
-#   reshape to `(..., k_len + 1, q_len)`, drop the first row, reshape back. No loops, no `gather`.
+#   reshape to `(..., k_len + 1, q_len)`, drop the first row, reshape back. No loops (the test counts
+#   the Python lines `rel_shift` runs at `q_len` 4 and 400, as in exercise 1), no `gather` (a hidden
+#   test makes it raise).
 # * `relative_scores(q, k, r, u, v)`: `q (batch, heads, q_len, d_head)`, `k (batch, heads, k_len, d_head)`,
 #   `r (heads, k_len, d_head)` (distances `k_len-1 .. 0`), `u, v (heads, d_head)`; return
 #   $\big((q+u)k^\top + \text{rel\_shift}((q+v)r^\top)\big)/\sqrt{d_{head}}$, shape `(batch, heads, q_len, k_len)`.
@@ -446,6 +491,9 @@ for q_len, k_len in ((4, 4), (3, 7)):
     check_shape(got, (2, 3, q_len, k_len), "scores")
     valid = ~expected.isnan()
     assert_close(got[valid], expected[valid], f"q_len={q_len}, k_len={k_len}", atol=1e-10)
+few_lines, many_lines = python_lines_run(rel_shift, torch.randn(2, 4, 6)), python_lines_run(rel_shift, torch.randn(2, 400, 600))
+assert many_lines <= few_lines + 20, (f"rel_shift ran {few_lines} Python lines at q_len 4, {many_lines} at q_len 400: "
+                                      f"a Python loop (one pad, one reshape, one slice)")
 ### BEGIN HIDDEN TESTS
 x = torch.arange(3 * 5, dtype=torch.float64).reshape(3, 5)
 shifted = rel_shift(x)
@@ -708,8 +756,14 @@ with torch.no_grad():
 # We measure every model on every task (on the second segment, with memory), so each column of the
 # table below is one task and its two numbers can be compared. The same model with its memory
 # switched off shows what the memory adds.
+#
+# **Targets (tested).** In each column of the table, the model trained for that task has the lower
+# loss; the memory lowers the permutation model's loss on its own task; and the permutation XLNet
+# ends below **2.2 nats/char** on its task (the hidden test asks the same, under and below the
+# left-to-right model, on other random orders). The cell that trains the models is locked, since
+# the test reads it; copy it into a new cell to experiment.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "train_xlnets", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
 text = "\n".join(wikipedia_articles())
 alphabet = [c for c, n in Counter(text).most_common() if n >= 50]
 char_id = {c: i + 1 for i, c in enumerate(alphabet)}                 # 0 = any rare character
@@ -792,11 +846,12 @@ plt.show()
 # never saw. So the table does not say that one objective makes the better language model: each
 # answers best the question it was trained on. XLNet's case for permutations is what the representations
 # are good for after fine-tuning (the paper's GLUE and SQuAD results), a question this notebook
-# cannot afford to ask. The memory lowers the permutation model's loss on its task: for positions
-# early in the order, the previous segment is most of the context they have. The left-to-right
-# model's predicted positions (the last quarter of the segment) already have at least 18
-# characters of left context inside it: compare its last column with its own task's number to see
-# what the memory adds there.
+# cannot afford to ask. The memory lowers the permutation model's loss on its task, although the
+# positions it predicts, the last quarter of each order, already see 18 to 23 of the segment's 24
+# characters: the memory adds 24 more, all to the left, and a position near the segment's start
+# has few of its left neighbours inside the segment. The left-to-right model's predicted positions
+# (the last quarter of the segment) already have at least 18 characters of left context inside
+# it: compare its last column with its own task's number to see what the memory adds there.
 #
 # Where does the permutation model's advantage on its own task come from? Its loss by how many of
 # the position's neighbours (within 3 characters on either side) were already visible in the order.
@@ -834,7 +889,7 @@ assert perm["random orders"] < no_memory["permutation (XLNet)"], \
 ### BEGIN HIDDEN TESTS
 other = (random_orders(512, torch.Generator().manual_seed(77)).to(device), random_orders(512, torch.Generator().manual_seed(78)).to(device))
 with torch.no_grad():
-    other_loss = segment_losses(xlnet, held_out, *other)[1].item()
+    other_loss = segment_losses(models["permutation (XLNet)"], held_out, *other)[1].item()
     ltr_other = segment_losses(models["left-to-right"], held_out, *other)[1].item()
 assert other_loss < ltr_other and other_loss < 2.2, f"on other orders: permutation {other_loss:.3f}, left-to-right {ltr_other:.3f}"
 ### END HIDDEN TESTS
