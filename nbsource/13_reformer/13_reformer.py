@@ -1073,8 +1073,9 @@ assert full_peak[-1] > 5 * lsh_peak[-1], f"at 4,096 tokens: full {full_peak[-1]:
 # **Attention alone** (section 7). Full attention's memory grows with $n^2$ (at 8,192 tokens the
 # score matrix and its softmax take 256 MiB each, per head and batch element); LSH attention's grows
 # with $n$, at the price of hashing, sorting and gathering, many small operations, and of an
-# approximation. PyTorch's fused SDPA needs even less memory here and is exact: it is the practical
-# answer on modern hardware (FlashAttention computes exact attention in tiles without storing the
+# approximation. PyTorch's fused SDPA is exact and, where a fused kernel runs, stores no $n \times n$
+# matrix either (the table shows what it used on your machine): it is the practical answer on modern
+# hardware (FlashAttention computes exact attention in tiles without storing the
 # matrix). The times are of one call each (on a CPU, while every tensor is being counted), so read
 # them loosely.
 #
