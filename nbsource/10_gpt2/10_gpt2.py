@@ -926,6 +926,10 @@ print(f"{n_bytes:,} held-out bytes: yours {mine_per_token:.3f} bytes/token, toke
 assert len(gpt_merges) == 2_000 - 256, f"expected 1,744 merges for 2,000 symbols, got {len(gpt_merges)}"
 assert abs(mine_per_token / theirs_per_token - 1) < 0.03, \
     f"expected bytes per token within 3% of tokenizers' {theirs_per_token:.3f}, got {mine_per_token:.3f}"
+### BEGIN HIDDEN TESTS
+assert mine_per_token == len(held_out_text.encode()) / len(held_out_ids), "bytes per token of your held-out ids"
+assert bpe_decode(held_out_ids, gpt_merges) == held_out_text, "the held-out ids decode back to the held-out text"
+### END HIDDEN TESTS
 
 # %% slideshow={"slide_type": "fragment"}
 train_stream, held_out_stream = torch.tensor(train_ids), torch.tensor(held_out_ids)
