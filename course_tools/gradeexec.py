@@ -44,6 +44,8 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
 from traitlets import Bool, Integer
 
+from course_tools.terminal import utf8_safe
+
 KERNEL_DIED = "KernelDied"
 NOTEBOOK_TIMEOUT = "NotebookTimeout"
 CELL_STUCK = "CellTimeoutError"
@@ -246,11 +248,7 @@ def clean_text(value):
     """``value`` (an output, recursively) with every string made writable as UTF-8: a lone surrogate
     a student printed (``'\\ud800'``) becomes U+FFFD instead of breaking the grader when it saves."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return utf8_safe(value)
     if isinstance(value, dict):
         for key in list(value):
             value[key] = clean_text(value[key])

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import nbformat
 
+from course_tools.terminal import utf8_safe
+
 WATCHED_MODULES = {"torch", "nn", "F", "np", "numpy", "math", "builtins", "sys", "os", "course_utils",
                    "random", "functools", "importlib", "plt", "matplotlib", "mock", "unittest"}
 EXIT_CALLS = {"os._exit", "sys.exit", "exit", "quit", "os.kill", "os.abort", "os.killpg", "ctypes.CDLL",
@@ -155,11 +157,7 @@ def _writable(value):
     """The parsed JSON with every string writable as UTF-8 (a lone surrogate becomes U+FFFD) and no
     widget state (nbconvert's widget handling fails on crafted state; grading needs none)."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return utf8_safe(value)
     if isinstance(value, list):
         return [_writable(item) for item in value]
     if isinstance(value, dict):

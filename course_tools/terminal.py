@@ -22,3 +22,13 @@ def printable(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` writable as UTF-8: a lone surrogate (``'\\ud800'``, valid in JSON, not in UTF-8) becomes U+FFFD,
+    so that a student's bytes never break the grader when it saves a notebook."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

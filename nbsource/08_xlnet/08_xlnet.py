@@ -116,22 +116,7 @@ plt.show()
 """Read in the order, the masks are the causal masks (content: with the diagonal; query: without); batches; no loops."""
 
 
-def python_lines_run(function, *args) -> int:
-    """How many Python lines function(*args) runs, its callees' included (a loop over n items runs its body n times)."""
-    count = 0
-
-    def trace(frame, event, arg):
-        nonlocal count
-        count += event == "line"
-        return trace
-
-    previous = sys.gettrace()
-    sys.settrace(trace)
-    try:
-        function(*args)
-    finally:
-        sys.settrace(previous)
-    return count
+from course_utils.checks import python_lines_run  # counts the Python lines a call runs: a loop shows
 
 
 def in_order(mask, order):
