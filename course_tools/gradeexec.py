@@ -456,12 +456,15 @@ class GuardedExecute(Execute):
 
     def _run_hidden(self, cell: NotebookNode, index: int, text: str) -> None:
         code = compile(text, "<hidden test>", "exec", dont_inherit=True)
+        from course_tools.sandbox import inside_runtime
+
         folder = Path(self.km.connection_file).parent if getattr(self.km, "connection_file", None) else Path(".")
-        path = folder / f"h-{secrets.token_hex(8)}"
+        name = f"h-{secrets.token_hex(8)}"
+        path = inside_runtime(folder) / name  # the kernel reads it as folder / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(marshal.dumps(code))
-        cell.source = f"__import__({PROBE_MODULE!r}).hidden({str(path)!r})"
+        cell.source = f"__import__({PROBE_MODULE!r}).hidden({str(folder / name)!r})"
         try:
             self.execute_cell(cell, index, store_history=False)
         finally:

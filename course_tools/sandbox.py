@@ -20,6 +20,7 @@ cap, and the grade report says it was not sandboxed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -40,6 +41,8 @@ ETC_ALLOWED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "fon
 SANDBOX_HOME = "/tmp/home"
 TMP_BYTES = 512 * 2**20  # the sandbox's /tmp (HOME included)
 WORKDIR_BYTES = 1 * 2**30  # its working folder
+RUNTIME_BYTES = 1 * 2**20  # its runtime folder: the kernel's sockets (no data) and the hidden tests' one-shot files
+INSIDE = "inside"  # in the grader's runtime folder: a link to the same folder as the sandbox sees it
 FILE_BYTES = 2 * 2**30  # the largest file a kernel may write (RLIMIT_FSIZE), sandboxed or not
 PASSWD = "root:x:0:0:root:/tmp/home:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
@@ -144,10 +147,11 @@ def bwrap_command(bwrap: str, workdir: Path, runtime: Path, kernel_argv: list[st
         cmd += ["--ro-bind", root, root]
     # the working folder is a size-capped tmpfs holding the release's extra files: a submission that
     # writes gigabytes fills its own folder, never the grader's disk, and nothing outlives the kernel
-    cmd += ["--bind", str(runtime), str(runtime)]
-    # the runtime folder must stay writable for the kernel's sockets, but what the grader put there (the
-    # connection file, the probe a fresh kernel runs after a crash) is read-only: a submission cannot
-    # swap the probe for its own before it makes the kernel die
+    # the kernel binds its sockets in the runtime folder, so the sandbox's runtime folder is writable: a
+    # tmpfs of its own, capped (``RUNTIME_BYTES``), never the grader's folder (``expose_runtime`` links the
+    # sockets back). What the grader put there (the connection file, the probe a fresh kernel runs after a
+    # crash) is bound in read-only: a submission cannot swap the probe before it makes the kernel die
+    cmd += ["--size", str(RUNTIME_BYTES), "--tmpfs", str(runtime)]
     for name in sorted(os.listdir(runtime)):
         path = os.path.join(runtime, name)
         if os.path.isfile(path) and not os.path.islink(path):
@@ -225,7 +229,69 @@ def main(argv: list[str] | None = None) -> None:
         # without this, a grading worker that is killed leaves its kernel running (seen in the fault tests)
         # jupyter_client names the process that launched the kernel; it may have died already
         die_with_parent(int(os.environ.get("JPY_PARENT_PID") or os.getppid()))
+        bwrap_pid = os.getpid()
+        if os.fork() == 0:  # links the grader's runtime folder to the sandbox's, then exits
+            try:
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 2)
+                expose_runtime(bwrap_pid, connection)
+            finally:
+                os._exit(0)
     os.execve(command[0], command, env)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def expose_runtime(bwrap: int, connection: Path, timeout: float = 60.0) -> None:
+    """Link the grader's runtime folder to the sandbox's (run in a process of its own, beside ``bwrap``).
+
+    The sandbox's runtime folder is a tmpfs of its own (``bwrap_command``), so the sockets the kernel
+    binds there exist only inside it. Once bubblewrap's child (the sandbox) exists, each socket path of
+    ``connection`` (``ip-port``) becomes, in the grader's folder, a link to the same path under
+    ``/proc/<child>/root``, and ``INSIDE`` a link to the whole folder as the sandbox sees it (where the
+    grader puts a hidden test's one-shot file). The grader connects through the links; ZeroMQ retries
+    until the kernel has bound. Links already there (from a kernel before a restart) are replaced."""
+    import time
+
+    info = json.loads(connection.read_text())
+    runtime = connection.parent
+    own = os.readlink("/proc/self/ns/mnt")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{bwrap}"):
+        for child in _children(bwrap):
+            if child == os.getpid():
+                continue
+            try:
+                if os.readlink(f"/proc/{child}/ns/mnt") == own:
+                    continue  # not yet in its own mount namespace
+            except OSError:
+                continue
+            root = f"/proc/{child}/root"
+            links = {runtime / INSIDE: root + str(runtime)}
+            if info.get("transport") == "ipc":
+                for key in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+                    path = f"{info['ip']}-{info[key]}"
+                    links[Path(path)] = root + path
+            for path, target in links.items():  # the folder first: a kernel reached is a kernel whose folder is linked
+                staged = path.with_name(f".{path.name}.{os.getpid()}")
+                with contextlib.suppress(FileNotFoundError):
+                    staged.unlink()
+                os.symlink(target, staged)
+                os.replace(staged, path)
+            return
+        time.sleep(0.005)
+
+
+def inside_runtime(runtime: Path) -> Path:
+    """Where the grader writes a file the kernel reads from ``runtime``: the sandbox's own runtime folder
+    when the kernel is sandboxed (``INSIDE``), else ``runtime`` itself."""
+    link = runtime / INSIDE
+    return link if link.is_symlink() else runtime
 
 
 def die_with_parent(parent: int | None = None) -> None:

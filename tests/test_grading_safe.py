@@ -255,6 +255,14 @@ for path in ("/newfile", "/dev/newfile", "/usr/newfile", runtime + "/course_prob
         print("WROTE", path)
     except OSError as error:
         print("BLOCKED", path, errno.errorcode.get(error.errno, "?"))
+try:  # the runtime folder is the sandbox's own, capped: never the grader's disk
+    with open(runtime + "/big", "wb") as handle:
+        handle.write(b"x" * 4 * 2**20)
+    print("WROTE runtime/big")
+except OSError as error:
+    print("BLOCKED runtime/big", errno.errorcode.get(error.errno, "?"))
+folder = os.statvfs(runtime)
+print("RUNTIME", folder.f_blocks * folder.f_frsize)
 shm, tmp = os.statvfs("/dev/shm/"), os.statvfs("/tmp")
 print("SHM", shm.f_blocks * shm.f_frsize, "SAME", os.stat("/dev/shm/").st_dev == os.stat("/tmp").st_dev)
 '''
@@ -395,6 +403,9 @@ def test_only_the_working_folder_and_tmp_are_writable(hostile):
     seen = re.findall(r"(?:WROTE|BLOCKED) \S+ ?\w*", text)
     for path in ("/newfile", "/dev/newfile", "/usr/newfile", r"\S+/course_probe\.py"):
         assert re.search(f"BLOCKED {path} ", text), (path, seen)
+    assert "BLOCKED runtime/big ENOSPC" in text, seen
+    folder = re.search(r"RUNTIME (\d+)", text)
+    assert folder and int(folder.group(1)) <= 2**20, ("the runtime folder is not the sandbox's capped own", folder)
     shm = re.search(r"SHM (\d+) SAME (\w+)", text)
     assert shm and shm.group(2) == "True" and int(shm.group(1)) <= 512 * 2**20, ("/dev/shm is not the capped /tmp", shm)
 
