@@ -13,7 +13,7 @@ import sys
 
 from nbgrader.converters import GenerateAssignment
 
-from course_tools.release import DropSpeakerNotes, WholePoints
+from course_tools.release import DropSpeakerNotes, MarkHiddenTests, WholePoints
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
 
@@ -32,6 +32,11 @@ os.makedirs(os.path.join(_here, "grading"), exist_ok=True)
 # Releases, fetches and submissions go through the exchange: `exchange/` in the repository (ignored
 # by git) unless COURSE_EXCHANGE names another (`course lab` passes it on to JupyterLab).
 c.Exchange.root = os.environ.get("COURSE_EXCHANGE") or os.path.join(_here, "exchange")
+# The hardened exchange (course_tools/exchange.py): collect refuses a submission not owned by the Unix
+# user it names, submissions are closed to other students, released feedback cannot be listed.
+c.ExchangeFactory.collect = "course_tools.exchange.OwnerCheckedCollect"
+c.ExchangeFactory.submit = "course_tools.exchange.PrivateSubmit"
+c.ExchangeFactory.release_feedback = "course_tools.exchange.PrivateReleaseFeedback"
 _scripts = os.path.dirname(sys.executable)
 if _scripts not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join([_scripts, os.environ.get("PATH", "")])
@@ -47,5 +52,6 @@ c.Execute.interrupt_on_timeout = True
 # nbgrader never records them.
 # Last, whole points as JupyterLab saves them (2, not 2.0), so that a student's notebook opened and
 # saved without an edit shows no change.
+# Then which graded cells hold hidden tests, before nbgrader removes them (for `course validate`).
 c.GenerateAssignment.preprocessors = [
-    DropSpeakerNotes, *GenerateAssignment.class_traits()["preprocessors"].default(), WholePoints]
+    DropSpeakerNotes, MarkHiddenTests, *GenerateAssignment.class_traits()["preprocessors"].default(), WholePoints]

@@ -36,6 +36,9 @@ class ScrubHiddenTestText(Preprocessor):
     min_chars = Integer(12, help="shorter hidden lines are too common to recognise").tag(config=True)
 
     def preprocess(self, nb, resources):  # noqa: D102 - nbconvert API
+        for cell in nb.cells:  # for SummariseTests, which runs after ClearHiddenTests
+            if is_grade(cell) and HIDDEN.search(cell.get("source", "")):
+                cell.metadata["course_hidden_tests"] = True
         secret = hidden_lines(nb, self.min_chars)
         if not secret:
             return nb, resources
@@ -230,8 +233,13 @@ class SummariseTests(Preprocessor):
             if cell.cell_type == "code" and is_grade(cell) and not meta.get("solution"):
                 score, points = float(meta.get("score") or 0), float(meta.get("points") or 0)
                 tests.append({"id": meta.get("grade_id", ""), "what": _what(cell.source), "score": score,
-                              "points": points, "passed": score >= points, "message": _message(cell)})
-        resources["course"] = {"tests": tests, "shown": SHOWN, "mathjax_url": self.mathjax_url,
+                              "points": points, "passed": score >= points, "message": _message(cell),
+                              "hidden": bool(cell.metadata.pop("course_hidden_tests", False))})
+        total, rest = sum(t["points"] for t in tests), sum(t["points"] for t in tests if t["hidden"])
+        checked = (f"{total - rest:g} of these {total:g} points came from tests your own run could check in full; "
+                   f"the other {rest:g} also needed hidden tests, which only the grader runs (marked "
+                   f"\u201chidden tests too\u201d)." if rest else "")
+        resources["course"] = {"tests": tests, "shown": SHOWN, "checked": checked, "mathjax_url": self.mathjax_url,
                                "cdn_mathjax": CDN_MATHJAX, "mathjax_fonts": MATHJAX_FONTS}
         return nb, resources
 

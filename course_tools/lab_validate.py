@@ -24,7 +24,7 @@ class CourseValidator:
         self.config = config
 
     def validate(self, filename: str) -> dict:
-        from course_tools.validate import report, validate
+        from course_tools.validate import checked_here, report, validate
 
         try:
             items = validate(Path(filename))
@@ -37,6 +37,8 @@ class CourseValidator:
             return {}                        # nbgrader's dialog: "Success! Your notebook passes all the tests."
         summary = (f"{earned:g} / {total:g} points: {len(failing)} of {len(items)} tests fail "
                    f"(`course validate` in a terminal prints the same table)")
+        if checked_here(items):
+            summary += f". {checked_here(items)}."
         return {"failed": [{"source": summary, "error": html.escape(report(items))}]}
 
 

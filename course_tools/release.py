@@ -34,3 +34,20 @@ class WholePoints(NbGraderPreprocessor):
             if isinstance(points, float) and points.is_integer():
                 meta["points"] = int(points)
         return nb, resources
+
+
+HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
+
+
+class MarkHiddenTests(NbGraderPreprocessor):
+    """Record in the release's metadata (``course.hidden_tests``) which graded cells also hold hidden
+    tests, before nbgrader removes them: ``course validate`` and the Validate button can then say how many
+    of the points a student's run checked in full, so that "all tests pass" is never read as full marks.
+    The list is only for the student's information: the grader reads its own copy of the release."""
+
+    def preprocess(self, nb, resources):
+        hidden = [cell.metadata["nbgrader"]["grade_id"] for cell in nb.cells
+                  if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade")
+                  and HIDDEN_MARK in cell.source]
+        nb.metadata.setdefault("course", {})["hidden_tests"] = hidden
+        return nb, resources

@@ -5,7 +5,9 @@ pipeline: ``CheckCellMetadata``, ``ClearOutput``, ``Execute``, configured by the
 ``nbgrader_config.py``) and scores every graded cell with nbgrader's own rule,
 ``nbgrader.utils.determine_grade``, which ``course grade`` applies too: an error or anything
 written to stderr scores 0; a cell whose value is a number scores that number (partial credit);
-otherwise full points. So PASS here means full points when graded.
+otherwise full points. A test cell that also holds hidden tests (listed in the release's
+``course.hidden_tests``) can still lose its points when graded: the report says how many points
+a run here checked in full (``checked_here``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class CellResult:
     passed: bool
     error: str = ""
     score: float | None = None  # what nbgrader gives the cell (None: it did not run)
+    hidden: bool = False  # the graded cell also holds hidden tests, which only the grader runs
 
     def __post_init__(self) -> None:
         if self.score is None and self.passed:
@@ -77,8 +80,30 @@ def score_cell(cell: nbformat.NotebookNode) -> CellResult:
 
 
 def results(nb: nbformat.NotebookNode) -> list[CellResult]:
-    """Return nbgrader's score for every graded cell of an executed notebook."""
-    return [score_cell(cell) for cell in graded_cells(nb)]
+    """Return nbgrader's score for every graded cell of an executed notebook; ``hidden``: the release
+    says the cell has hidden tests, and they are not here (a solution notebook runs its own)."""
+    from course_tools.release import HIDDEN_MARK
+
+    listed = nb.get("metadata", {}).get("course", {}).get("hidden_tests") or []
+    listed = set(listed) if isinstance(listed, list) else set()
+    out = []
+    for cell in graded_cells(nb):
+        result = score_cell(cell)
+        result.hidden = result.grade_id in listed and HIDDEN_MARK not in cell.source
+        out.append(result)
+    return out
+
+
+def checked_here(items: list[CellResult]) -> str:
+    """How many points a run here checked in full, and which tests also hold hidden tests ('' if none)."""
+    hidden = [r for r in items if r.hidden]
+    if not hidden:
+        return ""
+    total = sum(r.points for r in items)
+    rest = sum(r.points for r in hidden)
+    names = ", ".join(r.grade_id for r in hidden[:4]) + (f" and {len(hidden) - 4} more" if len(hidden) > 4 else "")
+    return (f"{total - rest:g} of {total:g} points checked here in full; the other {rest:g} ({names}) also "
+            f"need hidden tests that only the grader runs, so passing here is not yet full marks")
 
 
 def _course_config(root: Path | None, timeout: int | None):
@@ -225,4 +250,6 @@ def report(items: list[CellResult]) -> str:
     earned = sum(r.score or 0 for r in items)
     total = sum(r.points for r in items)
     lines.append(f"score {earned:g}/{total:g} ({sum(r.passed for r in items)} of {len(items)} tests pass)")
+    if checked_here(items):
+        lines.append(checked_here(items))
     return "\n".join(lines)

@@ -189,3 +189,28 @@ def test_build_shows_a_progress_bar_on_a_terminal(root):
     out, _ = done.communicate(timeout=120)
     assert b"checking releases" in seen and b"04_masking" in seen, seen[:500]
     assert b"checking releases" not in out, "no bar where the output is not a terminal"
+
+
+def test_validate_says_how_many_points_a_run_here_checked_in_full():
+    """A pass here is not full marks when a test also holds hidden tests: the report says how many
+    points were checked in full and names the others (a solution, which runs its hidden tests, does not)."""
+    import nbformat
+
+    from course_tools.validate import checked_here, report, results
+
+    def graded(grade_id, points, source="assert True"):
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": points,
+                                     "grade_id": grade_id, "schema_version": 3}
+        cell.execution_count = 1
+        return cell
+
+    nb = nbformat.v4.new_notebook(cells=[graded("test_a", 2), graded("test_b", 3), graded("test_c", 1)])
+    nb.metadata["course"] = {"hidden_tests": ["test_b", "test_c"]}
+    items = results(nb)
+    assert all(r.passed for r in items) and [r.hidden for r in items] == [False, True, True]
+    assert "2 of 6 points checked here in full; the other 4 (test_b, test_c)" in report(items)
+    nb.cells[1].source += "\n### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS"  # the solution itself
+    assert "1 (test_c)" in checked_here(results(nb))
+    nb.metadata["course"] = {"hidden_tests": []}
+    assert checked_here(results(nb)) == "" and "checked here" not in report(results(nb))

@@ -345,6 +345,14 @@ def test_hostile_rows(hostile):
 
 
 @pytest.mark.slow
+def test_the_feedback_page_says_which_points_needed_hidden_tests(hostile):
+    page = _page(hostile, "perfect")
+    assert "points came from tests your own run could check in full" in page
+    assert page.count("(hidden tests too)") == len(re.findall(r"### BEGIN HIDDEN TESTS", (
+        hostile["course"] / "solutions" / FIX / f"{FIX}.ipynb").read_text())), "each test with hidden parts is marked"
+
+
+@pytest.mark.slow
 def test_hidden_tests_stay_hidden_however_they_are_printed(hostile):
     """The hidden tests' text never reaches the kernel (so no encoding gets it out), and code that
     reached for frames has its later outputs withheld from the page."""

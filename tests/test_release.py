@@ -120,6 +120,20 @@ def test_no_solution_or_hidden_test_leaks(root, assignment):
     assert not leaked, f"solution or hidden-test lines in the student notebook: {leaked}"
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_release_lists_the_tests_with_hidden_parts(root, assignment):
+    """``course validate`` tells a student which points a run cannot check in full: the release must list
+    exactly the graded cells whose solution holds hidden tests."""
+    import nbformat
+
+    solution = nbformat.read(root / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    release = nbformat.read(root / "notebooks" / assignment / f"{assignment}.ipynb", as_version=4)
+    expected = [c.metadata["nbgrader"]["grade_id"] for c in solution.cells
+                if c.metadata.get("nbgrader", {}).get("grade") and "### BEGIN HIDDEN TESTS" in c.source]
+    assert expected, "every notebook has hidden tests"
+    assert release.metadata.get("course", {}).get("hidden_tests") == expected
+
+
 def _course_utils_names(root: Path) -> set[str]:
     names = set()
     for module in (root / "course_utils").glob("*.py"):
