@@ -94,7 +94,7 @@ def _mutants(args: argparse.Namespace) -> int:
             continue
         report = run_mistakes(root, assignment, args.only or None, timeout=args.timeout)
         print(report.table())
-        failed |= report.score < 1.0
+        failed |= report.score < 1.0 or bool(report.wrong_messages)
     return 1 if failed else 0
 
 

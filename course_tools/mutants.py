@@ -11,6 +11,7 @@ material: it never reaches ``solutions/``, the release or feedback)::
     # rerun = ["cell_id", ...]                 # cells to run again with the mistake before the tests
     # tests = ["test_id", ...]                 # default: the graded cells between this solution and the next
     # uncatchable = "one line: why no test can catch it without a new requirement"
+    # message = "which dimension"              # words the first failing visible test's message must hold
 
 The runner starts **one kernel** per notebook and runs the solution notebook once, from the top to
 the last cell any mistake needs. Then, for each mistake: it runs the mutated solution cell, the
@@ -18,6 +19,12 @@ the last cell any mistake needs. Then, for each mistake: it runs the mutated sol
 Then it restores the original cell, runs again every cell that ran with the mistake, and checks
 that they pass; at the end every test runs once more. A mistake whose effect outlives its
 restoration (a leak into the next one) stops the run with an error instead of a score.
+
+A test cell runs as the grader runs it: its visible code first, then its hidden blocks. The report
+gives, for each mistake, what the student sees: the first failing visible test's message (or that
+only a hidden test caught it). A message that is only a bare exception or a tensor comparison
+(``Tensor-likes are not close!``) does not diagnose the mistake; where a mistake lists ``message``,
+the words must be in it, or the mistake fails.
 """
 
 from __future__ import annotations
@@ -43,6 +50,17 @@ class Mistake:
     rerun: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
     uncatchable: str = ""
+    message: str = ""
+
+
+# what a failing test says when it says nothing of the mistake
+BARE = ("Tensor-likes are not close", "Tensor-likes are not equal", "Scalars are not close", "Scalars are not equal")
+
+
+def is_bare(message: str) -> bool:
+    """A message that names no property: an exception with no text, or a bare tensor comparison."""
+    kind, _, text = message.partition(":")
+    return not text.strip() or text.strip().startswith(BARE)
 
 
 @dataclass
@@ -50,10 +68,23 @@ class Outcome:
     mistake: Mistake
     caught_by: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    message: str = ""  # what the student sees: the first failing visible test's (or their cell's) error
+    visible: bool = False  # a visible test (or the mistaken cell itself) failed, not only a hidden one
 
     @property
     def caught(self) -> bool:
         return bool(self.caught_by)
+
+    @property
+    def diagnosed(self) -> bool:
+        """Caught by a visible test whose message says something (and holds the listed words)."""
+        return self.caught and self.visible and not is_bare(self.message) and self.message_ok
+
+    @property
+    def message_ok(self) -> bool:
+        """The listed words (``message``), if any, are in what the student sees."""
+        wanted = self.mistake.message.strip().lower()
+        return not wanted or (self.visible and wanted in self.message.lower())
 
 
 @dataclass
@@ -68,14 +99,35 @@ class Report:
     def score(self) -> float:
         return sum(o.caught for o in self.outcomes) / len(self.outcomes) if self.outcomes else 1.0
 
+    @property
+    def diagnosed(self) -> int:
+        return sum(o.diagnosed for o in self.outcomes)
+
+    @property
+    def wrong_messages(self) -> list[Outcome]:
+        """Mistakes that list the words of their message, and whose student saw other words."""
+        return [o for o in self.outcomes if not o.message_ok]
+
     def table(self) -> str:
         width = max([len(o.mistake.cell) for o in self.outcomes] + [8])
+        share = self.diagnosed / len(self.outcomes) if self.outcomes else 1.0
         lines = [f"{self.assignment}: {len(self.outcomes)} mistakes, "
-                 f"{sum(o.caught for o in self.outcomes)} caught ({self.score:.0%}); "
+                 f"{sum(o.caught for o in self.outcomes)} caught ({self.score:.0%}), "
+                 f"{self.diagnosed} diagnosed by a visible test's message ({share:.0%}), "
+                 f"{sum(o.caught and not o.visible for o in self.outcomes)} caught by hidden tests only; "
                  f"first run {self.setup_seconds:.0f} s, all {self.seconds:.0f} s"]
         for o in self.outcomes:
             verdict = f"caught by {', '.join(o.caught_by)}" if o.caught else "MISSED"
+            if o.caught and not o.visible:
+                verdict += " (hidden test only)"
             lines.append(f"  {o.mistake.cell:<{width}}  {o.mistake.name[:60]:<60}  {verdict} ({o.seconds:.1f} s)")
+            if o.caught and o.visible:
+                said = " ".join(o.message.split())
+                flag = ("WRONG MESSAGE, wants " + repr(o.mistake.message) + ": ") if not o.message_ok else \
+                    ("bare: " if is_bare(o.message) else "")
+                lines.append(f"  {'':<{width}}    says: {flag}{said[:150]}{'...' if len(said) > 150 else ''}")
+            elif not o.message_ok:
+                lines.append(f"  {'':<{width}}    WRONG MESSAGE: wants {o.mistake.message!r} from a visible test")
         for m in self.uncatchable:
             lines.append(f"  {m.cell:<{width}}  {m.name[:60]:<60}  not listed: {m.uncatchable}")
         return "\n".join(lines)
@@ -100,7 +152,7 @@ def load_mistakes(path: Path) -> list[Mistake]:
             raise MistakeListError(f"{path.name}, mistake {number}: missing {', '.join(sorted(missing))}")
         mistakes.append(Mistake(entry["cell"], entry["name"], entry["replace"], entry["by"],
                                 tuple(entry.get("rerun", ())), tuple(entry.get("tests", ())),
-                                entry.get("uncatchable", "")))
+                                entry.get("uncatchable", ""), entry.get("message", "")))
     return mistakes
 
 
@@ -129,6 +181,18 @@ def _plan(nb: nbformat.NotebookNode, mistakes: list[Mistake]) -> dict[Mistake, t
             raise MistakeListError(f"{m.name!r}: no graded test follows cell {m.cell!r}")
         plan[m] = tests
     return plan
+
+
+def _said(cell: nbformat.NotebookNode) -> str:
+    """What a failing cell tells the student: its error (``Kind: message``), or what it wrote to stderr."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = output.get("text", "")
+            return "stderr: " + ("".join(text) if isinstance(text, list) else text).strip()
+    return ""
 
 
 def _failed(cell: nbformat.NotebookNode) -> bool:
@@ -179,6 +243,19 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
             return not _failed(copy)
         return not any(output.get("output_type") == "error" for output in copy.get("outputs", []))
 
+    def run_as_graded(cell_id: str, source: str | None = None) -> tuple[bool, bool, str]:
+        """Run a test cell as the grader does (visible code, then each hidden block): (passed, a visible
+        part failed, what that part said)."""
+        from course_tools.gradeexec import split_hidden
+
+        index, cell = by_id[cell_id]
+        for hidden, text in split_hidden(cell.source if source is None else source):
+            copy = nbformat.from_dict(dict(cell, outputs=[], source=text))
+            client.execute_cell(copy, index)
+            if _failed(copy):
+                return False, not hidden, "" if hidden else _said(copy)
+        return True, False, ""
+
     outcomes = []
     with client.setup_kernel():
         code = [c for c in nb.cells[:last + 1] if c.cell_type == "code"]
@@ -197,13 +274,17 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
             outcome = Outcome(m)
             mutated = by_id[m.cell][1].source.replace(m.replace, m.by)
             ran = []
-            if not run(m.cell, mutated):
+            passed, visible, said = run_as_graded(m.cell, mutated)
+            if not passed:
                 outcome.caught_by.append(f"{m.cell} (the mistaken cell itself fails)")
+                outcome.visible, outcome.message = True, said
             else:
                 for other in (*m.rerun, *plan[m]):      # the first failure is enough
                     ran.append(other)
-                    if not run(other):
+                    passed, visible, said = run_as_graded(other) if is_grade(by_id[other][1]) else (run(other), True, "")
+                    if not passed:
                         outcome.caught_by.append(other)
+                        outcome.visible, outcome.message = visible, said
                         break
             # undo: the original cell, then every cell that ran with the mistake, which must pass again
             restored = run(m.cell) and all([run(c) for c in ran])

@@ -29,16 +29,33 @@ def _course(tmp: Path, mistakes: str = LIST) -> Path:
 @pytest.mark.slow  # starts a kernel
 def test_every_listed_mistake_is_caught_by_the_tests_of_its_exercise(tmp_path):
     report = run_mistakes(_course(tmp_path), FIX, progress=False)
-    assert [(o.mistake.name, o.caught_by) for o in report.outcomes] == [
-        ("subtracts", ["test_add"]),
-        ("sum of squares without the square root", ["test_norm"]),
-        ("sum of absolute values", ["test_norm"]),
-        ("divides by one too many", ["test_mean"]),
+    assert [(o.mistake.name, o.caught_by, o.visible) for o in report.outcomes] == [
+        ("subtracts", ["test_add"], True),
+        ("adds the sizes", ["test_add"], False),          # only the hidden add(-1.5, 1.5) == 0 sees it
+        ("sum of squares without the square root", ["test_norm"], True),
+        ("sum of absolute values", ["test_norm"], True),
+        ("divides by one too many", ["test_mean"], True),
     ]
-    assert report.score == 1.0
+    assert report.score == 1.0 and not report.wrong_messages
+    assert report.outcomes[0].message == "AssertionError: expected 3, got -1"
+    assert report.outcomes[1].message == "", "a hidden test's message never counts as what the student sees"
     assert [m.name for m in report.uncatchable] == ["a median"]
     table = report.table()
-    assert "4 mistakes, 4 caught (100%)" in table and "not listed: for the fixture's tests" in table
+    assert "5 mistakes, 5 caught (100%), 4 diagnosed by a visible test's message (80%), 1 caught by hidden tests only" \
+        in table and "not listed: for the fixture's tests" in table
+    assert "says: AssertionError: expected 3, got -1" in table and "(hidden test only)" in table
+
+
+def test_a_bare_message_does_not_diagnose():
+    from course_tools.mutants import Mistake, Outcome, is_bare
+
+    assert is_bare("AssertionError") and is_bare("AssertionError: ") and is_bare(
+        "AssertionError: Tensor-likes are not close!\n\nMismatched elements: 3 / 4")
+    assert not is_bare("AssertionError: the weights sum to 1 over the queries, not the keys")
+    mistake = Mistake("c", "n", "a", "b", message="over the keys")
+    assert not Outcome(mistake, ["t"], message="AssertionError: expected 3", visible=True).message_ok
+    assert Outcome(mistake, ["t"], message="AssertionError: sums to 1 OVER THE KEYS", visible=True).diagnosed
+    assert not Outcome(mistake, ["t"], message="", visible=False).message_ok, "a hidden catch never has the words"
 
 
 @pytest.mark.slow  # starts a kernel
@@ -48,8 +65,18 @@ def test_a_mistake_the_tests_miss_is_reported_and_fails_the_command(tmp_path):
     result = subprocess.run([sys.executable, "-m", "course_tools.cli", "mutants", FIX], cwd=course,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "5 mistakes, 4 caught (80%)" in result.stdout
+    assert "6 mistakes, 5 caught (83%)" in result.stdout
     assert "adds the other way round" in result.stdout and "MISSED" in result.stdout
+
+
+@pytest.mark.slow  # starts a kernel
+def test_a_message_without_its_listed_words_fails_the_command(tmp_path):
+    course = _course(tmp_path, LIST.replace('message = "expected 3"', 'message = "is the sign flipped"'))
+    result = subprocess.run([sys.executable, "-m", "course_tools.cli", "mutants", FIX], cwd=course,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "6 mistakes" not in result.stdout and "5 mistakes, 5 caught (100%), 3 diagnosed" in result.stdout
+    assert "WRONG MESSAGE, wants 'is the sign flipped': AssertionError: expected 3, got -1" in result.stdout
 
 
 def test_a_list_that_no_longer_matches_the_notebook_is_an_error(tmp_path):
@@ -110,4 +137,4 @@ def test_the_notebook_runs_and_its_tests_catch_every_listed_mistake(assignment, 
     report = run_mistakes(ROOT, assignment, progress=False, timeout=1800, whole=True)
     print(report.table())
     record_property("notebook_run", (assignment, report.setup_seconds, len(report.outcomes), report.seconds))
-    assert report.score == 1.0, report.table()
+    assert report.score == 1.0 and not report.wrong_messages, report.table()
