@@ -144,6 +144,14 @@ def _grade(args: argparse.Namespace) -> int:
     if rows:
         out = Path(args.out) if args.out else root / "grading" / rows[0].assignment
         print(f"grades: {out / 'grades.csv'}\nfeedback: {out / 'feedback'}")
+        if args.gradebook:
+            from course_tools.gradebook import record_grades
+
+            done = record_grades(root, rows[0].assignment, rows, out, Path(args.submissions).resolve())
+            print(f"gradebook: {len(done.students)} student(s) recorded, {len(done.for_review)} for manual grading "
+                  f"({' '.join(done.for_review) or 'none'}); feedback placed for release_feedback: {len(done.feedback)}")
+            for note in done.notes:
+                print(f"  {note}")
     return 1 if any(r.needs_review for r in rows) else 0
 
 
@@ -285,6 +293,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--trust", action="append", default=[], metavar="STUDENT",
                    help="regrade STUDENT without review holds, after you have looked at the flagged code "
                         "(repeatable); the flags stay in the row")
+    g.add_argument("--gradebook", action="store_true",
+                   help="also write every cell's score into nbgrader's gradebook (review rows marked for manual "
+                        "grading) and put feedback where `nbgrader release_feedback` finds it; SUBMISSIONS is then "
+                        "nbgrader's submitted/ folder after `nbgrader collect`")
     g.set_defaults(run=_grade)
 
     s = sub.add_parser("slides", help="reveal.js slides (offline) from a solution notebook, with its figures",

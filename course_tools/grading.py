@@ -697,6 +697,23 @@ def score(row: GradeRow, scratch: Scratch, assignment: str) -> None:
             if grade.auto_score is None or grade.auto_score < grade.max_score)
 
 
+def cell_scores(scratch: Scratch, assignment: str) -> bytes:
+    """Each graded cell's auto score from the scratch gradebook, {notebook: {grade id: score}}, as JSON."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores: dict[str, dict[str, float | None]] = {}
+    db = scratch.folder / "gradebook.db"
+    if db.exists():
+        with Gradebook(f"sqlite:///{db}") as gb:
+            try:
+                submission = gb.find_submission(assignment, scratch.sid)
+            except MissingEntry:
+                submission = None
+            for notebook in submission.notebooks if submission else []:
+                scores[notebook.name] = {grade.name: grade.auto_score for grade in notebook.grades}
+    return json.dumps(scores, sort_keys=True).encode()
+
+
 def note_guards(row: GradeRow, nb: nbformat.NotebookNode) -> None:
     """Add what the guards did (kernel deaths, stuck cells, deadline, review holds) to the row.
 
@@ -795,6 +812,7 @@ def run_task(task: Task) -> Outcome:
             note_guards(row, nbformat.read(graded, as_version=4))
             files["graded"] = {graded.name: graded.read_bytes()}
             files["feedback"] = feedback(task, row, scratch)
+            files["scores"] = {"scores.json": cell_scores(scratch, assignment)}  # for course grade --gradebook
         if task.trusted and row.flags:
             row.reason = "; ".join(filter(None, [row.reason, "holds lifted by the instructor (--trust)"]))
     except Exception as error:  # one broken submission must never stop the others
@@ -852,7 +870,7 @@ def _result_path(work: Path, student: str) -> Path:
 def keep(job: Job, outcome: Outcome) -> GradeRow:
     """Write what a worker sent back under OUT and remember the row (except an ``error``, always regraded)."""
     assignment = job.template.assignment
-    for kind in ("graded", "feedback"):
+    for kind in ("graded", "feedback", "scores"):
         for name, data in outcome.files.get(kind, {}).items():
             dest = job.out / kind / job.student / assignment / Path(name).name
             dest.parent.mkdir(parents=True, exist_ok=True)
