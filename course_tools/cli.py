@@ -1,4 +1,4 @@
-"""The ``course`` command: sync, build, readings, validate, mutants, grade, slides, site, lab, doctor."""
+"""The ``course`` command: sync, build, readings, validate, mutants, grade, export, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -155,6 +155,30 @@ def _grade(args: argparse.Namespace) -> int:
     return 1 if any(r.needs_review for r in rows) else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from course_tools.build import repo_root
+    from course_tools.gradebook import course_dir, db_url
+    from course_tools.lms_export import ExportError, export
+
+    root = repo_root()
+    headings = {}
+    for item in args.column:
+        name, sep, heading = item.partition("=")
+        if not sep:
+            print(f"course export: --column {item!r}: expected ASSIGNMENT=HEADING", file=sys.stderr)
+            return 2
+        headings[name] = heading
+    out = Path(args.out or f"grades-{args.format}.csv")
+    try:
+        text = export(db_url(course_dir(root), root), args.format, Path(args.roster), out, args.assignment or None,
+                      headings)
+    except (ExportError, OSError) as error:
+        print(f"course export: {error}", file=sys.stderr)
+        return 1
+    print(f"{out}: {text.count(chr(10)) - (2 if args.format == 'canvas' else 1)} student(s), {args.format} format")
+    return 0
+
+
 def _slides(args: argparse.Namespace) -> int:
     _needs("sphinx_revealjs", "jupyter_server_mathjax")
     from course_tools.build import list_assignments, repo_root
@@ -298,6 +322,19 @@ def parser() -> argparse.ArgumentParser:
                         "grading) and put feedback where `nbgrader release_feedback` finds it; SUBMISSIONS is then "
                         "nbgrader's submitted/ folder after `nbgrader collect`")
     g.set_defaults(run=_grade)
+
+    e = sub.add_parser("export", help="grades from nbgrader's gradebook as a CSV that Canvas or Moodle imports",
+                       description="The roster CSV maps nbgrader_id to the LMS's ids (course_tools/lms_export.py "
+                                   "names its columns). Exit 1 when a gradebook student is not in the roster.")
+    e.add_argument("--format", choices=["canvas", "moodle"], required=True)
+    e.add_argument("--roster", required=True, help="CSV with an nbgrader_id column and the LMS's id columns")
+    e.add_argument("--out", help="file to write (default grades-FORMAT.csv)")
+    e.add_argument("--assignment", action="append", default=[], help="only these assignments (repeatable; "
+                   "default: every assignment in the gradebook)")
+    e.add_argument("--column", action="append", default=[], metavar="ASSIGNMENT=HEADING",
+                   help="the LMS's column heading for an assignment, e.g. '04_masking=Masking (1234)' for Canvas "
+                        "assignment 1234 (repeatable)")
+    e.set_defaults(run=_export)
 
     s = sub.add_parser("slides", help="reveal.js slides (offline) from a solution notebook, with its figures",
                        description="Runs the solution notebook (hidden tests removed) and writes "
