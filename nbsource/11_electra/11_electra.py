@@ -196,26 +196,27 @@ model.zero_grad()
 model.generator_logits(ids).logsumexp(-1).sum().backward()
 assert from_discriminator.abs().sum() > 0 and model.embeddings.token.weight.grad.abs().sum() > 0, \
     "both networks must train the shared embeddings"
-### BEGIN HIDDEN TESTS
-assert model.generator[0].self_attn.embed_dim == 8 and model.discriminator[0].self_attn.embed_dim == 16
+widths = model.generator[0].self_attn.embed_dim, model.discriminator[0].self_attn.embed_dim
+assert widths == (8, 16), f"generator layers of generator_width 8, discriminator layers of d_model 16, got {widths}"
 unseen_rows = model.embeddings.token.weight.grad[:5].abs().sum()     # ids 0-4 are not in the input: only the decoder reaches them
-assert unseen_rows > 0, f"the generator's tied decoder must train every token row, also those not in the input: rows 0-4 got no gradient"
 with torch.no_grad():
     model.generator_bias.normal_()
-h = model.generator_head(run_layers(model.generator, model.generator_in(model.embeddings(ids))))
-assert_close(model.generator_logits(ids), h @ model.embeddings.token.weight.T + model.generator_bias, "tied decoder + bias", atol=1e-5)
-assert_close(h.mean(-1), torch.zeros(2, 7), "the generator head ends in LayerNorm(d_model): mean 0 per position", atol=1e-5)
-assert_close(h.var(-1, unbiased=False), torch.ones(2, 7), "the generator head ends in LayerNorm(d_model): variance 1", atol=1e-3)
-mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
-changed = ids.clone()
-changed[1, 4:] = 9
-assert_close(model.discriminator_logits(changed, mask)[1, :4], model.discriminator_logits(ids, mask)[1, :4],
-             "the discriminator ignores padding", atol=1e-5)
-assert isinstance(model.discriminator_head[-1], nn.Linear) and model.discriminator_head[-1].out_features == 1
-with torch.no_grad():
+    h = model.generator_head(run_layers(model.generator, model.generator_in(model.embeddings(ids))))
+    assert_close(model.generator_logits(ids), h @ model.embeddings.token.weight.T + model.generator_bias,
+                 "generator logits = generator_head(...) @ embeddings.token.weight.T + generator_bias", atol=1e-5)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    changed = ids.clone()
+    changed[1, 4:] = 9
+    assert_close(model.discriminator_logits(changed, mask)[1, :4], model.discriminator_logits(ids, mask)[1, :4],
+                 "with attention_mask, the tokens at padding positions change nothing at the real ones", atol=1e-5)
     model.discriminator_head[-1].bias.fill_(-30.0)
     squashed = model.discriminator_logits(ids)
 assert (squashed < -10).all(), f"discriminator_logits returns logits, not probabilities: with the last bias at -30 got {squashed.max():.2f}"
+### BEGIN HIDDEN TESTS
+assert unseen_rows > 0, f"the generator's tied decoder must train every token row, also those not in the input: rows 0-4 got no gradient"
+assert_close(h.mean(-1), torch.zeros(2, 7), "the generator head ends in LayerNorm(d_model): mean 0 per position", atol=1e-5)
+assert_close(h.var(-1, unbiased=False), torch.ones(2, 7), "the generator head ends in LayerNorm(d_model): variance 1", atol=1e-3)
+assert isinstance(model.discriminator_head[-1], nn.Linear) and model.discriminator_head[-1].out_features == 1
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_corruption_sampling", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -272,8 +273,12 @@ assert not corrupted.requires_grad and corrupted.dtype == torch.long, "the sampl
 assert torch.equal(logits.detach(), before), "generator_logits must be left as they were (no in-place operation)"
 F.cross_entropy(logits, torch.tensor([11, 17, 2])).backward()     # the MLM loss still back-propagates through them
 assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), "the MLM loss must back-propagate through the logits afterwards"
+assert torch.equal(original, torch.arange(5, 25).view(2, 10)), "original must not be modified in place: return a copy"
+uniform, blank, everywhere = torch.zeros(200, 30), torch.zeros(1, 200, dtype=torch.long), torch.ones(1, 200, dtype=torch.bool)
+draws = [replace_tokens(blank, everywhere, uniform, torch.Generator().manual_seed(7)) for _ in range(2)]
+assert len(draws[0].unique()) >= 10, f"uniform logits over 30 tokens at 200 positions: a sample draws many tokens, got {len(draws[0].unique())}"
+assert torch.equal(draws[0], draws[1]), "sample with the given generator: the same seed must give the same tokens"
 ### BEGIN HIDDEN TESTS
-assert torch.equal(original, torch.arange(5, 25).view(2, 10)), "the input must not be modified in place"
 g = torch.Generator().manual_seed(1)
 many = torch.zeros(4000, 1, dtype=torch.long)
 pick = torch.ones(4000, 1, dtype=torch.bool)
@@ -383,6 +388,7 @@ per_token = -(labels * F.logsigmoid(d_logits) + (1 - labels) * F.logsigmoid(-d_l
 assert_close(mlm, -g_logits.log_softmax(-1)[torch.arange(3), targets].mean(), "MLM: mean of -log p over the chosen positions", atol=1e-6)
 assert_close(rtd, (per_token * mask).sum() / mask.sum(), "RTD: mean over the 7 real tokens", atol=1e-6)
 assert_close(total, mlm + 50 * rtd, "lambda = 50", atol=1e-5)
+assert_close(electra_loss(g_logits, targets, d_logits, labels, mask, weight=2.0)[0], mlm + 2 * rtd, "weight=2: MLM + 2 x RTD", atol=1e-5)
 ### BEGIN HIDDEN TESTS
 d2 = d_logits.clone()
 d2[~mask] = 1e4
@@ -570,6 +576,8 @@ with torch.no_grad():                                                   # what s
     start_time = time.perf_counter()
     for _ in range(10):
         replace_tokens(*sample_batch, sample_logits, torch.Generator(device=device).manual_seed(0))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)                                  # kernels run asynchronously
     sampling_ms = (time.perf_counter() - start_time) / 10 * 1000
 print(f"replace_tokens on one batch ({sample_logits.shape[0]} x {VOCAB:,} logits): {sampling_ms:.1f} ms, "
       f"{sampling_ms / (1000 * electra_history.seconds / STEPS):.0%} of an ELECTRA training step's "
