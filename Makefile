@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # the instructor's tools and the test suite's extras, on top of the student's install
 DEV    := $(VENV)/.installed-dev
 
-.PHONY: lab lab-instructor slides site system-deps test test-gpu install install-dev build clean
+.PHONY: lab lab-instructor slides site system-deps hub hub-deps test test-gpu install install-dev build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,19 @@ site: $(DEV)
 system-deps:
 	@bash tools/system-deps.sh
 
-test: $(DEV) system-deps
+# the course hub's proxy: configurable-http-proxy, pinned in hub/package-lock.json (npm from Debian)
+HUB_PROXY := hub/node_modules/.bin/configurable-http-proxy
+$(HUB_PROXY): hub/package.json hub/package-lock.json
+	cd hub && npm ci --no-audit --no-fund --loglevel=error
+	touch $(HUB_PROXY)
+
+hub-deps: system-deps $(HUB_PROXY)
+
+# ROSTER=roster.csv (username,role); run as root. HUB_ARGS go to `course hub` (--bind, --exchange, --course-dir)
+hub: $(DEV) hub-deps
+	$(BIN)/course hub --roster $(ROSTER) $(HUB_ARGS)
+
+test: $(DEV) system-deps hub-deps
 	$(BIN)/python -m pytest
 
 test-gpu: $(DEV)

@@ -1,4 +1,4 @@
-"""The ``course`` command: sync, build, readings, validate, mutants, grade, export, slides, site, lab, doctor."""
+"""The ``course`` command: sync, build, readings, validate, mutants, grade, export, hub, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -179,6 +179,27 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub(args: argparse.Namespace) -> int:
+    from course_tools.hub import PROXY, HubSettings, RosterError, run_hub
+
+    if os.geteuid() != 0:
+        print("course hub: run it as root (each user's server runs as that Unix user)", file=sys.stderr)
+        return 2
+    if not PROXY.exists():
+        print(f"course hub: no {PROXY}: run `make hub-deps` (npm installs configurable-http-proxy)", file=sys.stderr)
+        return 2
+    settings = HubSettings(Path(args.roster).resolve(), Path(args.state).resolve(), Path(args.exchange).resolve(),
+                           Path(args.course_dir).resolve(), bind_url=args.bind)
+    if args.extra_config:
+        os.environ["COURSE_HUB_EXTRA_CONFIG"] = str(Path(args.extra_config).resolve())
+    try:
+        run_hub(settings)
+    except RosterError as error:
+        print(f"course hub: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _slides(args: argparse.Namespace) -> int:
     _needs("sphinx_revealjs", "jupyter_server_mathjax")
     from course_tools.build import list_assignments, repo_root
@@ -335,6 +356,18 @@ def parser() -> argparse.ArgumentParser:
                    help="the LMS's column heading for an assignment, e.g. '04_masking=Masking (1234)' for Canvas "
                         "assignment 1234 (repeatable)")
     e.set_defaults(run=_export)
+
+    h = sub.add_parser("hub", help="JupyterHub for a roster: students get the student view, instructors the formgrader",
+                       description="Run as root. The roster CSV has columns username,role (student or instructor); each "
+                                   "is an existing Unix user. See README, 'Running a class'.")
+    h.add_argument("--roster", required=True)
+    h.add_argument("--bind", default="http://127.0.0.1:8000", help="the hub's public URL (default http://127.0.0.1:8000)")
+    h.add_argument("--exchange", default="/srv/nbgrader/exchange", help="nbgrader's exchange, outside any home")
+    h.add_argument("--course-dir", default="/srv/nbgrader/course",
+                   help="the instructors' course folder (solutions/, notebooks/, nbgrader_config.py, the gradebook)")
+    h.add_argument("--state", default="/srv/course-hub", help="the hub's own files (database, cookie secret, scripts)")
+    h.add_argument("--extra-config", help="a JupyterHub config file loaded last (an LMS or OAuth login, README)")
+    h.set_defaults(run=_hub)
 
     s = sub.add_parser("slides", help="reveal.js slides (offline) from a solution notebook, with its figures",
                        description="Runs the solution notebook (hidden tests removed) and writes "

@@ -7,6 +7,7 @@ each of them (`setpriv`), so every permission is the kernel's, not a simulation.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pwd
@@ -24,7 +25,8 @@ import pytest
 from course_tools.exchange import audit_exchange, copy_owned_tree, prepare_exchange, SubmissionRefused
 from course_tools.shared_python import python_c, write_scripts
 
-BIN = Path(tempfile.mkdtemp(prefix="cx-bin-"))  # nbgrader and alembic, runnable by every user
+BIN = Path(tempfile.mkdtemp(prefix="cx-bin-"))  # nbgrader and alembic, runnable by every user (tests/test_hub.py too)
+atexit.register(shutil.rmtree, BIN, True)
 COURSE = "cx-course"
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
                                 reason="needs root, useradd and setpriv (creates Unix users)")
@@ -137,7 +139,6 @@ def klass():
     finally:
         users.remove()
         shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(BIN, ignore_errors=True)
 
 
 def _own_folder(student: str, inbound: Path) -> Path:

@@ -2,6 +2,7 @@
 # Debian packages the tests use, installed when missing and we may (root, apt-get):
 #   chromium + chromium-driver  the browser tests (slides, course site, JupyterLab)
 #   bubblewrap                  the sandbox of `course grade` (optional: grading runs unsandboxed without it)
+#   nodejs + npm                the course hub's proxy (configurable-http-proxy, `make hub-deps`)
 # Recommended packages come too (fonts-liberation among them), as on the machine this was tried on.
 # Without root, it prints the command to run and leaves the rest to the tests' own messages.
 set -uo pipefail
@@ -9,6 +10,8 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing ${missing[*]} (apt-get) ..."

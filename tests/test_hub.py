@@ -1,0 +1,260 @@
+"""A class on the course hub, end to end (root, 127.0.0.1 only): release, fetch, submit, a plant, collect,
+grade, feedback.
+
+An instructor and three students are temporary Unix users with passwords (PAM). `course hub` runs
+JupyterHub for their roster; each student's requests go through the hub's proxy to their own
+server's nbgrader endpoints (what the Assignment List calls): fetch, save answers (perfect, one
+mistake, blank) through the contents API, submit. Student C plants a submission in A's name;
+the instructor collects (C's plant refused and named), `course grade --gradebook` grades in the
+sandbox, the instructor releases feedback and each student fetches their own page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_tools.grading import with_answers
+from course_tools.shared_python import write_scripts
+from test_exchange import BIN, Users, _run, as_user, py_as
+
+slow = pytest.mark.slow  # a hub, four servers and a grading run of 04_masking (under a minute here)
+
+ROOT = Path(__file__).resolve().parents[1]
+A_ID = "04_masking"
+COURSE = "pytorch-nlp-course"
+PROXY = ROOT / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, what: str, limit: float = 180):
+    """Poll PREDICATE until it is truthy (a limit only against a hang; no assertion depends on time)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def klass():
+    if os.geteuid() != 0 or not shutil.which("useradd") or not PROXY.exists():
+        pytest.skip("needs root, useradd and hub/node_modules (make hub-deps)")
+    import requests
+
+    users = Users()
+    base = Path(tempfile.mkdtemp(prefix="cx-hub-"))
+    hub = None
+    try:
+        os.chmod(base, 0o755)
+        os.chmod(BIN, 0o755)
+        write_scripts(BIN, ["nbgrader", "alembic"])
+        teachers = users.group("teach")
+        inst = users.add("inst", group=teachers)
+        a, b, c = users.add("a"), users.add("b"), users.add("c")
+        passwords = {name: secrets.token_urlsafe(12) for name in (inst, a, b, c)}
+        chpasswd = subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()),
+                                  text=True, capture_output=True)
+        assert chpasswd.returncode == 0, chpasswd.stderr
+        course = base / "course"
+        for folder in ("solutions", "notebooks"):
+            shutil.copytree(ROOT / folder / A_ID, course / folder / A_ID)
+        shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+        subprocess.run(["chown", "-R", f"{inst}:{teachers}", str(course)], check=True)
+        roster = base / "roster.csv"
+        roster.write_text(f"username,role\n{inst},instructor\n{a},student\n{b},student\n{c},student\n")
+        exchange, state = base / "exchange", base / "state"
+        port, token = _port(), secrets.token_hex(16)
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "COURSE_HUB_SERVICE_TOKEN": token,
+               "COURSE_HUB_INTERNAL_PORTS": f"{_port()},{_port()}"}
+        log = open(base / "hub.log", "w")
+        hub = subprocess.Popen([str(Path(sys.executable).with_name("course")), "hub", "--roster", str(roster),
+                                "--bind", url, "--exchange", str(exchange), "--course-dir", str(course),
+                                "--state", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+
+        def up():
+            try:
+                return requests.get(f"{url}/hub/api", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return hub.poll() is not None and pytest.fail((base / "hub.log").read_text()[-3000:])
+        _wait(up, "the hub")
+        admin = requests.Session()
+        admin.headers["Authorization"] = f"token {token}"
+        yield {"url": url, "admin": admin, "inst": inst, "a": a, "b": b, "c": c, "passwords": passwords,
+               "course": course, "exchange": exchange, "log": base / "hub.log", "hub": hub}
+    finally:
+        if hub is not None:
+            for name in users.names:
+                try:
+                    requests.delete(f"{url}/hub/api/users/{name}/server", headers={"Authorization": f"token {token}"},
+                                    timeout=30)
+                except Exception:
+                    pass
+            os.killpg(hub.pid, 15)
+            try:
+                hub.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(hub.pid, 9)
+        users.remove()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _server(klass, name: str):
+    """Start NAME's server through the hub's API; return a session that reaches it with NAME's own token."""
+    import requests
+
+    url, admin = klass["url"], klass["admin"]
+    token = admin.post(f"{url}/hub/api/users/{name}/tokens", json={"note": "test"}).json()["token"]
+    started = admin.post(f"{url}/hub/api/users/{name}/server")
+    assert started.status_code in (201, 202), started.text
+
+    def ready():
+        state = admin.get(f"{url}/hub/api/users/{name}").json()
+        return state.get("servers", {}).get("", {}).get("ready")
+    _wait(ready, f"{name}'s server")
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    return session, f"{url}/user/{name}"
+
+
+@slow
+def test_pam_login(klass):
+    """The hub's login page takes a student's Unix password and refuses a wrong one."""
+    import requests
+
+    url, a = klass["url"], klass["a"]
+    session = requests.Session()
+    session.get(f"{url}/hub/login")
+    xsrf = session.cookies.get("_xsrf")
+    wrong = session.post(f"{url}/hub/login", data={"username": a, "password": "nope", "_xsrf": xsrf},
+                         allow_redirects=False)
+    assert wrong.status_code == 403, wrong.status_code
+    right = session.post(f"{url}/hub/login", data={"username": a, "password": klass["passwords"][a], "_xsrf": xsrf},
+                         allow_redirects=False)
+    assert right.status_code == 302, right.status_code
+    assert session.get(f"{url}/hub/api/user").json()["name"] == a
+
+
+@slow
+def test_a_class_end_to_end(klass):
+    """Release, fetch/answer/submit through each student's server, a plant, collect, grade, feedback."""
+    from nbgrader.api import Gradebook
+
+    course, inst, a, b, c = klass["course"], klass["inst"], klass["a"], klass["b"], klass["c"]
+    nb_env = ["env", f"COURSE_EXCHANGE={klass['exchange']}"]
+    as_user(inst, *nb_env, "nbgrader", "release_assignment", A_ID, cwd=course)
+
+    release = nbformat.read(ROOT / "notebooks" / A_ID / f"{A_ID}.ipynb", as_version=4)
+    solution = nbformat.read(ROOT / "solutions" / A_ID / f"{A_ID}.ipynb", as_version=4)
+    perfect = with_answers(release, solution)
+    wrong = nbformat.from_dict(json.loads(json.dumps(perfect)))
+    for cell in wrong.cells:
+        if cell.get("id") == "masked_reductions":
+            assert "weights.sum(1).clamp(min=1)" in cell.source
+            cell.source = cell.source.replace("weights.sum(1).clamp(min=1)", "x.shape[1]")
+    answers = {a: perfect, b: wrong, c: release}
+    servers = {}
+    for student, nb in answers.items():
+        session, base = _server(klass, student)
+        servers[student] = (session, base)
+        listed = session.get(f"{base}/assignments", params={"course_id": COURSE}).json()
+        assert listed["success"] and [x["assignment_id"] for x in listed["value"]] == [A_ID], listed
+        fetched = session.post(f"{base}/assignments/fetch", params={"course_id": COURSE, "assignment_id": A_ID})
+        assert fetched.json()["success"], fetched.text
+        path = f"{base}/api/contents/{A_ID}/{A_ID}.ipynb"
+        assert session.get(path).status_code == 200
+        saved = session.put(path, json={"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
+        assert saved.status_code == 200, saved.text
+        submitted = session.post(f"{base}/assignments/submit", params={"course_id": COURSE, "assignment_id": A_ID})
+        assert submitted.json()["success"], submitted.text
+        # a student's server cannot reach the formgrader
+        assert session.get(f"{base}/formgrader").status_code == 404
+
+    inbound = klass["exchange"] / COURSE / "inbound"
+    plant = inbound / f"{a}+{A_ID}+2099-01-01 00:00:00.000000 UTC+plant"
+    py_as(c, f"""
+        import os
+        os.mkdir({str(plant)!r})
+        open({str(plant / (A_ID + '.ipynb'))!r}, 'w').write({nbformat.writes(release)!r})
+        """)
+    collected = as_user(inst, *nb_env, "nbgrader", "collect", A_ID, cwd=course, check=False)
+    out = collected.stdout + collected.stderr
+    assert collected.returncode != 0 and f"REFUSED {plant}" in out and f"owned by {c}" in out, out
+
+    graded = subprocess.run([str(Path(sys.executable).with_name("course")), "grade", "grading/submitted",
+                             "--assignment", A_ID, "--gradebook", "--notebook-timeout", "1800", "--jobs", "2"],
+                            cwd=course, capture_output=True, text=True, timeout=900)
+    assert "gradebook: 3 student(s) recorded" in graded.stdout, graded.stdout + graded.stderr
+    subprocess.run(["chown", "-R", f"{inst}:", str(course / "grading")], check=True)
+    as_user(inst, *nb_env, "nbgrader", "release_feedback", A_ID, cwd=course)
+
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gb:
+        total = gb.find_assignment(A_ID).max_score
+        scores = {s: gb.find_submission(A_ID, s).score for s in (a, b, c)}
+    assert scores[a] == total, "A's grade is A's own work, not C's blank plant"
+    assert 0 < scores[b] < total and scores[c] == 0, scores
+
+    hidden = []
+    for cell in solution.cells:
+        if "### BEGIN HIDDEN TESTS" in cell.source:
+            body = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+            hidden += [line.strip() for line in body.splitlines() if len(line.strip()) > 30]
+    assert hidden
+    pages = {}
+    for student, (session, base) in servers.items():
+        got = session.post(f"{base}/assignments/fetch_feedback", params={"course_id": COURSE, "assignment_id": A_ID})
+        assert got.json()["success"], got.text
+        [page] = (Path("/home") / student / A_ID / "feedback").rglob(f"{A_ID}.html")
+        pages[student] = page.read_bytes()
+        mine = (course / "grading" / A_ID / "feedback" / student / A_ID / f"{A_ID}.html").read_bytes()
+        assert pages[student] == mine, f"{student} fetched someone else's feedback"
+        text = pages[student].decode()
+        assert "BEGIN HIDDEN TESTS" not in text and not [line for line in hidden if line in text]
+    assert len(set(pages.values())) == 3
+
+
+def test_hub_config_for_a_roster(tmp_path):
+    """hub/jupyterhub_config.py's settings: PAM, the roster's users and groups, loopback, the role's settings."""
+    from traitlets.config import Config
+
+    from course_tools.hub import HubSettings, RosterError, configure, read_roster, server_environment
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text("username,role\nprof,instructor\nann,student\nben,Student\n")
+    settings = HubSettings(roster, tmp_path / "state", tmp_path / "exchange", tmp_path / "course")
+    c = Config()
+    configure(c, settings.environment())
+    assert c.JupyterHub.authenticator_class == "pam" and c.JupyterHub.spawner_class == "localprocess"
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000" and c.JupyterHub.hub_ip == "127.0.0.1"
+    assert c.Authenticator.allowed_users == {"prof", "ann", "ben"} and "admin_users" not in c.Authenticator
+    assert c.JupyterHub.load_groups == {"instructors": {"users": ["prof"]}, "students": {"users": ["ann", "ben"]}}
+    student = server_environment(settings, "student")["JUPYTER_CONFIG_PATH"].split(os.pathsep)
+    instructor = server_environment(settings, "instructor")["JUPYTER_CONFIG_PATH"].split(os.pathsep)
+    assert student[0].endswith("labconfig/student") and not any(p.endswith("labconfig/student") for p in instructor)
+    assert server_environment(settings, "student")["COURSE_EXCHANGE"] == str(tmp_path / "exchange")
+    roster.write_text("username,role\nann,student\n")
+    with pytest.raises(RosterError, match="no instructor"):
+        read_roster(roster)
+    roster.write_text("username,role\nprof,instructor\na+b,student\n")
+    with pytest.raises(RosterError, match="may not hold"):
+        read_roster(roster)
