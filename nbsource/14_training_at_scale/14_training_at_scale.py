@@ -169,11 +169,6 @@ for dtype in (torch.float32, torch.bfloat16):
     for key, value in actual.items():
         assert budget[key] == value, f"{dtype} {key}: expected {value:,} bytes, got {budget[key]:,}"
     assert budget["total"] == sum(actual.values()), "total is the sum"
-### BEGIN HIDDEN TESTS
-half = training_memory(tiny_transformer(), torch.float16)
-full = training_memory(tiny_transformer(), torch.float32)
-assert half["total"] * 2 == full["total"], "half precision halves every term"
-assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
 torch.manual_seed(0)
 tied = nn.Sequential(nn.Embedding(50, 16), nn.LayerNorm(16), nn.Linear(16, 16), nn.BatchNorm1d(7), nn.Linear(16, 50))
 tied[4].weight = tied[0].weight                                   # output layer tied to the embedding, as in GPT-2
@@ -181,6 +176,11 @@ actual = held_after_a_step(tied, torch.randint(0, 50, (3, 7)))
 budget = training_memory(tied)
 for key, value in actual.items():
     assert budget[key] == value, f"a tied weight counts once and buffers not at all: {key} expected {value:,}, got {budget[key]:,}"
+### BEGIN HIDDEN TESTS
+half = training_memory(tiny_transformer(), torch.float16)
+full = training_memory(tiny_transformer(), torch.float32)
+assert half["total"] * 2 == full["total"], "half precision halves every term"
+assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_gradient_accumulation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -271,9 +271,6 @@ for (name, a), b in zip(big.named_parameters(), small.parameters()):
     assert_close(b, a, f"parameter {name} after one step", atol=1e-6)
 assert isinstance(returned, float) and abs(returned - (loss / count).item()) < 1e-9, \
     f"the returned loss is the whole batch's loss per real token, {(loss / count).item():.6f}, got {returned!r}"
-### BEGIN HIDDEN TESTS
-loss, count = token_loss_sum(torch.zeros(1, 3, 5, dtype=torch.float64), torch.tensor([[1, -100, 2]]))
-assert count == 2 and abs(loss.item() - 2 * math.log(5)) < 1e-9, "sum over the real tokens only"
 calls = []
 with mock.patch.object(torch.optim.SGD, "step", lambda self, *a, **k: calls.append(1)):
     accumulation_step(small, [(inputs[:4], targets[:4]), (inputs[4:], targets[4:])], opt_small)
@@ -290,6 +287,9 @@ opt_a.step()
 accumulation_step(fresh_small, [(inputs[:5], targets[:5]), (inputs[5:], targets[5:])], opt_b)
 for a, b in zip(fresh_big.parameters(), fresh_small.parameters()):
     assert_close(b, a, "start from zero gradients", atol=1e-6)
+### BEGIN HIDDEN TESTS
+loss, count = token_loss_sum(torch.zeros(1, 3, 5, dtype=torch.float64), torch.tensor([[1, -100, 2]]))
+assert count == 2 and abs(loss.item() - 2 * math.log(5)) < 1e-9, "sum over the real tokens only"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "pitfall_measured", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
@@ -348,12 +348,12 @@ assert relative > 1e-3, "with uneven padding the naive gradient must differ"
 full = inputs[:4], torch.randint(0, 100, (4, 12))
 even = [(full[0][:2], full[1][:2]), (full[0][2:], full[1][2:])]
 assert_close(naive_accumulation_gradient(model, even), correct_gradient(even), "no padding: both agree", atol=1e-10)
-### BEGIN HIDDEN TESTS
-g = naive_accumulation_gradient(model, uneven)
-assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "one flat vector"
 each = [correct_gradient([micro]) for micro in uneven]        # each micro-batch's own token mean
 assert_close(naive_accumulation_gradient(model, uneven), sum(each) / len(each),
              "the mean over micro-batches of each one's mean over its real tokens", atol=1e-10)
+### BEGIN HIDDEN TESTS
+g = naive_accumulation_gradient(model, uneven)
+assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "one flat vector"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_mixed_precision", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -469,7 +469,6 @@ mixed_precision_step(model16, tokens, tokens, torch.optim.SGD(model16.parameters
 assert all(torch.equal(p, b) for p, b in zip(model16.parameters(), before)), \
     "gradients that overflowed (inf) must not reach the parameters: let the scaler make the step, it skips such steps"
 assert too_large.get_scale() == 2.0 ** 59, f"after an overflow the scaler's update halves the scale: expected 2^59, got {too_large.get_scale():.3g}"
-### BEGIN HIDDEN TESTS
 seen = []
 original = torch.autocast.__init__
 def spy(self, device_type, *args, **kwargs):
@@ -479,7 +478,6 @@ with mock.patch.object(torch.autocast, "__init__", spy):
     last_loss = mixed_precision_step(model, x, y, optimizer, device, scaler=scaler)
 expected = torch.float16 if device.type == "cuda" else torch.bfloat16
 assert seen and seen[0][1] == expected, f"autocast with {expected} on {device.type}, saw {seen}"
-assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters stay float32 (autocast casts per operation)"
 # loss scaling changes nothing but the gradients' range: two steps with a GradScaler (and gradients
 # left over from before) end where two steps without one do
 torch.manual_seed(0)
@@ -495,6 +493,8 @@ for _ in range(2):
     mixed_precision_step(scaled_model, x, y, opt_scaled, device, scaler=grad_scaler)
 for a, b in zip(plain_model.parameters(), scaled_model.parameters()):
     assert_close(b, a, "two steps with a GradScaler (scaled loss, unscaled step) vs without", atol=1e-6)
+### BEGIN HIDDEN TESTS
+assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters stay float32 (autocast casts per operation)"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_activation_checkpointing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -582,12 +582,13 @@ layers.zero_grad(set_to_none=True)
 ckpt_mb = peak_memory(lambda: ckpt(x).square().mean().backward(), device)[1] / 2**20
 print(f"forward + backward of 16 sequences: plain {plain_mb:.0f} MiB, checkpointed {ckpt_mb:.0f} MiB")
 assert ckpt_mb <= 0.6 * plain_mb, f"expected at least 40% less memory: plain {plain_mb:.0f} MiB, checkpointed {ckpt_mb:.0f} MiB"
-### BEGIN HIDDEN TESTS
 calls = []
 spy = lambda f, *a, **k: calls.append(k) or f(*a)
 with mock.patch.dict(globals(), {"checkpoint": spy}), mock.patch("torch.utils.checkpoint.checkpoint", spy):
     CheckpointedStack(layers)(x[:1])
-assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), "one non-reentrant checkpoint per layer"
+assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), \
+    f"one checkpoint(layer, x, use_reentrant=False) per layer (6), got {len(calls)} calls with {calls[:1]}"
+### BEGIN HIDDEN TESTS
 with torch.no_grad():
     for flag in (False, True):
         assert_close(CheckpointedStack(layers, flag)(x[:2]), nn.Sequential(*layers)(x[:2]),
@@ -1094,7 +1095,7 @@ one = time.perf_counter() - start
 start = time.perf_counter()
 accumulation_step(stepper, [(xb[i::4].to(device), yb[i::4].to(device)) for i in range(4)], opt)
 four = time.perf_counter() - start
-rows.append(("gradient accumulation (4 micro-batches)", "holds 1/4 of the batch's activations at a time",
+rows.append(("gradient accumulation (4 micro-batches)", "3/4 of the activations (1/4 of the batch at a time)",
              f"{four / one - 1:+.0%} time per step here"))
 rows.append(("data parallel (2 processes)", "nothing per process (each holds everything)", "an all-reduce of all gradients per step"))
 zero_bytes = [results["zero"]["state_bytes"] for results in builtin_ranks]
