@@ -113,6 +113,24 @@ plt.show()
 # * return `(batch, src_len)`.
 #
 # Broadcast the projected query over the source positions; no loops.
+#
+# <details><summary>Hint 1</summary>
+#
+# Project first, combine second: $W_q q$ is one vector per sequence, $W_k k_j$ one per source position.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A tensor of shape `(batch, 1, d_attn)` adds to one of shape `(batch, src_len, d_attn)` position by position.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# After the `tanh`, the dot product with $w$ runs over the `d_attn` axis, which leaves `(batch, src_len)`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "additive_scores", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def additive_scores(query: torch.Tensor, keys: torch.Tensor, w_query: torch.Tensor,
@@ -175,6 +193,24 @@ assert got.abs().max() <= v.abs().sum() + 1e-12, "scores exceed |v|_1: is tanh m
 # * `weights` has the shape of `scores`; `context` is `weights @ values`.
 #
 # When `scores` is `(batch, k_len)` (one query per sequence) return `context` of shape `(batch, d_value)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each query's weights are a distribution over the keys: which axis of `scores` holds the keys?
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Fill the masked scores before the softmax; a row with every key masked still comes out uniform, so fix those rows afterwards.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For one query per sequence, give `weights` a length-1 query axis for the product with `values`, then drop it again.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "attend", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def attend(scores: torch.Tensor, values: torch.Tensor,
@@ -249,6 +285,18 @@ assert not torch.isnan(s_grad.grad).any(), "NaN gradient through an all-masked r
 # `v` `(d_attn -> 1)`. `forward(query, keys, values, mask=None)` returns
 # `(context (batch, d_value), weights (batch, src_len))`. Use your own `additive_scores`
 # and `attend`.
+#
+# <details><summary>Hint 1</summary>
+#
+# An `nn.Linear` without bias stores its matrix in `.weight`, with shape `(out_features, in_features)`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `v` maps `d_attn -> 1`: the vector $w$ of exercise 1 is its one row.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "additive_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class AdditiveAttention(nn.Module):
@@ -319,6 +367,18 @@ assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.paramete
 # `MultiplicativeAttention(d_query, d_key)` with one bias-free `nn.Linear` named `w` mapping
 # `d_key -> d_query` (so `w(keys)` is $W k_j$), and the same `forward` signature and outputs
 # as `AdditiveAttention`. It is cheaper than additive attention: one matrix product, no `tanh`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Apply `w` to the keys first: that gives $W k_j$ for every position, in the query's space.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Each score is then a dot product of the query with one projected key, over the `d_query` axis; the rest is `attend`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "multiplicative_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class MultiplicativeAttention(nn.Module):
@@ -387,6 +447,18 @@ assert_close(w, twin(torch.eye(5, dtype=torch.float64).expand(3, 5, 5)), "weight
 # broadcastable to `(..., q_len, k_len)`. Reuse `attend`. **Do not call
 # `F.scaled_dot_product_attention`**: a hidden test replaces it with one that raises.
 # Your output must equal it within 1e-6 in float64, including rows with nothing to attend to.
+#
+# <details><summary>Hint 1</summary>
+#
+# $Q K^\top$ swaps the last two axes of `k` only; the leading `...` axes stay where they are.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Divide the scores by $\sqrt{d_k}$ once, before the mask and the softmax; `d_k` is the last axis of `q`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "scaled_dot_product_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -454,6 +526,18 @@ assert_close(scaled_dot_product_attention(q2, k2, v2)[0], F.scaled_dot_product_a
 # Write `softmax_jacobian_norm(scores)` returning, for scores `(n, k_len)`, the Frobenius norm
 # $\lVert J \rVert_F$ of each row's softmax Jacobian, shape `(n,)`. Use the closed form above
 # (no autograd needed).
+#
+# <details><summary>Hint 1</summary>
+#
+# The softmax Jacobian is $\operatorname{diag}(p) - p p^\top$: square its entries and sum, row by row.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Expand the squares: the diagonal and off-diagonal sums can be written with $\sum_i p_i^2$ and $\sum_i p_i^3$ alone, no `(k_len, k_len)` matrix needed.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "softmax_jacobian_norm", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def softmax_jacobian_norm(scores: torch.Tensor) -> torch.Tensor:
@@ -496,6 +580,18 @@ for row in range(5):
 # `(mean largest weight, mean Jacobian norm)`. Draw `q` `(n_queries, d_k)` and `k` `(k_len, d_k)`
 # from a standard normal with `torch.Generator().manual_seed(seed)`, score every query against
 # every key (divided by $\sqrt{d_k}$ when `scaled`), and average over queries.
+#
+# <details><summary>Hint 1</summary>
+#
+# Draw `q` then `k` from the same generator, in that order, so that a seed gives the same pair every time.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The scores are `(n_queries, k_len)`; take each row's softmax, its largest weight and its Jacobian norm, then average over the rows.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "saturation", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def saturation(d_k: int, scaled: bool, n_queries: int = 512, k_len: int = 16,
@@ -603,6 +699,18 @@ class Encoder(nn.Module):
 # Return `(logits, hidden, weights)`. Keep every path in the graph (no `detach()`): training
 # backpropagates through all the steps, so the loss at a late step must reach the first step's
 # state, through the GRU and through the attention query alike.
+#
+# <details><summary>Hint 1</summary>
+#
+# Follow the four numbered steps in order: the context comes from the old `hidden`, before the GRU updates it.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `self.rnn` is a `GRUCell`: it takes `(input, hidden)` and returns the new hidden state; the concatenations run along the feature axis.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "attention_decoder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class AttentionDecoder(nn.Module):
@@ -742,6 +850,18 @@ assert torch.autograd.gradcheck(last_step_logits, (first_hidden, memory_in), eps
 # start every sequence from `<bos>` (`tgt_vocab.bos_id`), feed back the arg-max token, run
 # exactly `max_len` steps, and replace every token **after** a sequence's first `<eos>` with
 # `<pad>`. The returned tokens do not include the initial `<bos>`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Encode `src` once; then each step feeds the previous token and the current hidden state to the decoder.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Keep a per-sequence flag of whether `<eos>` has already come out; tokens that come after it become `<pad>`, the `<eos>` itself stays.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "greedy_decode", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 @torch.no_grad()
