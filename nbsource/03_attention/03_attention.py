@@ -485,6 +485,13 @@ v = torch.randn(2, 3, 6, 5, dtype=torch.float64, generator=g)
 out, w = scaled_dot_product_attention(q, k, v)
 check_shape(out, (2, 3, 4, 5), "output (batch, heads, q_len, d_v)")
 check_shape(w, (2, 3, 4, 6), "weights (batch, heads, q_len, k_len)")
+# here d_k = 8, k_len = 6, d_v = 5: each wrong divisor gives its own output
+for wrong_scale, symptom in [
+        (1.0, "the scores are not divided by anything: is the 1/sqrt(d_k) scale missing?"),
+        (1 / 8, "the scores are divided by d_k, not by sqrt(d_k)"),
+        (1 / math.sqrt(5), "the scores are divided by sqrt(d_v), the last axis of v: d_k is the last axis of q and k"),
+        (1 / math.sqrt(6), "the scores are divided by sqrt(k_len), the number of keys: d_k is the last axis of q and k")]:
+    assert not torch.allclose(out, F.scaled_dot_product_attention(q, k, v, scale=wrong_scale), atol=1e-6), symptom
 assert_close(out, F.scaled_dot_product_attention(q, k, v), "output without a mask", atol=1e-6)
 causal = torch.ones(4, 6, dtype=torch.bool).tril()
 assert_close(scaled_dot_product_attention(q, k, v, causal)[0],
