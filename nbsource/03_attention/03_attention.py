@@ -245,6 +245,10 @@ mask = torch.tensor([[True, True, False], [False, False, False], [True, True, Tr
 context, weights = attend(scores, values, mask)
 check_shape(weights, (3, 3), "weights")
 check_shape(context, (3, 3), "context")
+assert weights[0, :2].sum() > 0.5, (
+    "row 0: its two allowed keys get almost no weight: in mask, True means may attend")
+assert not torch.allclose(weights[1], torch.full((3,), 1 / 3)), (
+    "row 1 has every key masked but its weights are uniform (1/3 each): the prompt asks for zero weights there")
 expected_row0 = torch.softmax(torch.tensor([1.0, 2.0]), dim=0)
 assert_close(weights[0, :2], expected_row0, "weights over the two allowed keys")
 assert weights[0, 2] == 0, f"a masked key must get weight exactly 0, got {weights[0, 2].item()}"
