@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +27,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from course_tools.shared_python import write_scripts  # noqa: E402
-from test_exchange import BIN, Users, as_user  # noqa: E402
-from test_hub import A_ID, COURSE, _port, _wait  # noqa: E402
+from test_exchange import Users, as_user, class_staff  # noqa: E402
+from test_hub import A_ID, COURSE, _wait, course_copy, start_hub, stop_hub  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -49,31 +46,14 @@ def main() -> int:
     users = Users()
     base = Path(tempfile.mkdtemp(prefix="cx-load-"))
     hub = None
-    token = secrets.token_hex(16)
-    url = f"http://127.0.0.1:{_port()}"
-    admin = requests.Session()
-    admin.headers["Authorization"] = f"token {token}"
     try:
-        os.chmod(base, 0o755)
-        os.chmod(BIN, 0o755)
-        write_scripts(BIN, ["nbgrader", "alembic"])
-        teachers = users.group("teach")
-        inst = users.add("inst", group=teachers)
+        teachers, inst = class_staff(users, base)
         students = [users.add(f"s{i:02d}") for i in range(args.students)]
-        course = base / "course"
-        for folder in ("solutions", "notebooks"):
-            shutil.copytree(ROOT / folder / A_ID, course / folder / A_ID)
-        shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-        subprocess.run(["chown", "-R", f"{inst}:{teachers}", str(course)], check=True)
-        roster = base / "roster.csv"
-        roster.write_text("username,role\n" + f"{inst},instructor\n" + "".join(f"{s},student\n" for s in students))
+        course = course_copy(base, inst, teachers)
         exchange = base / "exchange"
-        env = {**os.environ, "COURSE_HUB_SERVICE_TOKEN": token, "COURSE_HUB_INTERNAL_PORTS": f"{_port()},{_port()}"}
-        log = open(base / "hub.log", "w")
-        hub = subprocess.Popen([str(Path(sys.executable).with_name("course")), "hub", "--roster", str(roster),
-                                "--bind", url, "--exchange", str(exchange), "--course-dir", str(course),
-                                "--state", str(base / "state")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+        hub, url, token = start_hub(base, inst, students, course, exchange)
+        admin = requests.Session()
+        admin.headers["Authorization"] = f"token {token}"
         _wait(lambda: requests.get(f"{url}/hub/api", timeout=5).ok if _alive(url) else hub.poll() is not None,
               "the hub")
         as_user(inst, "env", f"COURSE_EXCHANGE={exchange}", "nbgrader", "release_assignment", A_ID, cwd=course)
@@ -111,16 +91,7 @@ def main() -> int:
         return 0 if once and collected.returncode == 0 else 1
     finally:
         if hub is not None:
-            for name in users.names:
-                try:
-                    admin.delete(f"{url}/hub/api/users/{name}/server", timeout=60)
-                except requests.RequestException:
-                    pass
-            os.killpg(hub.pid, 15)
-            try:
-                hub.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(hub.pid, 9)
+            stop_hub(hub, url, token, users.names)
         users.remove()
         shutil.rmtree(base, ignore_errors=True)
 

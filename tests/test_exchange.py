@@ -90,6 +90,16 @@ def notebook(answer: str) -> nbformat.NotebookNode:
 pytestmark_slow = pytest.mark.slow  # creates Unix users and runs nbgrader a dozen times (~30 s)
 
 
+def class_staff(users: "Users", base: Path) -> tuple[str, str]:
+    """Make ``base`` and the shared scripts reachable by every user; add the instructors' group and an
+    instructor in it. Returns (group, instructor)."""
+    os.chmod(base, 0o755)
+    os.chmod(BIN, 0o755)
+    write_scripts(BIN, ["nbgrader", "alembic"])
+    teachers = users.group("teach")
+    return teachers, users.add("inst", group=teachers)
+
+
 @pytest.fixture(scope="module")
 def klass():
     """An instructor, students A, B (plain nbgrader submit) and C, an exchange and a released `ps1`."""
@@ -98,11 +108,7 @@ def klass():
     users = Users()
     base = Path(tempfile.mkdtemp(prefix="cx-exchange-"))
     try:
-        os.chmod(base, 0o755)
-        os.chmod(BIN, 0o755)
-        write_scripts(BIN, ["nbgrader", "alembic"])
-        teachers = users.group("teach")
-        instructor = users.add("inst", group=teachers)
+        teachers, instructor = class_staff(users, base)
         a, b, c = users.add("a"), users.add("b"), users.add("c")
         root = base / "exchange"
         prepare_exchange(root, COURSE, instructor, teachers)

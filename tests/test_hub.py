@@ -26,8 +26,7 @@ import nbformat
 import pytest
 
 from course_tools.grading import with_answers
-from course_tools.shared_python import write_scripts
-from test_exchange import BIN, Users, _run, as_user, py_as
+from test_exchange import Users, _run, as_user, class_staff, py_as
 
 slow = pytest.mark.slow  # a hub, four servers and a grading run of 04_masking (under a minute here)
 
@@ -65,33 +64,15 @@ def klass():
     base = Path(tempfile.mkdtemp(prefix="cx-hub-"))
     hub = None
     try:
-        os.chmod(base, 0o755)
-        os.chmod(BIN, 0o755)
-        write_scripts(BIN, ["nbgrader", "alembic"])
-        teachers = users.group("teach")
-        inst = users.add("inst", group=teachers)
+        teachers, inst = class_staff(users, base)
         a, b, c = users.add("a"), users.add("b"), users.add("c")
         passwords = {name: secrets.token_urlsafe(12) for name in (inst, a, b, c)}
         chpasswd = subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()),
                                   text=True, capture_output=True)
         assert chpasswd.returncode == 0, chpasswd.stderr
-        course = base / "course"
-        for folder in ("solutions", "notebooks"):
-            shutil.copytree(ROOT / folder / A_ID, course / folder / A_ID)
-        shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-        subprocess.run(["chown", "-R", f"{inst}:{teachers}", str(course)], check=True)
-        roster = base / "roster.csv"
-        roster.write_text(f"username,role\n{inst},instructor\n{a},student\n{b},student\n{c},student\n")
-        exchange, state = base / "exchange", base / "state"
-        port, token = _port(), secrets.token_hex(16)
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "COURSE_HUB_SERVICE_TOKEN": token,
-               "COURSE_HUB_INTERNAL_PORTS": f"{_port()},{_port()}"}
-        log = open(base / "hub.log", "w")
-        hub = subprocess.Popen([str(Path(sys.executable).with_name("course")), "hub", "--roster", str(roster),
-                                "--bind", url, "--exchange", str(exchange), "--course-dir", str(course),
-                                "--state", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+        course = course_copy(base, inst, teachers)
+        exchange = base / "exchange"
+        hub, url, token = start_hub(base, inst, [a, b, c], course, exchange)
 
         def up():
             try:
@@ -105,19 +86,51 @@ def klass():
                "course": course, "exchange": exchange, "log": base / "hub.log", "hub": hub}
     finally:
         if hub is not None:
-            for name in users.names:
-                try:
-                    requests.delete(f"{url}/hub/api/users/{name}/server", headers={"Authorization": f"token {token}"},
-                                    timeout=30)
-                except Exception:
-                    pass
-            os.killpg(hub.pid, 15)
-            try:
-                hub.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(hub.pid, 9)
+            stop_hub(hub, url, token, users.names)
         users.remove()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def course_copy(base: Path, instructor: str, group: str) -> Path:
+    """The instructor's course folder for the hub: 04_masking's solution and release, the course's config."""
+    course = base / "course"
+    for folder in ("solutions", "notebooks"):
+        shutil.copytree(ROOT / folder / A_ID, course / folder / A_ID)
+    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    subprocess.run(["chown", "-R", f"{instructor}:{group}", str(course)], check=True)
+    return course
+
+
+def start_hub(base: Path, instructor: str, students: list[str], course: Path, exchange: Path):
+    """Start `course hub` on 127.0.0.1 for this roster (log in ``base/hub.log``); return (process, url, the
+    course service's admin token). The caller waits until it answers and stops it with ``stop_hub``."""
+    roster = base / "roster.csv"
+    roster.write_text(f"username,role\n{instructor},instructor\n" + "".join(f"{s},student\n" for s in students))
+    token, url = secrets.token_hex(16), f"http://127.0.0.1:{_port()}"
+    env = {**os.environ, "COURSE_HUB_SERVICE_TOKEN": token, "COURSE_HUB_INTERNAL_PORTS": f"{_port()},{_port()}"}
+    with open(base / "hub.log", "w") as log:
+        hub = subprocess.Popen([str(Path(sys.executable).with_name("course")), "hub", "--roster", str(roster),
+                                "--bind", url, "--exchange", str(exchange), "--course-dir", str(course),
+                                "--state", str(base / "state")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    return hub, url, token
+
+
+def stop_hub(hub, url: str, token: str, names, timeout: float = 60) -> None:
+    """Stop every user's server through the hub's API, then the hub and its proxy."""
+    import requests
+
+    for name in names:
+        try:
+            requests.delete(f"{url}/hub/api/users/{name}/server", headers={"Authorization": f"token {token}"},
+                            timeout=timeout)
+        except requests.RequestException:
+            pass
+    os.killpg(hub.pid, 15)
+    try:
+        hub.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(hub.pid, 9)
 
 
 def _server(klass, name: str):
