@@ -94,6 +94,9 @@ def _mutants(args: argparse.Namespace) -> int:
             continue
         report = run_mistakes(root, assignment, args.only or None, timeout=args.timeout)
         print(report.table())
+        if report.unexplained_hidden:
+            print(f"{assignment}: {len(report.unexplained_hidden)} mistakes only a hidden test catches give no "
+                  "reason: add hidden_only = \"why\" to each in its mistakes.toml")
         failed |= report.score < 1.0 or bool(report.wrong_messages)
     return 1 if failed else 0
 

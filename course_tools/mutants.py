@@ -12,6 +12,7 @@ material: it never reaches ``solutions/``, the release or feedback)::
     # tests = ["test_id", ...]                 # default: the graded cells between this solution and the next
     # uncatchable = "one line: why no test can catch it without a new requirement"
     # message = "which dimension"              # words the first failing visible test's message must hold
+    # hidden_only = "why no visible test can see it (e.g. it shows only on the grader's larger case)"
 
 The runner starts **one kernel** per notebook and runs the solution notebook once, from the top to
 the last cell any mistake needs. Then, for each mistake: it runs the mutated solution cell, the
@@ -51,6 +52,7 @@ class Mistake:
     tests: tuple[str, ...] = ()
     uncatchable: str = ""
     message: str = ""
+    hidden_only: str = ""  # why only a hidden test catches it: the student's visible tests cannot
 
 
 # what a failing test says when it says nothing of the mistake
@@ -108,18 +110,25 @@ class Report:
         """Mistakes that list the words of their message, and whose student saw other words."""
         return [o for o in self.outcomes if not o.message_ok]
 
+    @property
+    def unexplained_hidden(self) -> list[Outcome]:
+        """Mistakes only a hidden test catches, with no ``hidden_only`` reason in the list."""
+        return [o for o in self.outcomes if o.caught and not o.visible and not o.mistake.hidden_only.strip()]
+
     def table(self) -> str:
         width = max([len(o.mistake.cell) for o in self.outcomes] + [8])
         share = self.diagnosed / len(self.outcomes) if self.outcomes else 1.0
         lines = [f"{self.assignment}: {len(self.outcomes)} mistakes, "
                  f"{sum(o.caught for o in self.outcomes)} caught ({self.score:.0%}), "
                  f"{self.diagnosed} diagnosed by a visible test's message ({share:.0%}), "
-                 f"{sum(o.caught and not o.visible for o in self.outcomes)} caught by hidden tests only; "
+                 f"{sum(o.caught and not o.visible for o in self.outcomes)} caught by hidden tests only "
+                 f"({len(self.unexplained_hidden)} with no reason listed); "
                  f"first run {self.setup_seconds:.0f} s, all {self.seconds:.0f} s"]
         for o in self.outcomes:
             verdict = f"caught by {', '.join(o.caught_by)}" if o.caught else "MISSED"
             if o.caught and not o.visible:
-                verdict += " (hidden test only)"
+                verdict += " (hidden test only" + (f": {o.mistake.hidden_only})" if o.mistake.hidden_only.strip()
+                                                   else ", NO REASON listed: hidden_only = ...)")
             lines.append(f"  {o.mistake.cell:<{width}}  {o.mistake.name[:60]:<60}  {verdict} ({o.seconds:.1f} s)")
             if o.caught and o.visible:
                 said = " ".join(o.message.split())
@@ -152,7 +161,8 @@ def load_mistakes(path: Path) -> list[Mistake]:
             raise MistakeListError(f"{path.name}, mistake {number}: missing {', '.join(sorted(missing))}")
         mistakes.append(Mistake(entry["cell"], entry["name"], entry["replace"], entry["by"],
                                 tuple(entry.get("rerun", ())), tuple(entry.get("tests", ())),
-                                entry.get("uncatchable", ""), entry.get("message", "")))
+                                entry.get("uncatchable", ""), entry.get("message", ""),
+                                entry.get("hidden_only", "")))
     return mistakes
 
 

@@ -43,7 +43,21 @@ def test_every_listed_mistake_is_caught_by_the_tests_of_its_exercise(tmp_path):
     table = report.table()
     assert "5 mistakes, 5 caught (100%), 4 diagnosed by a visible test's message (80%), 1 caught by hidden tests only" \
         in table and "not listed: for the fixture's tests" in table
-    assert "says: AssertionError: expected 3, got -1" in table and "(hidden test only)" in table
+    assert "says: AssertionError: expected 3, got -1" in table
+    assert "(hidden test only, NO REASON listed: hidden_only = ...)" in table
+    assert "(1 with no reason listed)" in table
+    assert [o.mistake.name for o in report.unexplained_hidden] == ["adds the sizes"]
+
+
+def test_a_hidden_only_mistake_gives_its_reason():
+    from course_tools.mutants import Mistake, Outcome, Report
+
+    why = "the visible test adds two positive numbers; only the hidden one adds opposites"
+    explained = Outcome(Mistake("add", "adds the sizes", "a", "b", hidden_only=why), ["test_add"])
+    bare = Outcome(Mistake("add", "adds twice", "a", "c"), ["test_add"])
+    report = Report("99_fixture", [explained, bare], [], 0.0, 0.0)
+    assert report.unexplained_hidden == [bare]
+    assert f"(hidden test only: {why})" in report.table()
 
 
 def test_a_bare_message_does_not_diagnose():
