@@ -1,4 +1,4 @@
-"""The ``course`` command: sync, build, readings, validate, mutants, grade, export, hub, slides, site, lab, doctor."""
+"""The ``course`` command: sync, build, readings, i18n, validate, mutants, grade, export, hub, slides, site, lab, doctor."""
 
 from __future__ import annotations
 
@@ -76,6 +76,28 @@ def _readings(args: argparse.Namespace) -> int:
         build(root, written)
     print("\n".join(f"wrote the further reading of {name}" for name in written) or "already in step")
     return 0
+
+
+def _i18n(args: argparse.Namespace) -> int:
+    from course_tools.build import list_assignments, repo_root
+    from course_tools.i18n import catalogue_path, check, update
+
+    root = repo_root()
+    wanted = args.assignments or list_assignments(root)
+    if args.action == "update":
+        for assignment in wanted:
+            cover = update(root, assignment, args.lang)
+            print(f"{cover.line()}  ({catalogue_path(root, assignment, args.lang).relative_to(root)})")
+        return 0
+    if not args.check:
+        raise ValueError("say what to do: `course i18n update` (extract and merge) or `course i18n --check`")
+    covers = [check(root, assignment, args.lang) for assignment in wanted]
+    print("\n".join(c.line() for c in covers))
+    done = sum(c.complete for c in covers)
+    print(f"{args.lang}: {done} of {len(covers)} notebooks fully translated, none fuzzy"
+          if done == len(covers) else f"{args.lang}: {len(covers) - done} of {len(covers)} notebooks have fuzzy or "
+          "missing cells (translate them in locale/, then `course i18n update`)")
+    return 0 if done == len(covers) else 1
 
 
 def _mutants(args: argparse.Namespace) -> int:
@@ -313,6 +335,17 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--only", action="append", default=[], metavar="TEXT", help="only mistakes whose name holds TEXT")
     m.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     m.set_defaults(run=_mutants)
+
+    t = sub.add_parser("i18n", help="translations: one gettext catalogue per notebook (locale/<lang>/<id>.po)",
+                       description="`course i18n update` extracts every markdown cell of solutions/ into the "
+                                   "catalogues (a changed English cell marks its translation fuzzy); "
+                                   "`course i18n --check` reports translated / fuzzy / missing cells per notebook "
+                                   "and exits 1 unless every cell is translated and none is fuzzy.")
+    t.add_argument("action", nargs="?", choices=["update"], help="update: extract and merge into the catalogues")
+    t.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
+    t.add_argument("--check", action="store_true", help="report coverage; exit 1 unless complete")
+    t.add_argument("--lang", default="zh_CN", choices=["zh_CN"], help="language (default zh_CN)")
+    t.set_defaults(run=_i18n)
 
     v = sub.add_parser("validate", help="run a notebook and report each graded test")
     v.add_argument("notebook")
