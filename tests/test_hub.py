@@ -246,6 +246,33 @@ def test_a_class_end_to_end(klass):
         assert "BEGIN HIDDEN TESTS" not in text and not [line for line in hidden if line in text]
     assert len(set(pages.values())) == 3
 
+    # C, a student, as their own Unix user: nothing of the instructor's, nor of A's, can be read
+    probe = py_as(c, f"""
+        import os, sqlite3
+        for path in {[str(course / "solutions" / A_ID / f"{A_ID}.ipynb"), str(course / "grading" / "gradebook.db"),
+                      str(course / "nbgrader_config.py"), str(Path("/home") / a / A_ID / f"{A_ID}.ipynb")]!r}:
+            try:
+                open(path, "rb").read(1)
+                print("READ", path)
+            except OSError as error:
+                print("refused", error.errno, path)
+        for folder in {[str(course), str(course / "grading"), f"/home/{a}", f"/home/{inst}"]!r}:
+            try:
+                os.listdir(folder)
+                print("LISTED", folder)
+            except OSError as error:
+                print("refused", error.errno, folder)
+        """)
+    assert "READ" not in probe.stdout and "LISTED" not in probe.stdout and probe.stdout.count("refused") == 8, \
+        probe.stdout
+    # ... nor, through the hub with C's own token, the instructor's server (where the formgrader runs)
+    session_i, base_i = _server(klass, inst)
+    assert session_i.get(f"{base_i}/api/contents").status_code == 200, "the instructor reaches their own server"
+    session_c, _ = servers[c]
+    for path in ("api/contents", "formgrader", "api/contents/grading/gradebook.db"):
+        reply = session_c.get(f"{klass['url']}/user/{inst}/{path}", allow_redirects=False)
+        assert reply.status_code == 403, (path, reply.status_code, reply.text[:300])
+
 
 def test_hub_config_for_a_roster(tmp_path):
     """hub/jupyterhub_config.py's settings: PAM, the roster's users and groups, loopback, the role's settings."""
