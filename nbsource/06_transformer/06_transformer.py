@@ -129,6 +129,24 @@ plt.show()
 # Return `(output (batch, q_len, d_model), weights (batch, heads, q_len, k_len))`.
 # **Do not use `nn.MultiheadAttention`**: a hidden test makes it raise. A test copies its
 # weights into yours and compares outputs.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each head is ordinary scaled dot-product attention on its own slice of `d_model`: `d_head` features of each projection, scaled by `1/sqrt(d_head)`, softmax over the keys.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Splitting `(batch, seq, d_model)` into heads takes two steps: cut the last axis into `(n_heads, d_head)`, then move the heads axis in front of `seq`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Merging undoes the split in reverse order: heads axis back behind `q_len`, then the last two axes joined into `d_model`, then `w_o`. Zero the weights of masked keys after the softmax, so that an all-masked row comes out as zeros.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "multi_head_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class MultiHeadAttention(nn.Module):
@@ -196,12 +214,34 @@ memory = torch.randn(2, 7, 16, dtype=torch.float64)
 out, w = mine(x, memory, memory)
 check_shape(out, (2, 5, 16), "output")
 check_shape(w, (2, 4, 5, 7), "weights (batch, heads, q_len, k_len)")
-expected, _ = theirs(x, memory, memory)
+expected, expected_w = theirs(x, memory, memory, average_attn_weights=False)   # weights per head
+near = lambda a, b: torch.allclose(a, b, atol=1e-10)
+assert near(w.sum(-1), torch.ones(2, 4, 5, dtype=torch.float64)) or not near(w.sum(-2), torch.ones(2, 4, 7, dtype=torch.float64)), \
+    "the weights sum to 1 over the queries, not over the keys: which dimension did the softmax take?"
+# softmax(c * log p) = softmax(c * scores): here d_head = 4 and d_model = 16
+assert not near(w, torch.softmax(2 * expected_w.log(), -1)), \
+    "the weights are too sharp, as if the scores were sqrt(d_head) = 2 times too large: is the 1/sqrt(d_head) scale missing?"
+assert not near(w, torch.softmax(0.5 * expected_w.log(), -1)), \
+    "the weights are too flat: the scores are divided by sqrt(d_model) = 4, not by sqrt(d_head) = 2"
+assert near(w, expected_w), ("the weights differ from nn.MultiheadAttention's head by head (its head h reads features "
+                             "h * d_head to (h + 1) * d_head of each projection): check the split into (batch, heads, seq, d_head)")
+values = torch.randn(2, 7, 16, dtype=torch.float64)
+assert not near(mine(x, memory, values)[0], expected), \
+    "with value != key your output is still the one for value = key: which input goes through w_v?"
+assert near(out, expected), ("the weights match nn.MultiheadAttention's but the output does not: check how the heads "
+                             "go back to (batch, q_len, d_model) before w_o")
 assert_close(out, expected, "cross-attention, no mask", atol=1e-10)
 keep = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])           # True = real key
-out, _ = mine(x, memory, memory, mask=keep[:, None, None, :])
+out, w = mine(x, memory, memory, mask=keep[:, None, None, :])
+assert w[1, ..., :4].sum() > 0, "sequence 1's real keys (mask True) get no weight: True means may attend"
+assert (w[1, ..., 4:] == 0).all(), "sequence 1's padded keys (mask False) get weight: they must get exactly 0"
 expected, _ = theirs(x, memory, memory, key_padding_mask=~keep)      # PyTorch: True = ignore
 assert_close(out, expected, "key padding mask", atol=1e-10)
+nothing = torch.zeros(2, 1, 1, 7, dtype=torch.bool)                  # no query may attend to any key
+out, w = mine(x, memory, memory, mask=nothing)
+assert not w.isnan().any(), "a query whose keys are all masked gets NaN weights: they must be zeros"
+assert (w == 0).all(), (f"a query whose keys are all masked must get zero weights (the prompt: zero all-masked rows); "
+                        f"its weights sum to {w.sum(-1).flatten()[0].item():.3g}")
 ### BEGIN HIDDEN TESTS
 causal = torch.ones(5, 5, dtype=torch.bool).tril()
 with mock.patch.object(nn.MultiheadAttention, "forward", side_effect=AssertionError("do not use nn.MultiheadAttention")):
@@ -233,6 +273,24 @@ assert_close(one_head(y, y, y)[0], theirs1(y, y, y)[0], "one head (scale 1/sqrt(
 #   the last axis with the **biased** variance (divide by $d$, not $d-1$), **inside** the square
 #   root with `eps` (not `std + eps`). `nn.LayerNorm` is forbidden here.
 # * `FeedForward(d_model, d_ff, dropout)`: `linear1` -> ReLU -> dropout -> `linear2`.
+#
+# <details><summary>Hint 1</summary>
+#
+# LayerNorm normalises each position on its own: the mean and the variance are taken over the last axis only.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The biased variance is the mean of the squared deviations; `eps` is added to it before the square root, then `weight` multiplies and `bias` adds.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The feed-forward's dropout sits between the ReLU and `linear2`, on the hidden layer.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "layer_norm", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class LayerNorm(nn.Module):
@@ -292,6 +350,17 @@ with torch.no_grad():
     ln.weight.copy_(ref.weight)
     ln.bias.copy_(ref.bias)
 x = torch.randn(3, 4, 6, dtype=torch.float64) * 3 + 1
+plain = LayerNorm(6).double()(x)                      # weight 1, bias 0: mean 0 and variance 1 at every position
+worst = plain.mean(-1).abs().max().item()
+assert worst < 1e-9, f"each position's output should have mean 0 over d_model; found a mean of {worst:.3g}: over which axis is the mean taken?"
+variance = plain.var(-1, unbiased=False).mean().item()
+assert abs(variance - 5 / 6) > 1e-3, ("each position's output has variance (d - 1) / d = 5/6, not 1: the prompt asks for the "
+                                      "biased variance (divide by d, not d - 1)")
+assert not torch.allclose(ln(x), ref(x) - ref.bias, atol=1e-12), "your output is nn.LayerNorm's minus its bias: is `bias` added?"
+tiny = torch.tensor([[1e-4, -1e-4, 2e-4]], dtype=torch.float64)      # here eps = 1e-5 is not small against the variance
+centred = tiny - tiny.mean(-1, keepdim=True)
+assert not torch.allclose(LayerNorm(3).double()(tiny), centred / (centred.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5), atol=1e-9), \
+    "on tiny inputs your LayerNorm divides by std + eps: the prompt puts eps inside the square root"
 assert_close(ln(x), ref(x), "LayerNorm vs nn.LayerNorm", atol=1e-12)
 ff = FeedForward(6, 12).double()
 eye = torch.eye(6, dtype=torch.float64)
@@ -300,7 +369,14 @@ with torch.no_grad():                                 # hidden = [x; -x], output
     ff.linear1.bias.zero_()
     ff.linear2.weight.copy_(torch.cat([eye, eye], dim=1))
     ff.linear2.bias.fill_(0.5)
+assert not torch.allclose(ff(x), torch.full_like(x, 0.5), atol=1e-12), \
+    "hidden = [x; -x] came out as x - x = 0 after linear2: is a non-linearity applied between linear1 and linear2?"
+assert not torch.allclose(ff(x), F.gelu(x) + F.gelu(-x) + 0.5, atol=1e-12), "your feed-forward uses GELU: the prompt asks for ReLU"
 assert_close(ff(x), x.abs() + 0.5, "FeedForward with W1 = [I; -I], W2 = [I, I], b2 = 0.5 gives |x| + 0.5", atol=1e-12)
+torch.manual_seed(0)
+dropped = (FeedForward(6, 64, dropout=0.5).double().train()(x) == 0).double().mean().item()
+assert dropped < 0.05, (f"with dropout 0.5 in training, {dropped:.0%} of the outputs are exactly 0: dropout goes on the "
+                        "hidden layer, before linear2, so almost no output is 0")
 ### BEGIN HIDDEN TESTS
 tiny = torch.tensor([[1e-4, -1e-4, 2e-4]], dtype=torch.float64)
 assert_close(LayerNorm(3).double()(tiny), nn.LayerNorm(3).double()(tiny), "eps inside the square root matters for tiny inputs", atol=1e-9)
@@ -326,6 +402,24 @@ assert zeros < 0.05, f"dropout goes on the hidden layer, before linear2: expecte
 # output before the residual sum. The decoder has three sub-layers: masked self-attention,
 # cross-attention over `memory`, feed-forward; it also returns the cross-attention weights.
 # Tests copy the weights of `nn.TransformerEncoderLayer` / `nn.TransformerDecoderLayer` into yours.
+#
+# <details><summary>Hint 1</summary>
+#
+# Write each sub-layer once as a function of its input (attention, then dropout), and build both norm placements from it.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Post-LN normalises the sum, `LN(x + f(x))`; pre-LN normalises only what the sub-layer reads, `x + f(LN(x))`, so the residual stream itself is never normalised.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# In the decoder, `norm1`, `norm2` and `norm3` belong to self-attention (with `tgt_mask`), cross-attention (queries from `x`, keys and values from `memory`, `memory_mask`) and the feed-forward, in that order.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "layers", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class EncoderLayer(nn.Module):
@@ -434,19 +528,59 @@ def randomise_norms(layer: nn.Module) -> nn.Module:
     return layer
 
 
+def record(layer: nn.Module, names: list[str]) -> dict:
+    """After each forward pass: name -> (first input, output) of each named sub-module of the layer."""
+    seen = {}
+    def hook(name):
+        def save(module, args, kwargs, output):
+            seen[name] = (args[0] if args else next(iter(kwargs.values())), output[0] if isinstance(output, tuple) else output)
+        return save
+    for name in names:
+        getattr(layer, name).register_forward_hook(hook(name), with_kwargs=True)
+    return seen
+
+
+near = lambda a, b: a.shape == b.shape and torch.allclose(a, b, atol=1e-10)
 for norm_first in (False, True):
+    kind = f"norm_first={norm_first} ({'pre' if norm_first else 'post'}-LN)"
     theirs = randomise_norms(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).double())
     mine = EncoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first).double()
     copy_encoder_layer(mine, theirs)
-    assert_close(mine(memory, src_keep[:, None, None, :]), theirs(memory, src_key_padding_mask=~src_keep),
-                 f"encoder layer, norm_first={norm_first}", atol=1e-10)
+    seen = record(mine, ["self_attn", "norm1", "norm2", "feed_forward"])
+    got = mine(memory, src_keep[:, None, None, :])
+    if not norm_first:
+        assert near(seen["self_attn"][0], memory), (f"encoder, {kind}: the self-attention should read x itself; yours reads "
+                                                   "a normalised x, as pre-LN does: is the norm_first test the wrong way round?")
+        assert near(seen["feed_forward"][0], seen["norm1"][1]), \
+            f"encoder, {kind}: the feed-forward should read norm1's output, LN(x + Attention(x)); yours reads something else"
+    else:
+        assert near(seen["norm2"][0], memory + seen["self_attn"][1]), \
+            (f"encoder, {kind}: norm2 should read x + Attention(LN(x)), the input x itself plus the attention's output; "
+             "does your residual start from the normalised x?")
+        assert near(got, seen["norm2"][0] + seen["feed_forward"][1]), \
+            f"encoder, {kind}: the output should be the residual stream plus the feed-forward's output, x + FF(LN(x))"
+    assert_close(got, theirs(memory, src_key_padding_mask=~src_keep), f"encoder layer, {kind}", atol=1e-10)
     theirs_d = randomise_norms(nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first).double())
     mine_d = DecoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first).double()
     copy_decoder_layer(mine_d, theirs_d)
+    seen = record(mine_d, ["cross_attn", "norm1", "norm2", "norm3", "feed_forward"])
     out, weights = mine_d(x, memory, causal, src_keep[:, None, None, :])
+    check_shape(weights, (2, 4, 5, 6), "cross-attention weights (batch, heads, tgt_len, src_len)")
+    if norm_first:
+        assert "norm2" in seen and near(seen["cross_attn"][0], seen["norm2"][1]), \
+            f"decoder, {kind}: the cross-attention's queries should be norm2's output, LN(x); yours are not normalised by norm2"
+    else:
+        assert near(seen["feed_forward"][0], seen["norm2"][1]), \
+            (f"decoder, {kind}: the feed-forward should read norm2's output; the norms go norm1 (self-attention), "
+             "norm2 (cross-attention), norm3 (feed-forward), as copy_decoder_layer copies them")
+    later = x.clone()
+    later[:, -1] += 1.0                                                 # change the last target position only
+    assert near(mine_d(later, memory, causal, src_keep[:, None, None, :])[0][:, :-1], out[:, :-1]), \
+        f"decoder, {kind}: changing the last target position changed the outputs before it: is tgt_mask used?"
+    assert (weights[1, :, :, 3:] == 0).all(), \
+        f"decoder, {kind}: the cross-attention gives weight to padded source positions (memory_mask False)"
     expected = theirs_d(x, memory, tgt_mask=~causal, memory_key_padding_mask=~src_keep)
-    assert_close(out, expected, f"decoder layer, norm_first={norm_first}", atol=1e-10)
-    check_shape(weights, (2, 4, 5, 6), "cross-attention weights")
+    assert_close(out, expected, f"decoder layer, {kind}", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 assert (weights[1, :, :, 3:] == 0).all(), "cross-attention must not look at padded source positions"
 theirs = nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True).double()
@@ -463,6 +597,18 @@ assert not torch.allclose(train_mode(x), train_mode(x)), "dropout must be applie
 # Complete `Seq2SeqTransformer.embed(tokens, table)`: look the tokens up in `table`, multiply by
 # $\sqrt{d_{model}}$, add the sinusoidal encoding of their positions (given), apply dropout; and
 # `logits(x)`: the output projection **tied** to the target embedding, `x @ self.tgt_embed.weight.T`.
+#
+# <details><summary>Hint 1</summary>
+#
+# The table starts with entries of std `d_model ** -0.5`; multiplying by `sqrt(d_model)` brings them to about 1, the size of the sinusoid's entries.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Take the first `seq` rows of `self.positions` (position 0 first), add them to the scaled lookup, and apply dropout to the sum; the logits reuse the target table as the output matrix.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sinusoidal", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
@@ -545,14 +691,29 @@ tokens = torch.tensor([[3, 3, 5]])
 pe = sinusoidal_encoding(3, 8).double()
 with torch.no_grad():
     toy.tgt_embed.weight.zero_()
-assert_close(toy.embed(tokens, toy.tgt_embed)[0], pe, "an all-zero table leaves the encodings of positions 0, 1, 2", atol=1e-12)
+zero_table = toy.embed(tokens, toy.tgt_embed)[0]
+assert not torch.allclose(zero_table, sinusoidal_encoding(4, 8).double()[1:], atol=1e-12), \
+    "an all-zero table gives the encodings of positions 1, 2, 3: the first token is at position 0"
+assert_close(zero_table, pe, "an all-zero table leaves the encodings of positions 0, 1, 2", atol=1e-12)
 with torch.no_grad():
     toy.tgt_embed.weight.fill_(0.5)
+token_part = (toy.embed(tokens, toy.tgt_embed)[0] - pe).mean().item()
+assert abs(token_part - 0.5) > 1e-9, "a table of 0.5s gives 0.5 + the position's encoding: is the table multiplied by sqrt(d_model)?"
+assert abs(token_part - 0.5 / math.sqrt(8)) > 1e-9, \
+    "a table of 0.5s gives 0.5 / sqrt(d_model) = 0.177 + the position's encoding: multiply by sqrt(d_model), do not divide"
 assert_close(toy.embed(tokens, toy.tgt_embed)[0] - pe, torch.full((3, 8), 0.5 * math.sqrt(8), dtype=torch.float64),
              "a table of 0.5s: every entry is 0.5 * sqrt(d_model) = 1.414 plus the position's encoding", atol=1e-12)
+dropping = Seq2SeqTransformer(7, 9, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.5).double().train()
+with torch.no_grad():
+    dropping.tgt_embed.weight.zero_()
+torch.manual_seed(0)
+assert ((dropping.embed(torch.tensor([[1, 2, 3, 4]]), dropping.tgt_embed)[0] == 0) & (sinusoidal_encoding(4, 8).double() != 0)).any(), \
+    "with dropout 0.5 in training no entry of the position encodings was dropped: dropout goes on the sum, after the positions are added"
 with torch.no_grad():
     toy.tgt_embed.weight.copy_(torch.randn(9, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
 unit = torch.eye(8, dtype=torch.float64)[None]                                 # 8 positions holding e_1 .. e_8
+assert toy.logits(unit).shape[-1] != len(toy.src_embed.weight), \
+    "logits(x) has one entry per source token (7), not per target token (9): which embedding is the output tied to?"
 assert_close(toy.logits(unit)[0], toy.tgt_embed.weight.T, "tied: the logits of e_k are column k of the target embedding", atol=1e-12)
 check_shape(toy(torch.tensor([[1, 2, 0]]), torch.tensor([[1, 4]])), (1, 2, 9), "logits (batch, tgt_len, vocab)")
 ### BEGIN HIDDEN TESTS
@@ -582,6 +743,24 @@ assert_close(out[out != 0], 2 * pe[out != 0], "what dropout keeps is scaled by 1
 #   uniformly over **all** classes (PyTorch's convention); average over non-ignored rows.
 #   Equal to `F.cross_entropy(label_smoothing=..., ignore_index=...)`, which you may not call.
 # * `warmup_lr(step, d_model, warmup)` $= d_{model}^{-0.5} \min(\text{step}^{-0.5}, \text{step}\cdot\text{warmup}^{-1.5})$ for step $\ge 1$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Label-smoothed cross-entropy is a mix of two losses: the usual `-log p(true class)` and the mean of `-log p` over all classes.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Weight them `1 - eps` and `eps`, compute both from `log_softmax`, and average over the rows whose target is not `ignore_index` (give those rows a valid index before gathering, then drop them).
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The schedule is the smaller of a rising line and a falling `1/sqrt(step)`: they cross at `step = warmup`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "training_pieces", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.1,
@@ -617,10 +796,29 @@ g = torch.Generator().manual_seed(0)
 logits = torch.randn(6, 5, dtype=torch.float64, generator=g)
 targets = torch.tensor([0, 4, 2, -100, 1, -100])
 expected = F.cross_entropy(logits, targets, label_smoothing=0.1, ignore_index=-100)
-assert_close(label_smoothed_loss(logits, targets, 0.1, -100), expected, "smoothing 0.1, two ignored rows", atol=1e-12)
+try:
+    got = label_smoothed_loss(logits, targets, 0.1, -100)
+except (IndexError, RuntimeError) as error:
+    raise AssertionError(f"with ignore_index=-100 your function fails ({error}): an ignored row's target is not a class, "
+                         "so it cannot index the log-probabilities as it is") from None
+same = lambda loss: abs(got.item() - loss.item()) < 1e-12
+assert not same(F.cross_entropy(logits, targets, label_smoothing=0.125, ignore_index=-100)), \
+    ("your loss is PyTorch's with smoothing 0.125 = 0.1 * 5/4: eps is spread over all 5 classes, the true one included, "
+     "not over the 4 others")
+assert not same(F.cross_entropy(logits, targets, label_smoothing=0.9, ignore_index=-100)), \
+    "your loss is PyTorch's with smoothing 0.9: the true class gets 1 - eps and the uniform part eps, not the other way round"
+assert not same(0.9 * F.cross_entropy(logits, targets) + 0.1 * 5 * F.cross_entropy(logits, targets, label_smoothing=1.0)), \
+    "your smoothing term is 5 times too large (vocab = 5): average -log p over the classes, do not sum it"
+assert not same(expected * 4 / 6), "your loss is 4/6 of the expected one: average over the 4 rows that are not ignored, not over all 6"
+assert abs(label_smoothed_loss(logits + 3.0, targets, 0.1, -100).item() - got.item()) < 1e-12, \
+    "adding 3 to every logit changed your loss, but not the softmax: are the logits turned into log-probabilities?"
+assert_close(got, expected, "smoothing 0.1, two ignored rows", atol=1e-12)
 assert abs(warmup_lr(4000, 512, 4000) - 512 ** -0.5 * 4000 ** -0.5) < 1e-15, "the peak at step = warmup"
-assert warmup_lr(100, 512, 4000) < warmup_lr(200, 512, 4000), "rising during warm-up"
-assert warmup_lr(9000, 512, 4000) < warmup_lr(5000, 512, 4000), "falling after it"
+assert warmup_lr(9000, 512, 4000) < warmup_lr(5000, 512, 4000), \
+    "after the warm-up (step 5000, then 9000) your rate rises; it should fall as 1/sqrt(step): which of the two terms do you take?"
+assert warmup_lr(100, 512, 4000) < warmup_lr(200, 512, 4000), \
+    (f"during the warm-up your rate falls, {warmup_lr(100, 512, 4000):.3g} at step 100, {warmup_lr(200, 512, 4000):.3g} at 200; "
+     "it should rise linearly, step * warmup^-1.5: check the warm-up term's exponent")
 ### BEGIN HIDDEN TESTS
 with mock.patch.object(F, "cross_entropy", side_effect=AssertionError("do not call F.cross_entropy")):
     got = label_smoothed_loss(logits, torch.tensor([0, 4, 2, 3, 1, 0]), 0.3, ignore_index=3)
@@ -670,12 +868,31 @@ MAX_LEN = test_tgt.shape[1] + 2
 # * `greedy_decode(model, src, max_len)`: batch decoding from `<bos>`, arg-max at every step;
 #   returns `(batch, max_len)` tokens (no `<bos>`), `<pad>` after each sequence's first `<eos>`.
 # * `beam_search(model, src, beam_size, max_len, alpha)` for **one** source `(1, src_len)`: keep
-#   the `beam_size` best prefixes by summed log-probability; a prefix that emits `<eos>` is finished;
+#   the `beam_size` best prefixes by summed log-probability; a prefix that emits `<eos>` is finished
+#   (it stays in the beam and competes with the unfinished ones);
 #   stop when `beam_size` hypotheses are finished or after `max_len` steps; return the tokens
 #   (up to and including `<eos>`, no `<bos>`) of the finished hypothesis with the best
 #   **length-normalised** score $\log p(Y) / \text{lp}(Y)$, $\text{lp}(Y) = ((5 + |Y|)/6)^\alpha$ (Wu et al., 2016),
 #   where $|Y|$ counts the returned tokens (`<eos>` included, `<bos>` not).
 #   With `beam_size=1` it must return what greedy decoding returns.
+#
+# <details><summary>Hint 1</summary>
+#
+# Both decoders grow the target prefix one token at a time from `<bos>`: the next token's distribution is the model's output at the newest position.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Greedy: append the arg-max for the whole batch `max_len` times, drop `<bos>`, then turn every token after each row's first `<eos>` into `<pad>`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Beam: at each step extend every unfinished prefix by its `beam_size` best tokens, keep the finished ones as candidates too, and keep the `beam_size` best by summed log p; only at the end pick the finished hypothesis with the best log p / lp(Y).
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "decoding", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 @torch.no_grad()
@@ -750,23 +967,6 @@ print("look for: no <bos>, the answer's <eos> kept, <pad> after it in greedy; be
 
 # %% nbgrader={"grade": true, "grade_id": "test_decoding", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """greedy_decode agrees with the teacher-forced arg-max; beam size 1 equals greedy; beam search returns the finished hypothesis with the best normalised score."""
-torch.manual_seed(0)
-toy = Seq2SeqTransformer(len(src_vocab), len(tgt_vocab), d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0).eval()
-src = test_src[:3]
-tokens = greedy_decode(toy, src, 6)
-check_shape(tokens, (3, 6), "greedy tokens (batch, max_len)")
-bos = torch.full((3, 1), tgt_vocab.bos_id)
-with torch.no_grad():
-    forced = toy(src, torch.cat([bos, tokens[:, :-1]], 1)).argmax(-1)
-for b in range(3):
-    stop = next((i for i, t in enumerate(tokens[b].tolist()) if t == tgt_vocab.eos_id), 5) + 1
-    assert torch.equal(forced[b, :stop], tokens[b, :stop]), f"row {b}: not the greedy choices"
-for b in range(3):
-    one = beam_search(toy, src[b:b + 1], beam_size=1, max_len=6)
-    greedy = [t for t in tokens[b].tolist() if t != tgt_vocab.pad_id]
-    assert one == greedy, f"row {b}: beam size 1 gave {one}, greedy {greedy}"
-
-
 class Scripted(nn.Module):
     """A model whose next-token probabilities are a table: prefix after <bos> -> {token: p}; other prefixes end."""
 
@@ -791,13 +991,63 @@ class Scripted(nn.Module):
 
 A, B, C, D = tgt_vocab.encode(["one", "two", "three", "four"])
 E = tgt_vocab.eos_id
+said = lambda ids: "[" + ", ".join(tgt_vocab.itos[t] for t in ids) + "]"
+src = test_src[:3]
+# greedy on a script that says one, two, <eos>
+script = Scripted({(): {A: 0.55, E: 0.45}, (A,): {B: 0.9, C: 0.1}, (A, B): {E: 0.9, D: 0.1}, (A, C): {E: 0.5, D: 0.5}})
+greedy = greedy_decode(script, src[:1], 5)[0].tolist()
+assert len(greedy) == 5, f"greedy_decode(model, src, max_len=5) returns 5 tokens per row; got {len(greedy)}: {said(greedy)}"
+assert len(set(greedy)) > 1, (f"greedy on a script that says one, two, <eos>: every step gave {said(greedy[:1])}; each step "
+                              "picks the arg-max of the newest position's logits")
+assert greedy[0] != tgt_vocab.bos_id, f"greedy's output starts with <bos>: {said(greedy)}; return the tokens after it"
+assert E in greedy, f"greedy on a script that says one, two, <eos> returned {said(greedy)}: the first <eos> itself is kept"
+assert greedy[3:] == [tgt_vocab.pad_id] * 2, \
+    f"greedy on a script that says one, two, <eos> returned {said(greedy)}: after the first <eos> every token must be <pad>"
+assert greedy == [A, B, E, tgt_vocab.pad_id, tgt_vocab.pad_id], \
+    f"greedy on a script that says one, two, <eos>: expected [one, two, <eos>, <pad>, <pad>] (<pad> after the first <eos>), got {said(greedy)}"
+torch.manual_seed(0)
+toy = Seq2SeqTransformer(len(src_vocab), len(tgt_vocab), d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0).eval()
+tokens = greedy_decode(toy, src, 6)
+check_shape(tokens, (3, 6), "greedy tokens (batch, max_len)")
+bos = torch.full((3, 1), tgt_vocab.bos_id)
+with torch.no_grad():
+    forced = toy(src, torch.cat([bos, tokens[:, :-1]], 1)).argmax(-1)
+for b in range(3):
+    stop = next((i for i, t in enumerate(tokens[b].tolist()) if t == tgt_vocab.eos_id), 5) + 1
+    assert torch.equal(forced[b, :stop], tokens[b, :stop]), f"row {b}: not the greedy choices"
+for b in range(3):
+    one = beam_search(toy, src[b:b + 1], beam_size=1, max_len=6)
+    greedy = [t for t in tokens[b].tolist() if t != tgt_vocab.pad_id]
+    assert one == greedy, f"row {b}: beam size 1 gave {one}, greedy {greedy}"
+# beam_size = 2 on scripts; alpha = 0 (lp = 1) where the length penalty is not the point
+got = beam_search(Scripted({(): {A: 0.6, E: 0.4}, (A,): {B: 0.6, C: 0.4}, (A, B): {E: 1.0}, (A, C): {E: 1.0}}), src[:1], 2, 5, 0.0)
+assert got == [E], (f"[<eos>] (p 0.4) finishes at the first step and stays the most likely; yours returned {said(got)}: "
+                    "does a finished hypothesis stay in the beam?")
+got = beam_search(Scripted({(): {A: 0.9, E: 0.1}, (A,): {B: 0.9, E: 0.1}, (A, B): {C: 0.9, E: 0.1}}), src[:1], 2, 2, 0.0)
+assert got and got[-1] == E, (f"after max_len = 2 steps yours returned {said(got)}, which never emitted <eos>: return the best "
+                              "finished hypothesis")
+got = beam_search(Scripted({(): {A: 0.55, B: 0.45}, (A,): {E: 0.2, C: 0.8}, (B,): {E: 0.3, C: 0.7}}), src[:1], 2, 5, 0.0)
+assert got == [A, C, E], (f"expected [one, three, <eos>] (p 0.44), got {said(got)} (p at most 0.135): does log p include "
+                          "the log-probability of <eos> itself?")
+got = beam_search(Scripted({(): {A: 0.6, E: 0.4}, (A,): {B: 0.9, E: 0.1}, (A, B): {E: 1.0}}), src[:1], 2, 5, 0.0)
+assert got == [A, B, E], (f"expected [one, two, <eos>] (p 0.54), got {said(got)}: [<eos>] (p 0.4) finishes first, but the "
+                          "search goes on until beam_size hypotheses are finished (or max_len)")
+got = beam_search(Scripted({(): {A: 0.7, E: 0.3}, (A,): {B: 1.0}, (A, B): {E: 0.5, C: 0.3, D: 0.2}}), src[:1], 2, 5, 1.0)
+assert got == [A, B, E], (f"[one, two, <eos>] has both the higher log p (p 0.35 against 0.3) and the higher log p / lp, "
+                          f"yet yours returned {said(got)}: is log p divided by lp(Y)?")
 # [E] has p = 0.45, [A, B, E] has 0.55 * 0.9 * 0.9 = 0.4455: more likely, [E] loses after length
 # normalisation (alpha = 1): log 0.45 / 1 = -0.80 < log 0.4455 / (8/6) = -0.61
-script = Scripted({(): {A: 0.55, E: 0.45}, (A,): {B: 0.9, C: 0.1}, (A, B): {E: 0.9, D: 0.1}, (A, C): {E: 0.5, D: 0.5}})
 got = beam_search(script, src[:1], beam_size=2, max_len=5, alpha=1.0)
-assert got == [A, B, E], f"expected [A, B, <eos>] = {[A, B, E]} (best log p / lp among the finished), got {got}"
-greedy = greedy_decode(script, src[:1], 5)[0].tolist()
-assert greedy == [A, B, E, tgt_vocab.pad_id, tgt_vocab.pad_id], f"greedy on the script: expected A, B, <eos>, <pad>, <pad>, got {greedy}"
+assert got == [A, B, E], (f"expected [one, two, <eos>], got {said(got)}: [<eos>] has the higher log p (p 0.45 against "
+                          "0.4455), [one, two, <eos>] the higher log p / lp(Y) with alpha = 1, and the prompt ranks the "
+                          "finished hypotheses by log p / lp(Y)")
+# |Y| = 1 for [E], 3 for [A, B, E]: alpha = 1 and log p(A, B, E) / log p(E) between 9/7 and 8/6 (resp. 8/6 and 7/5)
+got = beam_search(Scripted({(): {A: 0.6, E: 0.4}, (A,): {B: 0.9, C: 0.1}, (A, B): {E: 0.5574, D: 0.4426}}), src[:1], 2, 5, 1.0)
+assert got == [A, B, E], (f"expected [one, two, <eos>] (p 0.301, lp = (5 + 3) / 6) over [<eos>] (p 0.4, lp = (5 + 1) / 6), "
+                          f"got {said(got)}: does your |Y| count <bos>?")
+got = beam_search(Scripted({(): {A: 0.6, E: 0.4}, (A,): {B: 0.9, C: 0.1}, (A, B): {E: 0.5278, D: 0.4722}}), src[:1], 2, 5, 1.0)
+assert got == [E], (f"expected [<eos>] (p 0.4, lp = (5 + 1) / 6) over [one, two, <eos>] (p 0.285, lp = (5 + 3) / 6), "
+                    f"got {said(got)}: does your |Y| count <eos>?")
 ### BEGIN HIDDEN TESTS
 wide = beam_search(toy, src[:1], beam_size=4, max_len=6)
 assert isinstance(wide, list) and all(isinstance(t, int) for t in wide), "beam_search returns a list of ints"
