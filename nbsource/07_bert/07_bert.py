@@ -158,6 +158,18 @@ TINY = BertConfig(vocab_size=50, hidden=16, layers=2, heads=4, intermediate=32, 
 # (`nn.LayerNorm(hidden, eps=config.eps)`) and `dropout`. `forward(input_ids, segment_ids)` sums
 # the three lookups (positions `0 .. seq-1`), normalises and applies dropout.
 # `segment_ids=None` means all zeros.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each table turns ids into vectors; the three vectors of a position are simply added.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The position ids are `0 .. seq-1` whatever the batch holds; the order after the sum is LayerNorm, then dropout.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bert_embeddings", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BertEmbeddings(nn.Module):
@@ -210,7 +222,20 @@ with torch.no_grad():
 theirs.load_state_dict({"word_embeddings.weight": embeddings.token.weight, "token_type_embeddings.weight": embeddings.segment.weight,
                         "position_embeddings.weight": embeddings.position.weight, "LayerNorm.weight": embeddings.norm.weight,
                         "LayerNorm.bias": embeddings.norm.bias})
-assert_close(embeddings(ids, seg), theirs(ids, seg), "vs transformers' BertEmbeddings with the same tables", atol=1e-10)
+got = embeddings(ids, seg)
+near = lambda a, b: torch.allclose(a, b, atol=1e-10)
+with torch.no_grad():
+    assert not near(got, theirs(ids, seg, position_ids=torch.arange(1, 7)[None])), \
+        "your output is BertEmbeddings' with positions 1 .. 6: the first token is at position 0"
+    assert not near(got, embeddings(ids, 1 - seg)), "changing segment_ids does not change your output: is the segment table added?"
+    plain = embeddings.token.weight[ids] + embeddings.segment.weight[seg] + embeddings.position.weight[:6]
+    assert not near(got, plain), "your output is the plain sum of the three lookups: the prompt normalises it with `norm`"
+assert embeddings.norm.eps == TINY.eps, f"`norm` has eps = {embeddings.norm.eps:g}: the prompt takes it from the config (config.eps = {TINY.eps:g})"
+assert_close(got, theirs(ids, seg), "vs transformers' BertEmbeddings with the same tables", atol=1e-10)
+torch.manual_seed(0)
+zeros = (BertEmbeddings(replace(TINY, dropout=0.5)).train()(ids, seg) == 0).double().mean().item()
+assert zeros > 0.3, (f"with dropout 0.5 in training only {zeros:.0%} of the outputs are exactly 0: dropout goes after the "
+                     "LayerNorm, so about half of them should be")
 ### BEGIN HIDDEN TESTS
 assert_close(embeddings(ids), embeddings(ids, torch.zeros_like(ids)), "segment_ids=None means segment 0", atol=0)
 assert embeddings.norm.eps == 1e-12, f"LayerNorm eps must come from the config (1e-12), got {embeddings.norm.eps}"
@@ -238,6 +263,18 @@ assert 0.35 < zeros < 0.65, f"dropout after LayerNorm zeroes about half the outp
 # sum **before** LayerNorm. Do not look rows up: no calls of the `nn.Embedding` modules or
 # `F.embedding`, and no indexing of a table by the ids (`weight[ids]`, `index_select`, `gather`);
 # a hidden test makes all of them raise, so the one-hot product is the only way left.
+#
+# <details><summary>Hint 1</summary>
+#
+# `F.one_hot(ids, n)` makes `n` columns whatever the largest id in the batch is: give it each table's number of rows.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Concatenate the three one-hots along the last axis and the three tables along their first, in the same order, so that column r meets row r; multiply, and stop before the LayerNorm.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "one_hot_embedding", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def one_hot_embedding(embeddings: BertEmbeddings, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
@@ -283,9 +320,21 @@ theirs.load_state_dict({"word_embeddings.weight": embeddings.token.weight, "toke
                         "LayerNorm.bias": embeddings.norm.bias})
 ids = torch.tensor([[2, 7, 9, 3, 11, 3], [2, 5, 3, 8, 3, 0]])
 seg = torch.tensor([[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]])
-summed = one_hot_embedding(embeddings, ids, seg)
+try:
+    summed = one_hot_embedding(embeddings, ids, seg)
+except RuntimeError as error:
+    raise AssertionError(f"one_hot_embedding fails ({error}): the concatenated one-hots must be V + 2 + P = 50 + 2 + 12 = 64 "
+                         "wide, one column per row of the stacked tables, whatever the largest id in the batch") from None
 check_shape(summed, (2, 6, 16), "one_hot_embedding")
 with torch.no_grad():
+    lookups = lambda positions: embeddings.token.weight[ids] + embeddings.segment.weight[seg] + embeddings.position.weight[positions]
+    assert not torch.allclose(summed, embeddings.norm(lookups(torch.arange(6))), atol=1e-10), \
+        "you return the sum after the LayerNorm: the prompt asks for it before (the test applies `norm` itself)"
+    assert not torch.allclose(summed, lookups(torch.arange(1, 7)), atol=1e-10), \
+        "your sum uses the positions 1 .. 6: the first token is at position 0"
+    assert torch.allclose(summed, lookups(torch.arange(6)), atol=1e-10), \
+        ("your sum differs from token + segment + position embeddings: column r of the one-hots must meet row r of the "
+         "stacked tables, so stack the tables in the order of the one-hots")
     assert_close(embeddings.norm(summed), theirs(ids, seg), "LayerNorm(your sum) vs transformers' BertEmbeddings", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 
@@ -369,6 +418,18 @@ print(train_documents[0][:2])
 #
 # The trained tokenizer is used by every later cell and test, so the cell that trains it, after
 # the exercise, is locked; the cell after that is yours to try it on.
+#
+# <details><summary>Hint 1</summary>
+#
+# The tokenizer is four parts set one by one (model, normaliser, pre-tokeniser, decoder); the trainer is where the special tokens get their ids, in the order it is given them.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# In `encode_pair`, the three special tokens count against `max_len`; drop one token at a time from the end of whichever sentence is longer now (B on a tie), then build the ids and the segments.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "specials", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -416,14 +477,48 @@ print(" ".join(f"{tokenizer.id_to_token(i)}/{s}" for i, s in zip(ids, segments))
 
 # %% nbgrader={"grade": true, "grade_id": "test_wordpiece", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The tokenizer puts SPECIALS at ids 0-4, lower-cases and splits rare words into ## pieces; encode_pair builds [CLS] A [SEP] B [SEP]."""
-assert [tokenizer.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3, 4], "SPECIALS must have ids 0-4 in order"
+special_ids = [tokenizer.token_to_id(t) for t in SPECIALS]
+assert None not in special_ids, \
+    f"some special tokens are not in the vocabulary ({dict(zip(SPECIALS, special_ids))}): does the trainer get SPECIALS?"
+assert special_ids == [0, 1, 2, 3, 4], f"SPECIALS got the ids {special_ids}: they must get 0-4 in the order of SPECIALS"
 assert tokenizer.get_vocab_size() == 8_000, f"expected 8,000 tokens, got {tokenizer.get_vocab_size()}"
 pieces = tokenizer.encode("Hypothesised").tokens
-assert pieces[0] == pieces[0].lower() and any(p.startswith("##") for p in pieces), f"expected lower-case ## pieces, got {pieces}"
+assert pieces[0] == pieces[0].lower(), f"'Hypothesised' became {pieces}, capitals kept: does the normaliser lower-case?"
+assert any(p.startswith("##") for p in pieces), f"expected a rare word to fall apart into ## pieces, got {pieces}"
+decoded = tokenizer.decode(tokenizer.encode("Unaffable anarchists").ids)
+assert decoded == "unaffable anarchists", \
+    f"decode(encode('Unaffable anarchists')) gave {decoded!r}: the WordPiece decoder glues the ## pieces back into words"
 ids, segments = encode_pair(tokenizer, "the cat sat", "it was warm", max_len=32)
 a, b = tokenizer.encode("the cat sat", add_special_tokens=False).ids, tokenizer.encode("it was warm", add_special_tokens=False).ids
-assert ids == [CLS] + a + [SEP] + b + [SEP], f"expected [CLS] A [SEP] B [SEP], got {ids}"
-assert segments == [0] * (len(a) + 2) + [1] * (len(b) + 1), f"segment ids wrong: {segments}"
+assert ids[-1] == SEP, f"your ids end with {tokenizer.id_to_token(ids[-1])!r}: [CLS] A [SEP] B [SEP] ends with a second [SEP]"
+assert ids == [CLS] + a + [SEP] + b + [SEP], f"expected [CLS] A [SEP] B [SEP], got {[tokenizer.id_to_token(i) for i in ids]}"
+first_sep = len(a) + 1
+assert segments[first_sep] == 0, (f"the first [SEP] (position {first_sep}) has segment {segments[first_sep]}: segment 0 runs "
+                                  "up to and including it")
+assert segments == [0] * (len(a) + 2) + [1] * (len(b) + 1), f"expected 0 up to the first [SEP] and 1 after it, got {segments}"
+# truncation: a long A (more than 9 tokens) and a short B (3 tokens), max_len = 12
+long_text, short_text = "the first world war began in europe in the summer of that year", "it was warm"
+long, short = tokenizer.encode(long_text, add_special_tokens=False).ids, tokenizer.encode(short_text, add_special_tokens=False).ids
+try:
+    ids, segments = encode_pair(tokenizer, long_text, short_text, max_len=12)
+except IndexError as error:
+    raise AssertionError(f"encode_pair fails on a long A and a short B ({error}): the rule drops from the longer of the two") from None
+assert len(ids) == 12, f"with max_len = 12 you return {len(ids)} ids: max_len counts [CLS] and both [SEP] too"
+kept_a, kept_b = segments.count(0) - 2, segments.count(1) - 1
+assert kept_b == len(short), f"the shorter B ({len(short)} tokens) kept {kept_b}: the rule drops from the longer of the two"
+assert ids[1:1 + kept_a] == long[:kept_a], f"A kept {kept_a} tokens, not its first {kept_a}: drop tokens from the end"
+try:
+    ids, segments = encode_pair(tokenizer, short_text, long_text, max_len=12)
+except IndexError as error:
+    raise AssertionError(f"encode_pair fails on a short A and a long B ({error}): a long B must be cut too") from None
+assert segments.count(0) - 2 == len(short) and len(ids) == 12, "with a short A and a long B, B must be cut, A kept whole"
+# a tie: A and B of n tokens each, max_len = 2n: three tokens to drop, from B first on a tie, then the longer
+twice = "city " * 6
+n = len(tokenizer.encode(twice, add_special_tokens=False).ids)
+ids, segments = encode_pair(tokenizer, twice, twice, max_len=2 * n)
+kept = (segments.count(0) - 2, segments.count(1) - 1)
+assert kept == (n - 1, n - 2), (f"A and B equally long ({n} tokens each), max_len = {2 * n}: you kept A {kept[0]}, B {kept[1]}; "
+                                f"on a tie the rule drops from B, so expected A {n - 1}, B {n - 2}")
 ### BEGIN HIDDEN TESTS
 long_a = "the history of the city was written by many people in the years after the war and the music of its " * 2
 long_b = "it was warm in the south"
@@ -458,6 +553,18 @@ assert decoded == "hypothesised", f"the WordPiece decoder glues ## pieces back t
 # text, as many sentences as fill the length budget (the paper: "an arbitrary span of contiguous
 # text, rather than an actual linguistic sentence"), and segment B is such a span that follows A or
 # comes from another document. Single sentences keep our inputs short.
+#
+# <details><summary>Hint 1</summary>
+#
+# Draw the sentence `a` only among those that have a successor, then flip one coin with `rng`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For a false pair, draw the other document uniformly among the `len(documents) - 1` others (for example, draw from one fewer and skip `a`'s document), then any of its sentences.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "nsp_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def make_nsp_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
@@ -483,8 +590,11 @@ for a, b, is_next in make_nsp_pairs(train_documents, 2, random.Random(3)):
 
 # %% nbgrader={"grade": true, "grade_id": "test_nsp_pairs", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """make_nsp_pairs: about half true continuations; true pairs are consecutive, false ones come from another document."""
-toy_docs = [[f"d{d} s{i}" for i in range(5)] for d in range(6)]
-pairs = make_nsp_pairs(toy_docs, 2_000, random.Random(0))
+toy_docs = [[f"d{d} s{i}" for i in range(5)] for d in range(6)]            # 6 documents of 5 sentences, "d3 s4" and so on
+try:
+    pairs = make_nsp_pairs(toy_docs, 2_000, random.Random(0))
+except IndexError as error:
+    raise AssertionError(f"make_nsp_pairs fails ({error}): a sentence a must have a successor in its document") from None
 assert len(pairs) == 2_000, f"expected 2,000 pairs, got {len(pairs)}"
 share = sum(p[2] for p in pairs) / len(pairs)
 assert 0.46 < share < 0.54, f"expected about 50% true pairs, got {share:.1%}"
@@ -494,6 +604,19 @@ for a, b, is_next in pairs:
         assert da == db and ib == ia + 1, f"is_next=1 but {b!r} does not follow {a!r}"
     else:
         assert da != db, f"is_next=0 but {b!r} comes from the same document as {a!r}"
+assert pairs == make_nsp_pairs(toy_docs, 2_000, random.Random(0)), \
+    "the same seed gave other pairs: draw every random choice from rng, nothing from the random module"
+negatives = [(a.split()[0], b.split()) for a, b, is_next in pairs if not is_next]   # (a's document, [b's document, b's sentence])
+drawn = Counter(b[0] for _, b in negatives)
+assert min(drawn[f"d{d}"] for d in range(6)) > 100, \
+    (f"a false b should come from each document about 1/6 of the time; yours: {dict(sorted(drawn.items()))}: "
+     "draw the other document uniformly from all but a's")
+for doc in sorted({d for d, _ in negatives}):
+    others = {b[0] for d, b in negatives if d == doc}
+    assert len(others) == 5, (f"every false b after a sentence of {doc} comes from {sorted(others)}: the other document is "
+                              "drawn uniformly from all 5 others")
+last = sum(b[1] == "s4" for _, b in negatives)
+assert last > 0, f"no false b is ever the last sentence of its document (s4), in {len(negatives)} false pairs: draw b uniformly from the other document"
 ### BEGIN HIDDEN TESTS
 assert all(int(a.split()[1][1:]) < 4 for a, _, _ in pairs), "sentence a must have a successor"
 assert pairs == make_nsp_pairs(toy_docs, 2_000, random.Random(0)), "use only rng: the same seed gives the same pairs"
@@ -524,6 +647,18 @@ with mock.patch("random.random", side_effect=AssertionError("use rng, not the ra
 # | `attention_mask` | `(batch, seq)` bool | True = real token |
 # | `mlm_labels` | `(batch, seq)` long | original id where chosen, -100 elsewhere |
 # | `nsp_labels` | `(batch,)` long | `is_next` |
+#
+# <details><summary>Hint 1</summary>
+#
+# `pad_batch` pads a list of id lists and returns the lengths: the lengths give the attention mask.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Mark `[CLS]`, `[SEP]` and `[PAD]` as special before calling `bert_corrupt`, and pad the segment ids with 0.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bert_corrupt", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
@@ -572,12 +707,19 @@ longest = max(len(e[0]) for e in encoded)
 for key in ("input_ids", "segment_ids", "attention_mask", "mlm_labels"):
     check_shape(batch[key], (64, longest), key)
 assert batch["attention_mask"].dtype == torch.bool, "attention_mask must be boolean (True = real token)"
-assert batch["attention_mask"].sum(1).tolist() == [len(e[0]) for e in encoded], "attention_mask marks the real tokens"
+marked, lengths = batch["attention_mask"].sum(1), torch.tensor([len(e[0]) for e in encoded])
+assert torch.equal(marked, lengths), (f"attention_mask's True count differs from the number of real tokens in "
+                                      f"{int((marked != lengths).sum())} of 64 rows (by up to {int((marked - lengths).abs().max())}): "
+                                      "True for exactly the len(ids) real tokens of each row")
 assert batch["nsp_labels"].tolist() == [p[2] for p in pairs], "nsp_labels are the is_next flags"
 chosen = batch["mlm_labels"] != -100
 original, _ = pad_batch([e[0] for e in encoded], pad_id=PAD)
 assert torch.equal(batch["mlm_labels"][chosen], original[chosen]), "labels must be the original ids"
 assert not chosen[~batch["attention_mask"]].any(), "padding must never be chosen"
+for name, special in (("[CLS]", CLS), ("[SEP]", SEP)):
+    assert not chosen[original == special].any(), f"{name} was chosen {int(chosen[original == special].sum())} times: it must never be"
+padded_segments = sorted(set(batch["segment_ids"][~batch["attention_mask"]].tolist()))
+assert padded_segments == [0], f"segment_ids on the padding are {padded_segments}: the prompt says 0 on padding"
 ### BEGIN HIDDEN TESTS
 assert not chosen[(original == CLS) | (original == SEP)].any(), "[CLS] and [SEP] must never be chosen"
 share = chosen[batch["attention_mask"] & (original != CLS) & (original != SEP)].double().mean().item()
@@ -609,6 +751,24 @@ assert torch.equal(again["input_ids"], batch["input_ids"]), "the generator decid
 #   on `pooled`. `forward(..., mlm_positions=None)` returns `(mlm_logits, nsp_logits)`; when
 #   `mlm_positions` (a boolean `(batch, seq)` tensor) is given, the MLM head runs only on those
 #   positions and `mlm_logits` is `(n_chosen, V)` (much cheaper: 15% of the positions).
+#
+# <details><summary>Hint 1</summary>
+#
+# Every layer is PyTorch's own `nn.TransformerEncoderLayer`: the prompt lists the arguments; only the padding mask needs turning round (`~`).
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The pooler reads position 0 (`[CLS]`) and ends with tanh; the MLM head is dense, GELU, LayerNorm, then a product with the token table itself (transposed) plus `mlm_bias`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# With `mlm_positions`, select the chosen rows of the hidden states with the boolean mask before the MLM head; NSP reads `pooled`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bert_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BertModel(nn.Module):
@@ -721,20 +881,66 @@ hf_heads.seq_relationship.load_state_dict(model.nsp.state_dict())
 ids = torch.tensor([[CLS, 7, 9, SEP, 11, SEP, PAD, PAD], [CLS, 5, SEP, 8, 12, 13, 14, SEP]])
 seg = torch.tensor([[0, 0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 1, 1]])
 mask = ids != PAD
+near = lambda a, b, atol=1e-6: a.shape == b.shape and torch.allclose(a, b, atol=atol)
+# one of your layers, with a wide linear1 (where exact and tanh GELU differ), against PyTorch's layer built three ways
+layer = copy.deepcopy(model.bert.layers[0]).double()
+with torch.no_grad():
+    layer.linear1.weight.mul_(40)
+x = torch.randn(2, 8, 16, dtype=torch.float64)
+
+
+def pytorch_layer(**options) -> nn.TransformerEncoderLayer:
+    twin = nn.TransformerEncoderLayer(16, 4, 32, 0.0, layer_norm_eps=1e-12, batch_first=True, **options).double()
+    twin.load_state_dict(layer.state_dict())
+    return twin
+
+
+got = layer(x)
+assert not near(got, pytorch_layer(activation="relu")(x), 1e-9), "your layers use ReLU, PyTorch's default: BERT's use GELU"
+assert not near(got, pytorch_layer(activation=nn.GELU(approximate="tanh"))(x), 1e-9), \
+    "your layers use the tanh-approximate GELU: BERT's is the exact one, x * Phi(x)"
+assert not near(got, pytorch_layer(activation="gelu", norm_first=True)(x), 1e-9), "your layers are pre-LN: BERT is post-LN"
+assert_close(got, pytorch_layer(activation="gelu")(x), "a layer vs nn.TransformerEncoderLayer(activation='gelu')", atol=1e-9)
 hidden, pooled = model.bert(ids, seg, mask)
 check_shape(hidden, (2, 8, 16), "hidden_states")
 with torch.no_grad():
     expected_mlm, expected_nsp = hf_heads(hidden, pooled)
+    assert not near(pooled, torch.tanh(model.bert.pooler(hidden[:, -1]))), "pooled is read from the last position: BERT pools [CLS], position 0"
+    assert not near(pooled, model.bert.pooler(hidden[:, 0])), "pooled is pooler([CLS]) without the tanh"
     assert_close(pooled, hf_pooler(hidden), "pooled vs transformers' BertPooler (tanh of a linear map of [CLS])", atol=1e-6)
+    alone = model.bert(ids[:1, :6], seg[:1, :6])[0][0]
+assert near(hidden[0, :6], alone, 1e-5), ("with attention_mask, sequence 0 (6 real tokens, then 2 [PAD]) should give what its "
+                                          "6 tokens give alone: attention_mask is True for real tokens, PyTorch's "
+                                          "src_key_padding_mask True for padding")
 other = ids.clone()
 other[0, 6:] = 21                                                            # change what the padding holds
 assert_close(model.bert(other, seg, mask)[0][0, :6], hidden[0, :6], "padding must not change real positions", atol=1e-5)
 mlm, nsp = model(ids, seg, mask)
 check_shape(mlm, (2, 8, 50), "mlm_logits")
 check_shape(nsp, (2, 2), "nsp_logits")
+with torch.no_grad():
+    assert not near(nsp, model.nsp(hidden[:, 0])), "nsp_logits come from the raw [CLS] state: the prompt puts nsp on pooled"
 assert_close(nsp, expected_nsp, "NSP head on the pooled output vs transformers' BertPreTrainingHeads", atol=1e-6)
 big = [n for n, p in model.named_parameters() if p.shape == (50, 16)]
 assert big == ["bert.embeddings.token.weight"], f"the decoder must reuse the token embeddings, found (V, H) parameters {big}"
+table = model.bert.embeddings.token.weight
+with torch.no_grad():
+    assert not near(mlm, expected_mlm - model.mlm_bias, 1e-5), "your MLM logits lack mlm_bias"
+    assert not near(mlm, F.gelu(model.mlm_norm(model.mlm_dense(hidden))) @ table.T + model.mlm_bias, 1e-5), \
+        "your MLM head applies mlm_norm before the GELU: the order is mlm_dense, GELU, mlm_norm"
+assert_close(mlm, expected_mlm, "MLM head vs transformers' BertPreTrainingHeads (dense, GELU, LayerNorm, tied decoder + bias)", atol=1e-5)
+wide = copy.deepcopy(model).double()
+with torch.no_grad():
+    wide.mlm_dense.weight.mul_(40)                                           # where exact and tanh GELU differ
+    hidden64 = wide.bert(ids, seg, mask)[0]
+    tanh_head = wide.mlm_norm(F.gelu(wide.mlm_dense(hidden64), approximate="tanh")) @ wide.bert.embeddings.token.weight.T
+    assert not near(wide(ids, seg, mask)[0], tanh_head + wide.mlm_bias, 1e-9), \
+        "your MLM head uses the tanh-approximate GELU: BERT's is the exact one, x * Phi(x)"
+table.grad = None
+model(ids, seg, mask)[0].sum().backward()
+assert table.grad is not None and table.grad[40:].abs().sum() > 0, \
+    ("the embeddings of tokens absent from the input (ids 40-49) get no gradient from the MLM logits: the tied decoder "
+     "must pass its gradient to the token table (is it detached?)")
 ### BEGIN HIDDEN TESTS
 chosen = torch.zeros_like(mask)
 chosen[0, 2] = chosen[1, 4] = chosen[1, 6] = True
@@ -777,6 +983,18 @@ assert_close(wide.bert.layers[0](x), twin(x), "an encoder layer with a wide line
 # (embeddings with their LayerNorm, the layers, the pooler; no pre-training heads), in closed
 # form: **do not build the model**. Per layer: four $H\times H$ attention projections with
 # biases, two LayerNorms, and the feed-forward $H \to I \to H$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Count each piece as rows times columns, plus a bias or a LayerNorm's weight and bias where there is one.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Embeddings: three tables and one LayerNorm; per layer: four `H x H` projections with biases, `H -> I -> H` with biases, two LayerNorms; then the pooler, once.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "parameter_count", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def bert_parameter_count(config: BertConfig) -> int:
@@ -798,8 +1016,15 @@ print(f"embeddings alone: {(base.vocab_size + 514) * base.hidden / bert_paramete
 
 # %% nbgrader={"grade": true, "grade_id": "test_parameter_count", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """bert_parameter_count matches your BertModel and gives about 110M for BERT-base."""
-assert bert_parameter_count(TINY) == count_parameters(BertModel(TINY)), \
-    f"TINY: formula {bert_parameter_count(TINY):,} vs model {count_parameters(BertModel(TINY)):,}"
+h, n_layers = TINY.hidden, TINY.layers                                      # 16 and 2
+short = count_parameters(BertModel(TINY)) - bert_parameter_count(TINY)
+for missing, what in ((2 * h, "2 * hidden: one LayerNorm's weight and bias, once in the whole model (the embeddings' norm?)"),
+                      (h * h + h, "hidden * hidden + hidden, once: one H -> H linear layer outside the layers (the pooler?)"),
+                      (4 * h * n_layers, "4 * hidden per layer: the biases of the four attention projections?"),
+                      (n_layers * (h * h + h), "hidden * hidden + hidden per layer: one of the four attention projections?"),
+                      (2 * h * n_layers, "2 * hidden per layer: one of the two LayerNorms of each layer?")):
+    assert short != missing, f"TINY: your count is {short:,} short of BertModel(TINY)'s, that is {what}"
+assert short == 0, f"TINY: formula {bert_parameter_count(TINY):,} vs model {count_parameters(BertModel(TINY)):,}"
 n = bert_parameter_count(BertConfig())
 assert abs(n - 110e6) / 110e6 < 0.01, f"BERT-base has about 110M parameters, got {n:,}"
 ### BEGIN HIDDEN TESTS
@@ -831,6 +1056,18 @@ for cfg in (BertConfig(vocab_size=97, hidden=24, layers=3, heads=4, intermediate
 # | `pooler.dense` | `pooler` |
 #
 # Ignore keys you do not need (such as `embeddings.position_ids`).
+#
+# <details><summary>Hint 1</summary>
+#
+# Print both key lists side by side (the try-it cell below does) and follow the table row by row.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Loop over `config.layers`; concatenate query, key and value along the first axis, in that order, once for the weights and once for the biases.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "convert_weights", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def convert_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
@@ -895,7 +1132,21 @@ for key in ("layers.0.self_attn.in_proj_weight", "layers.0.self_attn.in_proj_bia
 """A random transformers.BertModel, converted and loaded strictly into yours, gives the same outputs."""
 theirs = reference_bert(TINY)
 mine = BertModel(TINY).eval()
-mine.load_state_dict(convert_hf_state_dict(theirs.state_dict(), TINY), strict=True)
+state = theirs.state_dict()
+converted = convert_hf_state_dict(state, TINY)
+missing = sorted(set(mine.state_dict()) - set(converted))
+assert not missing, f"{len(missing)} of your keys are missing, e.g. {missing[:3]}: convert every layer (config.layers = {TINY.layers})"
+for key, value in mine.state_dict().items():
+    assert converted[key].shape == value.shape, \
+        f"{key}: expected shape {tuple(value.shape)}, got {tuple(converted[key].shape)}: which Hugging Face tensor goes there?"
+packed = converted["layers.0.self_attn.in_proj_weight"]                    # (3 H, H): rows of q, then k, then v
+for part, name in enumerate(("query", "key", "value")):
+    assert torch.equal(packed[16 * part:16 * (part + 1)], state[f"encoder.layer.0.attention.self.{name}.weight"]), \
+        f"rows {16 * part}-{16 * (part + 1) - 1} of in_proj_weight must hold {name}.weight: the packed order is q, then k, then v"
+for mine_name, theirs_name in (("norm1", "attention.output.LayerNorm"), ("norm2", "output.LayerNorm")):
+    assert torch.equal(converted[f"layers.0.{mine_name}.weight"], state[f"encoder.layer.0.{theirs_name}.weight"]), \
+        f"layers.0.{mine_name} must hold {theirs_name}: norm1 follows the attention, norm2 the feed-forward"
+mine.load_state_dict(converted, strict=True)
 ids = torch.tensor([[CLS, 7, 9, SEP, 11, 12, 13, SEP]])
 seg = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
 with torch.no_grad():
@@ -927,6 +1178,18 @@ assert set(convert_hf_state_dict(extra, cfg)) == set(mine.state_dict()), "extra 
 # it, and section 14 hands it a prepared encoder), then dropout and a linear layer `classifier`
 # (`hidden -> n_classes`) on the pooled `[CLS]` output. `forward(input_ids, segment_ids=None,
 # attention_mask=None)` returns logits `(batch, n_classes)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Store the encoder you are given as it is; the classifier reads the second output of `self.bert(...)`, the pooled `[CLS]`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Pass `segment_ids` and `attention_mask` on to the encoder, and apply dropout to `pooled` before the linear layer.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "classifier", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BertClassifier(nn.Module):
@@ -969,10 +1232,21 @@ ids = torch.tensor([[CLS, 7, 9, SEP, PAD], [CLS, 5, 6, 8, SEP]])
 with torch.no_grad():                                  # the classifier copies pooled[:, :3] and adds 1, 2, 3
     classifier.classifier.weight.copy_(torch.eye(3, 16))
     classifier.classifier.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+shared = BertModel(TINY)
+assert BertClassifier(shared, 2).bert is shared, "self.bert must be the BertModel you are given, not a copy or a new one"
 logits = classifier(ids, attention_mask=ids != PAD)
 check_shape(logits, (2, 3), "logits")
-_, pooled = classifier.bert(ids, None, ids != PAD)
-assert_close(logits, pooled[:, :3] + torch.tensor([1.0, 2.0, 3.0]), "with W = the first 3 rows of I and b = (1, 2, 3): pooled[:, :3] + b", atol=1e-6)
+bias = torch.tensor([1.0, 2.0, 3.0])
+with torch.no_grad():
+    hidden, pooled = classifier.bert(ids, None, ids != PAD)
+    assert not torch.allclose(logits, hidden[:, 0, :3] + bias, atol=1e-6), \
+        "your logits read the raw [CLS] state: the prompt classifies the pooled output"
+    assert not torch.allclose(logits, classifier.bert(ids)[1][:, :3] + bias, atol=1e-6), \
+        "your logits are those without attention_mask: pass it on to the encoder"
+assert_close(logits, pooled[:, :3] + bias, "with W = the first 3 rows of I and b = (1, 2, 3): pooled[:, :3] + b", atol=1e-6)
+torch.manual_seed(0)
+dropping = BertClassifier(BertModel(TINY), 2, dropout=0.9).train()
+assert not torch.equal(dropping(ids), dropping(ids)), "in training mode with dropout 0.9 two calls gave the same logits: apply the dropout"
 ### BEGIN HIDDEN TESTS
 assert isinstance(classifier.classifier, nn.Linear) and classifier.classifier.in_features == 16
 shared = BertModel(TINY)
