@@ -106,6 +106,24 @@ plt.show()
 #
 # No Python loops over the batch: the test counts the Python lines `padding_mask` and
 # `attention_mask` run for a batch of 4 and of 400, and a loop shows as many more.
+#
+# <details><summary>Hint 1</summary>
+#
+# Every mask here compares positions: a row of positions `0, 1, ..., max_len - 1` against one number per sequence (its length), or the query index against the key index. Broadcasting turns such a comparison into the whole rectangle at once, with no loop.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The causal mask of a square is lower-triangular. With a cache the queries are the last `q_len` positions, so each row may see `k_len - q_len` more keys than in the square case: the diagonal moves right by that much.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For `attention_mask`, give the key-padding mask the shape `(batch, 1, 1, k_len)` so that it broadcasts over heads and query rows, combine it with the causal mask so that a pair needs both, and expand it to `(batch, 1, max_len, max_len)`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -146,14 +164,37 @@ plt.show()
 """Masks: exact small cases, no loop over the batch, and attention with the combined mask equals attention on each unpadded sequence."""
 from course_utils.checks import python_lines_run  # counts the Python lines a call runs: a loop shows
 
-assert padding_mask(torch.tensor([2, 0, 3]), 3).tolist() == [[True, True, False], [False] * 3, [True] * 3]
+pad = padding_mask(torch.tensor([2, 0, 3]), 3)
+check_shape(pad, (3, 3), "padding_mask(tensor([2, 0, 3]), 3)")
+real = pad.sum(1).tolist()
+assert real != [3, 1, 3], (f"padding_mask(tensor([2, 0, 3]), 3) has one True too many per row, {pad.int().tolist()}: "
+                           "a sequence of length n has its real tokens at positions 0 to n - 1")
+assert real == [2, 0, 3], f"padding_mask(tensor([2, 0, 3]), 3): expected 2, 0 and 3 True per row (the lengths), got {real}"
+assert pad.tolist() == [[True, True, False], [False] * 3, [True] * 3], \
+    f"padding_mask(tensor([2, 0, 3]), 3): the real tokens come first, then the padding; got {pad.int().tolist()}"
 wide = padding_mask(torch.tensor([2, 1]), 4)
 assert wide.tolist() == [[True, True, False, False], [True, False, False, False]], \
-    f"max_len 4 with lengths [2, 1]: expected 4 columns, got {wide.int().tolist()}"
-assert causal_mask(3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    f"padding_mask(tensor([2, 1]), 4): expected 4 columns (max_len), got {wide.int().tolist()}"
+square = causal_mask(3)
+assert not square.triu(1).any(), (f"causal_mask(3): a query sees a future key (True above the diagonal), "
+                                  f"{square.int().tolist()}: query i may see keys 0 to i only")
+assert square.tolist() == [[True, False, False], [True, True, False], [True, True, True]], \
+    f"causal_mask(3): query i sees keys 0 to i, got {square.int().tolist()}"
+cached = causal_mask(1, 3)
+assert cached.tolist() == [[True, True, True]], (
+    f"causal_mask(1, 3) gives {cached.int().tolist()}: with k_len > q_len the queries are the last q_len "
+    "positions (decoding with a cache), so this one query is position 2 and sees all 3 keys")
 mask = attention_mask(torch.tensor([4, 2]), 4, causal=True)
-check_shape(mask, (2, 1, 4, 4), "combined mask")
+check_shape(mask, (2, 1, 4, 4), "attention_mask(tensor([4, 2]), 4, causal=True)")
 assert mask.dtype == torch.bool, f"expected a boolean mask, got {mask.dtype}"
+assert mask[1, 0, 3].any(), (f"attention_mask(tensor([4, 2]), 4, causal=True): query 3 of sequence 1 (a padding "
+                             f"position) sees no key, {mask[1, 0].int().tolist()}: mask the keys (columns), "
+                             "not the queries; padded queries still see the real keys")
+assert not mask[0, 0].triu(1).any(), (
+    f"attention_mask(tensor([4, 2]), 4, causal=True), sequence 0 (no padding): a query sees a future key, "
+    f"{mask[0, 0].int().tolist()}: a pair is allowed only when both masks allow it")
+plain = attention_mask(torch.tensor([4, 2]), 4)
+check_shape(plain, (2, 1, 4, 4), "attention_mask(tensor([4, 2]), 4) without causal: (batch, 1, max_len, max_len) still")
 g = torch.Generator().manual_seed(0)
 q, k, v = (torch.randn(2, 3, 4, 8, dtype=torch.float64, generator=g) for _ in range(3))
 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -165,7 +206,7 @@ for name, call in (("padding_mask", lambda n: padding_mask(torch.randint(1, 9, (
                    ("attention_mask", lambda n: attention_mask(torch.randint(1, 9, (n,), generator=loop_sizes), 8, True))):
     small_lines, large_lines = python_lines_run(call, 4), python_lines_run(call, 400)
     assert large_lines <= small_lines + 20, (f"{name}: {small_lines} Python lines for a batch of 4, {large_lines} "
-                                            f"for 400: a Python loop over the batch (compare with an arange instead)")
+                                            f"for 400: a Python loop over the batch? Build the whole batch's mask at once, by broadcasting")
 ### BEGIN HIDDEN TESTS
 rect = causal_mask(2, 4)
 assert rect.tolist() == [[True, True, True, False], [True, True, True, True]], f"rectangular (cache) case: {rect.tolist()}"
@@ -184,6 +225,24 @@ assert_close(out_plain[1:, :, :2], alone, "padding only", atol=1e-12)
 # Fill masked scores with `torch.finfo(scores.dtype).min`, take the softmax, and make every
 # entry of a row with **no** allowed position exactly zero. The gradient must not be NaN either.
 # (`torch.softmax` of a row of `-inf` is NaN; of a row of `finfo.min` it is uniform: both wrong.)
+#
+# <details><summary>Hint 1</summary>
+#
+# Three steps: push the masked scores far down, take the softmax, then clear the rows that had nothing to see.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.finfo(scores.dtype).min` is the most negative finite number of the scores' dtype: the softmax of a row of it is uniform, never NaN, and its gradient stays finite.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# After the softmax, the masked positions hold (almost) 0 in rows with an allowed position, and 1 / k_len in rows without one: multiplying by the mask as numbers clears both and changes nothing else.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "masked_softmax", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -212,10 +271,36 @@ print("row sums:", demo_weights.sum(-1).tolist())
 scores = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], requires_grad=True)
 mask = torch.tensor([[True, True, False], [False, False, False]])
 p = masked_softmax(scores, mask)
-assert_close(p[0], torch.cat([torch.softmax(torch.tensor([1.0, 2.0]), 0), torch.zeros(1)]), "row with two allowed keys")
-assert_close(p[1], torch.zeros(3), "a row with nothing to attend to")
+check_shape(p, (2, 3), "masked_softmax(scores, mask) for scores (2, 3)")
+assert p[0, :2].sum() > 0.5, (f"row 0 allows keys 0 and 1, yet they get a total weight of {p[0, :2].sum().item():.3g}: "
+                              "in mask, True means may attend; which positions did you fill?")
+assert_close(p[0], torch.cat([torch.softmax(torch.tensor([1.0, 2.0]), 0), torch.zeros(1)]),
+             "row 0: the softmax of its two allowed scores, then 0 at the masked key")
+assert not torch.allclose(p[1], torch.full((3,), 1 / 3)), (
+    f"row 1 has no allowed key and comes out uniform, {p[1].tolist()}: the softmax of a row of finfo.min; "
+    "the prompt asks for all zeros in such a row")
+assert_close(p[1], torch.zeros(3), "row 1, with nothing to attend to: all zeros")
 (p * torch.arange(3.0)).sum().backward()
-assert not torch.isnan(scores.grad).any(), f"NaN in the gradient: {scores.grad}"
+assert not torch.isnan(scores.grad).any(), f"NaN in the gradient with respect to scores: {scores.grad}"
+try:
+    spread = masked_softmax(torch.zeros(2, 3), torch.tensor([[True, True, False]]))
+except (IndexError, RuntimeError) as error:
+    raise AssertionError(f"a mask of shape (1, 3) with scores of shape (2, 3) raised {type(error).__name__} ({error}): "
+                         "the mask only has to broadcast to the scores, not have their shape") from None
+assert_close(spread, torch.tensor([[0.5, 0.5, 0.0]] * 2), "a mask (1, 3) broadcast over scores (2, 3) of zeros")
+try:
+    half = masked_softmax(torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float16),
+                          torch.tensor([[True, False], [False, False]]))
+except RuntimeError as error:
+    raise AssertionError(f"float16 scores raised RuntimeError ({error}): is your fill value a float16 number? "
+                         "float16 ends near -65504") from None
+assert not torch.isnan(half).any(), (f"float16 scores give NaN, {half.tolist()}: is your fill value a float16 number? "
+                                     "float16 ends near -65504, and beyond that is -inf")
+cols = torch.tensor([[1.0, 3.0, 0.0], [2.0, 1.0, 5.0]])
+col_mask = torch.tensor([[True, True, False], [True, False, True]])
+by_column = masked_softmax(cols.t(), col_mask.t(), dim=0)
+assert_close(by_column, masked_softmax(cols, col_mask).t(),
+             "masked_softmax(scores.t(), mask.t(), dim=0) against masked_softmax(scores, mask).t(): is dim used?")
 ### BEGIN HIDDEN TESTS
 half = masked_softmax(torch.randn(2, 4, dtype=torch.float16), torch.tensor([[True, False, True, False], [False] * 4]))
 assert not torch.isnan(half).any() and half[1].abs().sum() == 0, "float16: use torch.finfo(dtype).min"
@@ -244,6 +329,24 @@ assert_close(spread[1, ..., 2:], torch.zeros(3, 4, 3, dtype=torch.float64), "bro
 #   padded targets set to -100. At padded positions `targets` may hold anything, -100 included
 #   (an index `gather` cannot take): only positions where `mask` is True count. Compute it from
 #   `F.log_softmax`; do not call `F.cross_entropy`.
+#
+# <details><summary>Hint 1</summary>
+#
+# A masked mean is a weighted mean: the mask, as 0/1 weights, goes into the sum and into the count.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The count of real positions can be 0; keep the divisor at least 1, so that such a row gives 0 / 1.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For the loss, pick each position's log-probability of its target (`gather` along the vocabulary), after replacing the targets at padded positions by any valid index: those positions are multiplied by 0 anyway. Then sum over the real positions and divide by how many there are, over the whole batch.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "masked_reductions", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -279,13 +382,39 @@ print(f"masked cross-entropy: {masked_cross_entropy(demo_logits, demo_targets, d
 """masked_mean ignores padding; masked_cross_entropy equals F.cross_entropy(ignore_index=-100)."""
 x = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [50.0], [60.0]]])
 mask = torch.tensor([[True, True, False], [True, False, False]])
-assert_close(masked_mean(x, mask), torch.tensor([[2.0], [2.0]]), "masked mean")
+mean = masked_mean(x, mask)
+check_shape(mean, (2, 1), "masked_mean(x, mask) for x (2, 3, 1)")
+assert not torch.allclose(mean, torch.tensor([[4 / 3], [2 / 3]])), (
+    f"masked_mean gives {mean.flatten().tolist()}: row 0 is (1 + 3) / 3, its real values summed over all 3 positions; "
+    "what should the sum be divided by?")
+assert_close(mean, torch.tensor([[2.0], [2.0]]), "masked_mean: row 0 has real values 1 and 3, row 1 only 2")
+empty = masked_mean(torch.ones(1, 2, 1), torch.zeros(1, 2, dtype=torch.bool))
+assert not torch.isnan(empty).any(), (f"masked_mean of a row with no real position gives {empty.flatten().tolist()}: "
+                                      "0 / 0 is NaN; the prompt asks for zeros there")
+assert_close(empty, torch.zeros(1, 1), "masked_mean of a row with no real position")
 g = torch.Generator().manual_seed(0)
 logits = torch.randn(3, 5, 7, dtype=torch.float64, generator=g)
 targets = torch.randint(0, 7, (3, 5), generator=g)
 mask = padding_mask(torch.tensor([5, 2, 4]), 5)
 expected = F.cross_entropy(logits.flatten(0, 1), targets.masked_fill(~mask, -100).flatten(), ignore_index=-100)
-assert_close(masked_cross_entropy(logits, targets, mask), expected, "masked cross-entropy", atol=1e-12)
+loss = masked_cross_entropy(logits, targets, mask)
+check_shape(loss, (), "masked_cross_entropy(logits, targets, mask): one number")
+assert loss >= 0, (f"masked_cross_entropy is {loss.item():.4f}, negative: a cross-entropy averages -log p >= 0; "
+                   "are you picking log-probabilities?")
+everywhere = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+assert not torch.isclose(loss, everywhere), ("masked_cross_entropy equals the mean over every position, padding "
+                                             "included: only positions where mask is True count")
+per_sequence = torch.stack([F.cross_entropy(logits[b, :n], targets[b, :n]) for b, n in enumerate([5, 2, 4])]).mean()
+assert not torch.isclose(loss, per_sequence), (
+    "masked_cross_entropy equals the mean of per-sequence means: the prompt asks for the mean over all real tokens, "
+    "so the sequence of 5 tokens weighs more than the one of 2")
+assert_close(loss, expected, "masked_cross_entropy against F.cross_entropy(ignore_index=-100)", atol=1e-12)
+try:
+    with_ignored = masked_cross_entropy(logits, targets.masked_fill(~mask, -100), mask)
+except (IndexError, RuntimeError) as error:
+    raise AssertionError(f"masked_cross_entropy with -100 at the padded targets raised {type(error).__name__} ({error}): "
+                         "the prompt says padded targets may hold anything, -100 included, which is no index") from None
+assert_close(with_ignored, expected, "masked_cross_entropy with -100 at the padded targets", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 # the mean over tokens, not over sequences: lengths 5 and 1 weigh 5 : 1
 uneven = padding_mask(torch.tensor([5, 1, 1]), 5)
@@ -308,6 +437,18 @@ assert_close(empty, torch.zeros(1, 2), "an all-padding row gives zeros, not NaN"
 # `PackedSequence`). Reading the padded run's outputs at position length - 1 would give the same
 # numbers for this one-directional GRU, but it still computes every padded step, and the backward
 # direction of a bidirectional GRU would start in the padding.
+#
+# <details><summary>Hint 1</summary>
+#
+# `pack_padded_sequence` needs the lengths (on the CPU) and must be told that the batch comes first, as the GRU was built.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The GRU returns `(output, h_n)`; `h_n` is `(num_layers, batch, hidden)`, already in the batch's original order when packed with `enforce_sorted=False`. The prompt asks for the last layer.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "rnn_final_states", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def rnn_final_states(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -337,13 +478,21 @@ torch.manual_seed(0)
 gru = nn.GRU(3, 4, batch_first=True).double()
 x = torch.randn(3, 6, 3, dtype=torch.float64)
 lengths = torch.tensor([6, 2, 4])
-got = rnn_final_states(gru, x, lengths)
-check_shape(got, (3, 4), "final states")
+try:
+    got = rnn_final_states(gru, x, lengths)
+except RuntimeError as error:
+    if "enforce_sorted" in str(error):
+        raise
+    raise AssertionError(f"rnn_final_states(gru, x, lengths) for x (batch=3, seq=6, 3) raised RuntimeError ({error}): "
+                         "x is batch-first, as the GRU reads it; does the packing know that?") from None
+check_shape(got, (3, 4), "rnn_final_states(gru, x, lengths): (batch, hidden)")
+naive = gru(x)[1][-1]
+assert not torch.allclose(naive[1], got[1]), (
+    "sequence 1 (length 2): your state is the GRU's state after all 6 positions, the padding included: "
+    "the GRU kept reading the padding; tell it where each sequence stops")
 for b in range(3):
     alone = gru(x[b:b + 1, :lengths[b]])[1][-1]
-    assert_close(got[b:b + 1], alone, f"sequence {b} run alone", atol=1e-12)
-naive = gru(x)[1][-1]
-assert not torch.allclose(naive[1], got[1]), "the naive run reads the padding: it must differ"
+    assert_close(got[b:b + 1], alone, f"sequence {b} (length {lengths[b]}) against the GRU run on it alone", atol=1e-12)
 calls = []
 spy = gru.register_forward_pre_hook(lambda module, args, kwargs: calls.append(type((args or [kwargs.get("input")])[0]).__name__),
                                     with_kwargs=True)
@@ -352,6 +501,12 @@ try:
 finally:
     spy.remove()
 assert calls == ["PackedSequence"], f"expected one call of the GRU, on a PackedSequence; got calls on {calls}"
+two_layers = nn.GRU(3, 2, num_layers=2, batch_first=True).double()
+layered = rnn_final_states(two_layers, x, lengths)
+first_layer = two_layers(x[:1])[1][0]          # sequence 0 has no padding
+assert not torch.allclose(layered[:1], first_layer), (
+    "a two-layer GRU: your state is the first layer's; the prompt asks for the last layer's")
+assert_close(layered[:1], two_layers(x[:1])[1][-1], "a two-layer GRU, sequence 0: the last layer's state", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 deep = nn.GRU(3, 5, num_layers=2, batch_first=True).double()
 got2 = rnn_final_states(deep, x, lengths)
@@ -380,6 +535,24 @@ assert_close(got2[1:2], deep(x[1:2, :2])[1][-1], "two-layer GRU, sequence 1", at
 # > non-special tokens chosen within 0.3 points of `rate` (15%; a hidden test uses 30%, within 0.5);
 # > among the chosen, `[MASK]`, unchanged and random tokens each within 1 point of 80%, 10% and 10%;
 # > random tokens spread over the whole vocabulary; the same generator seed gives the same output.
+#
+# <details><summary>Hint 1</summary>
+#
+# Draw uniform numbers per token with the generator twice: one draw decides whether a token is chosen (and never a special one), the other what happens to a chosen token.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Split the second draw at 0.8 and 0.9: below 0.8 `[MASK]`, between 0.8 and 0.9 a random token (drawn with the generator too), above 0.9 the token stays.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The labels come from the original tokens, before any corruption: the token where it was chosen, -100 everywhere else.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bert_corrupt", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def bert_corrupt(tokens: torch.Tensor, special: torch.Tensor, vocab_size: int, mask_id: int,
@@ -417,16 +590,32 @@ tokens = torch.randint(5, 1000, (400, 500), generator=g)
 special = torch.zeros_like(tokens, dtype=torch.bool)
 special[:, 0] = special[:, -1] = True
 inputs, labels = bert_corrupt(tokens, special, 1000, mask_id=4, generator=torch.Generator().manual_seed(1))
+check_shape(inputs, (400, 500), "inputs")
+check_shape(labels, (400, 500), "labels")
 chosen = labels != -100
 share = chosen[~special].double().mean().item()
-assert abs(share - 0.15) < 0.003, f"expected 15% of non-special tokens chosen, got {share:.2%}"
-assert not chosen[special].any(), "special tokens must never be chosen"
-assert torch.equal(labels[chosen], tokens[chosen]), "labels are the original tokens"
+assert abs(share - 0.85) > 0.01, (f"labels hold a token at {share:.1%} of the non-special positions, about 100% - 15%: "
+                                  "labels are -100 where a token was not chosen; is that mask the right way round?")
+assert abs(share - 0.15) < 0.003, f"expected 15% of the non-special tokens chosen (labels not -100), got {share:.2%}"
+assert not chosen[special].any(), "special tokens ([CLS], [SEP], padding) must never be chosen, but some have labels"
+assert torch.equal(inputs[special], tokens[special]), ("special tokens were changed in inputs: they are never chosen, "
+                                                       "so never corrupted either")
+assert torch.equal(labels[chosen], tokens[chosen]), (
+    f"labels at the chosen positions must be the original tokens; {(labels[chosen] != tokens[chosen]).sum().item()} "
+    "differ (are they taken from the corrupted inputs?)")
 masked = (inputs[chosen] == 4).double().mean().item()
 kept = (inputs[chosen] == tokens[chosen]).double().mean().item()
-assert abs(masked - 0.8) < 0.01, f"expected 80% [MASK] among chosen, got {masked:.1%}"
-assert abs(kept - 0.1) < 0.01, f"expected about 10% unchanged among chosen, got {kept:.1%}"
-assert torch.equal(inputs[~chosen], tokens[~chosen]), "tokens that were not chosen stay as they are"
+assert abs(masked - 0.8) < 0.01, f"expected 80% [MASK] among the chosen tokens, got {masked:.1%}"
+assert abs(kept - 0.1) < 0.01, f"expected about 10% of the chosen tokens unchanged, got {kept:.1%}"
+assert torch.equal(inputs[~chosen], tokens[~chosen]), "tokens that were not chosen must stay as they are in inputs"
+few = tokens[:20]
+first = bert_corrupt(few, special[:20], 1000, 4, torch.Generator().manual_seed(5))
+second = bert_corrupt(few, special[:20], 1000, 4, torch.Generator().manual_seed(5))
+assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]), (
+    "two calls with generators seeded alike gave different outputs: is every random draw made with the generator?")
+half_rate = (bert_corrupt(few, special[:20], 1000, 4, torch.Generator().manual_seed(6), rate=0.5)[1] != -100)
+half_share = half_rate[~special[:20]].double().mean().item()
+assert abs(half_share - 0.5) < 0.02, f"rate=0.5 chose {half_share:.1%} of the non-special tokens: is the rate argument used?"
 ### BEGIN HIDDEN TESTS
 replaced = ((inputs[chosen] != 4) & (inputs[chosen] != tokens[chosen])).double().mean().item()
 assert abs(replaced - 0.1) < 0.01, f"expected about 10% random tokens among chosen, got {replaced:.1%}"
@@ -445,6 +634,18 @@ assert abs(rate - 0.3) < 0.005, f"the rate argument must be used, got {rate:.2%}
 # tokens see each other in both directions, the **target** tokens see the whole source and
 # the targets up to themselves. Write `prefix_lm_mask(src_len, tgt_len)` -> `(L, L)` with
 # `L = src_len + tgt_len` (True = may attend).
+#
+# <details><summary>Hint 1</summary>
+#
+# Start from the causal mask of the whole length `L`: it is already right for the targets among themselves.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Then change two blocks: every row sees every source column, and the source rows still see no target column.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "prefix_lm_mask", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def prefix_lm_mask(src_len: int, tgt_len: int) -> torch.Tensor:
@@ -465,9 +666,17 @@ plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_prefix_lm_mask", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """prefix_lm_mask: the source is bidirectional, targets are causal and see the whole source."""
-m = prefix_lm_mask(2, 2)
-assert m.tolist() == [[True, True, False, False], [True, True, False, False],
-                      [True, True, True, False], [True, True, True, True]], f"got {m.int().tolist()}"
+m = prefix_lm_mask(3, 2)
+check_shape(m, (5, 5), "prefix_lm_mask(3, 2): (src_len + tgt_len, src_len + tgt_len)")
+shown = m.int().tolist()
+assert m[:3, :3].all(), (f"prefix_lm_mask(3, 2) = {shown}: a source token (rows 0-2) does not see every source token "
+                         "(columns 0-2): the source is bidirectional, every source token sees the whole source")
+assert not m[:3, 3:].any(), f"prefix_lm_mask(3, 2) = {shown}: a source token (rows 0-2) sees a target (columns 3-4)"
+assert m[3:, :3].all(), f"prefix_lm_mask(3, 2) = {shown}: a target (rows 3-4) does not see the whole source (columns 0-2)"
+assert not m[3, 4], (f"prefix_lm_mask(3, 2) = {shown}: the first target (row 3) sees a later target (column 4): "
+                     "among themselves the targets are causal")
+assert m[4, 3] and m[3, 3] and m[4, 4], (f"prefix_lm_mask(3, 2) = {shown}: a target does not see itself or an earlier "
+                                         "target: among themselves the targets are causal")
 ### BEGIN HIDDEN TESTS
 assert torch.equal(prefix_lm_mask(0, 4), causal_mask(4)), "no source: a causal mask"
 assert prefix_lm_mask(3, 0).all(), "no target: fully bidirectional"
