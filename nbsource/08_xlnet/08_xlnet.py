@@ -81,6 +81,18 @@ print(describe_environment(device))
 #   the order), in the **query** stream when `rank[j] < rank[i]` (strictly before). No Python loops:
 #   the test counts the Python lines your function runs for an order of 8 and one of 800, and a loop
 #   shows as lines that grow with the length (at 800, a double loop would also take seconds).
+#
+# <details><summary>Hint 1</summary>
+#
+# Both masks compare ranks, not positions: first turn the order (position at each step) into the rank of each position (step at which it comes).
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The rank is the inverse permutation: `rank[order[r]] = r`, which one `scatter_` along the last axis writes for a whole batch; then compare `rank` with itself by broadcasting, `(..., seq, 1)` against `(..., 1, seq)`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "permutation_masks", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sample_order(seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -124,6 +136,8 @@ def in_order(mask, order):
     return mask[..., order, :][..., :, order]
 
 
+assert torch.equal(sample_order(9, torch.Generator().manual_seed(5)), sample_order(9, torch.Generator().manual_seed(5))), \
+    "two generators with the same seed gave two different orders: draw the order with `generator`"
 g = torch.Generator().manual_seed(0)
 for n in (1, 5, 9):
     order = sample_order(n, g)
@@ -132,10 +146,29 @@ for n in (1, 5, 9):
     check_shape(content, (n, n), "content mask")
     assert content.dtype == torch.bool and query.dtype == torch.bool, "masks are boolean (True = may attend)"
     causal = torch.ones(n, n, dtype=torch.bool)
+    if not torch.equal(in_order(content, order), causal.tril()):
+        assert not torch.equal(content, order[:, None] >= order[None, :]), \
+            (f"order {order.tolist()}: your masks read order[i] as the rank of position i; order lists the positions "
+             "step by step, so the rank of position order[r] is r")
+        assert not torch.equal(in_order(content, order), causal.tril(-1)), \
+            f"order {order.tolist()}: your content mask leaves out the diagonal: in the content stream a position sees itself"
+        assert not torch.equal(in_order(content, order), causal.triu()), \
+            f"order {order.tolist()}: your content mask is transposed: row i is the query position, column j the key"
     assert torch.equal(in_order(content, order), causal.tril()), \
         f"order {order.tolist()}: the step-r position must see the positions of steps 0..r (itself included)"
+    assert not torch.equal(in_order(query, order), causal.tril()), \
+        f"order {order.tolist()}: your query mask includes the diagonal: the query stream sees only what comes strictly before"
     assert torch.equal(in_order(query, order), causal.tril(-1)), \
         f"order {order.tolist()}: the step-r position must see the positions of steps 0..r-1 (not itself)"
+orders = torch.stack([sample_order(6, g) for _ in range(3)])                  # a batch of orders (batch, seq)
+try:
+    batched = permutation_masks(orders)[0]
+except (RuntimeError, IndexError) as error:
+    raise AssertionError(f"permutation_masks fails on a batch of orders (batch, seq) ({error}): compute the ranks along "
+                         "the last axis") from None
+check_shape(batched, (3, 6, 6), "content masks of a batch of orders (batch, seq, seq)")
+assert all(torch.equal(batched[b], permutation_masks(orders[b])[0]) for b in range(3)), \
+    "for a batch of orders, row b's masks differ from those of order b alone: compute the ranks along the last axis"
 few_lines = python_lines_run(permutation_masks, sample_order(8, g))
 many_lines = python_lines_run(permutation_masks, sample_order(800, g))
 assert many_lines <= few_lines + 20, (f"{few_lines} Python lines for an order of 8, {many_lines} for 800: a Python loop "
@@ -180,6 +213,24 @@ assert torch.equal(sample_order(50, torch.Generator().manual_seed(1)), sample_or
 # attention instead, so it starts the query stream from $w$ **plus** the position's sinusoid, and
 # the content stream from the token embedding plus the same sinusoid. Section 7 assembles the
 # paper's version from your parts.
+#
+# <details><summary>Hint 1</summary>
+#
+# `attend` is ordinary multi-head attention; the two streams differ only in their queries and their mask.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Fill masked scores with the dtype's min before the softmax and multiply the weights by the mask after it, so that a query with nothing to see gets zeros.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The content stream attends from `h` to `h` under `content_mask`; the query stream from `g` to `h` under `query_mask`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "two_stream_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class TwoStreamAttention(nn.Module):
@@ -292,7 +343,29 @@ content_mask, query_mask = permutation_masks(order)
 h, g = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
 new_h, new_g = attention(h, g, content_mask, query_mask)
 check_shape(new_g, (2, 5, 16), "query stream")
-assert_close(new_h, reference(h, h, h, attn_mask=~content_mask)[0], "content stream vs nn.MultiheadAttention", atol=1e-10)
+near = lambda a, b: torch.allclose(a, b, atol=1e-10)
+assert not near(new_h[:, 3], attention.w_o.bias.expand(2, 16)), \
+    "the content stream at position 3 (first in the order) saw nothing: in the content stream a position sees itself (which mask?)"
+nudged = h.clone()
+nudged[:, 3] += 1.0                                                   # position 3 is first: every other query stream sees it
+assert not near(attention(nudged, g, content_mask, query_mask)[1][:, [0, 1, 2, 4]], new_g[:, [0, 1, 2, 4]]), \
+    "changing h at position 3 did not change the query stream: its keys and values always come from the content stream h"
+sharp = nn.MultiheadAttention(16, 4, batch_first=True).double()
+sharp.load_state_dict(reference.state_dict())
+with torch.no_grad():
+    sharp.in_proj_weight[:16] *= 2                                    # queries twice as large: sqrt(d_head) = 2
+    sharp.in_proj_bias[:16] *= 2
+assert not near(new_h, sharp(h, h, h, attn_mask=~content_mask)[0]), \
+    "your scores are sqrt(d_head) = 2 times too large: is the 1/sqrt(d_head) scale missing?"
+one_head = TwoStreamAttention(16, 1).double()
+with torch.no_grad():
+    alone = one_head.w_o(one_head.w_v(h[:, 3]))                      # position 3 sees only itself: weight 1 on its value
+assert near(one_head.attend(h, h, content_mask)[:, 3], alone), \
+    ("position 3 (first in the order) sees only itself in the content stream, so its weight on itself must be 1 and its "
+     "output w_o(w_v(h_3)); yours is not: fill the masked scores with the dtype's min before the softmax, not 0")
+assert near(new_h, reference(h, h, h, attn_mask=~content_mask)[0]), \
+    ("the content stream differs from nn.MultiheadAttention with the same projections: check how the heads are split "
+     "into (batch, heads, seq, d_head) and merged back to (batch, q, d_model)")
 assert not new_g.isnan().any() and (new_g[:, 3] == attention.w_o.bias).all(), \
     "position 3 comes first in the order: its query stream sees nothing, so attention gives zeros (then w_o's bias)"
 torch.manual_seed(0)
@@ -333,6 +406,18 @@ assert not torch.allclose(model(changed, orders)[0, target], logits[0, target]),
 # **last $1/K$** of each order. Complete `prediction_targets(orders, k)`: a boolean `(batch, seq)`
 # tensor, True at the positions whose rank is among the last `seq // k` of their order; and
 # `partial_prediction_loss(logits, tokens, orders, k)`: the mean cross-entropy over those positions only.
+#
+# <details><summary>Hint 1</summary>
+#
+# The last `seq // k` steps of an order are its last `seq // k` entries: they are positions, ready to mark.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Scatter True into a boolean `(batch, seq)` tensor at those positions, then take the cross-entropy of the marked rows only (boolean indexing keeps them), averaged.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "partial_prediction", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def prediction_targets(orders: torch.Tensor, k: int) -> torch.Tensor:
@@ -367,6 +452,15 @@ print(f"loss of a uniform guess over 30 symbols: {partial_prediction_loss(unifor
 """prediction_targets marks the last seq // k of each order; the loss averages over them only."""
 orders = torch.tensor([[3, 0, 4, 1, 2, 5], [0, 1, 2, 3, 4, 5]])
 targets = prediction_targets(orders, 3)
+marked = [[p for p in range(6) if row[p]] for row in targets.tolist()]
+assert marked[0] != [0, 3], ("order [3, 0, 4, 1, 2, 5], k = 3: you mark positions 0 and 3, its first 2 steps; XLNet predicts "
+                             "the last seq // k steps of the order (here positions 2 and 5)")
+assert marked[0] != [4, 5], ("order [3, 0, 4, 1, 2, 5], k = 3: you mark positions 4 and 5, the last positions of the text; "
+                             "XLNet predicts the last seq // k steps of the order (here positions 2 and 5)")
+counts = targets.sum(1).tolist()
+assert counts == [2, 2], f"seq = 6, k = 3: seq // k = 2 targets per row; you mark {counts}"
+counts = prediction_targets(torch.stack([torch.randperm(7), torch.randperm(7)]), 2).sum(1).tolist()
+assert counts == [3, 3], f"seq = 7, k = 2: seq // k = 3 targets per row (rounded down); you mark {counts}"
 assert targets.tolist() == [[False, False, True, False, False, True], [False, False, False, False, True, True]], \
     f"the last 2 of each order, got {targets.tolist()}"
 # Logits 0 but c at the right token: the loss there is log(e^c + 6) - c, a different c at each position
@@ -376,7 +470,11 @@ margin = torch.arange(12, dtype=torch.float32).view(2, 6) / 2                   
 logits = torch.zeros(2, 6, 7).scatter(-1, tokens[..., None], margin[..., None])        # (batch, seq, vocab)
 loss_at = lambda c: math.log(math.exp(c) + 6) - c
 expected = torch.tensor(sum(loss_at(margin[b, p].item()) for b, p in ((0, 2), (0, 5), (1, 4), (1, 5))) / 4)
-assert_close(partial_prediction_loss(logits, tokens, orders, 3), expected,
+got = partial_prediction_loss(logits, tokens, orders, 3)
+assert abs(got.item() - F.cross_entropy(logits.flatten(0, 1), tokens.flatten()).item()) > 1e-6, \
+    "your loss is the mean over every position: only the targets of prediction_targets count"
+assert abs(got.item() - 4 * expected.item()) > 1e-4, "your loss is the sum over the 4 targets: the prompt asks for their mean"
+assert_close(got, expected,
              "the mean of log(e^c + 6) - c over the 4 targets (positions 2, 5 of row 0 and 4, 5 of row 1)", atol=1e-6)
 ### BEGIN HIDDEN TESTS
 assert prediction_targets(orders, 1).all(), "k=1 predicts everything"
@@ -421,6 +519,18 @@ assert_close(partial_prediction_loss(wide_logits, wide_tokens, wide, 4), wide_ex
 # * `relative_scores(q, k, r, u, v)`: `q (batch, heads, q_len, d_head)`, `k (batch, heads, k_len, d_head)`,
 #   `r (heads, k_len, d_head)` (distances `k_len-1 .. 0`), `u, v (heads, d_head)`; return
 #   $\big((q+u)k^\top + \text{rel\_shift}((q+v)r^\top)\big)/\sqrt{d_{head}}$, shape `(batch, heads, q_len, k_len)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Try `rel_shift` by hand on the try-it cell's small tensor: pad, reshape, drop a row, reshape, and watch which distance lands in each entry.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# In `relative_scores`, `u` and `v` are per head `(heads, d_head)`: give them a query axis to broadcast; `u` joins the content term with `k`, `v` the position term with `r`, and only the position term is shifted; the sum is divided once by `sqrt(d_head)`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "relative_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def rel_shift(x: torch.Tensor) -> torch.Tensor:
@@ -468,6 +578,19 @@ def naive_scores(q, k, r, u, v):
                 out[:, :, i, j] = (((q[:, :, i] + u) * k[:, :, j]).sum(-1) + ((q[:, :, i] + v) * row).sum(-1)) / math.sqrt(d)
     return out
 
+# rel_shift on 2 queries and 4 keys (2 of memory): entry = 10 * row + the distance its column holds (3, 2, 1, 0)
+listed = torch.tensor([[10 * i + (3 - c) for c in range(4)] for i in range(2)], dtype=torch.float64)
+shifted = rel_shift(listed)
+check_shape(shifted, (2, 4), "rel_shift(x) (q_len, k_len)")
+wanted = torch.tensor([[10 * i + (i + 2 - j) for j in range(4)] for i in range(2)], dtype=torch.float64)
+valid = torch.tensor([[j <= i + 2 for j in range(4)] for i in range(2)])
+if not torch.equal(shifted[valid], wanted[valid]):
+    right = F.pad(listed, (0, 1)).reshape(5, 2)[1:].reshape(2, 4)
+    assert not torch.equal(shifted[valid], right[valid]), "rel_shift pads the zero column on the right: the prompt pads it on the left"
+    last = F.pad(listed, (1, 0)).reshape(5, 2)[:-1].reshape(2, 4)
+    assert not torch.equal(shifted[valid], last[valid]), "rel_shift drops the last row of the reshaped tensor: the prompt drops the first"
+    raise AssertionError(f"rel_shift: entry [i, j] must hold distance i + 2 - j (j <= i + 2); "
+                         f"for 10 * i + distance expected {wanted.masked_fill(~valid, -1).long().tolist()}, got {shifted.long().tolist()}")
 torch.manual_seed(0)
 for q_len, k_len in ((4, 4), (3, 7)):
     q, k = torch.randn(2, 3, q_len, 8, dtype=torch.float64), torch.randn(2, 3, k_len, 8, dtype=torch.float64)
@@ -475,6 +598,16 @@ for q_len, k_len in ((4, 4), (3, 7)):
     got, expected = relative_scores(q, k, r, u, v), naive_scores(q, k, r, u, v)
     check_shape(got, (2, 3, q_len, k_len), "scores")
     valid = ~expected.isnan()
+    same = lambda twin: torch.allclose(got[valid], twin[valid], atol=1e-10)
+    content_part = naive_scores(q, k, torch.zeros_like(r), u, v)          # (a) + (c), scaled
+    position_part = naive_scores(q, torch.zeros_like(k), r, u, v)         # (b) + (d), scaled
+    unshifted = ((q + v[:, None]) @ r.transpose(-2, -1)) / math.sqrt(8)
+    for twin, symptom in ((naive_scores(q, k, r, torch.zeros_like(u), v), "the global content bias u is missing: (q + u) k^T"),
+                          (naive_scores(q, k, r, v, v), "your content term uses v: the content bias is u, (q + u) k^T"),
+                          ((content_part + position_part) * math.sqrt(8), "your scores are not divided by sqrt(d_head)"),
+                          (content_part + position_part * math.sqrt(8), "only the content term is scaled: divide the whole sum by sqrt(d_head)"),
+                          (content_part + unshifted, "the position term is not shifted: apply rel_shift to (q + v) r^T")):
+        assert not same(twin), f"q_len={q_len}, k_len={k_len}: {symptom}"
     assert_close(got[valid], expected[valid], f"q_len={q_len}, k_len={k_len}", atol=1e-10)
 few_lines, many_lines = python_lines_run(rel_shift, torch.randn(2, 4, 6)), python_lines_run(rel_shift, torch.randn(2, 400, 600))
 assert many_lines <= few_lines + 20, (f"rel_shift ran {few_lines} Python lines at q_len 4, {many_lines} at q_len 400: "
@@ -511,6 +644,18 @@ assert_close(got[~expected.isnan()], expected[~expected.isnan()], "v = 0: u is t
 # a list with one `(batch, m, d_model)` tensor per layer, or `None` for the first segment. Return
 # `(output, new_memories)`, where layer `l`'s new memory is the last `mem_len` positions of
 # `[memory_l; input of layer l]`, **detached**.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each layer's memory is what entered that layer, so record it before calling the layer.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For layer `l`: concatenate its old memory (if any) with its input along the positions, keep the last `mem_len`, detach, then run the layer with the old memory.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "xl_layer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class XLLayer(nn.Module):
@@ -578,6 +723,10 @@ full, _ = xl_forward(layers, text, None, mem_len=10)
 out1, memories = xl_forward(layers, text[:, :5], None, mem_len=5)
 out2, memories2 = xl_forward(layers, text[:, 5:], memories, mem_len=5)
 assert_close(out1, full[:, :5], "segment 1", atol=1e-10)
+assert torch.allclose(memories[0], text[:, :5]), \
+    "after segment 1, layer 0's memory should be the input that entered it (the segment itself): is it the layer's output?"
+assert not torch.allclose(out2, xl_forward(layers, text[:, 5:].detach(), None, mem_len=5)[0], atol=1e-10), \
+    "segment 2's output is what it gives with no memory at all: pass each layer its memory"
 assert_close(out2, full[:, 5:], "segment 2 with a 5-step memory equals the full context", atol=1e-10)
 assert len(memories2) == 2 and all(m.shape == (2, 5, 16) for m in memories2), "one (batch, mem_len, d_model) memory per layer"
 assert not any(m.requires_grad for m in memories2), "memories must be detached"
@@ -585,6 +734,10 @@ three = [text[:, i:i + 3].detach() for i in (0, 3, 6)]
 memory = None
 for seg in three:
     _, memory = xl_forward(layers, seg, memory, mem_len=6)
+assert memory[0].shape[1] != 3, ("three segments of 3, mem_len = 6: layer 0's memory holds only 3 positions, the current "
+                                 "segment: keep the newest mem_len of [memory; input]")
+assert not torch.equal(memory[0], text[:, :6].detach()), \
+    "after 9 positions, layer 0's memory holds positions 0..5, the oldest: keep the newest mem_len (positions 3..8)"
 assert_close(memory[0], text[:, 3:9].detach(), "after 9 positions, layer 0 keeps the newest 6 (positions 3..8)", atol=0)
 assert_close(memory[1], layers[0](text[:, :9].detach())[:, 3:9], "layer 1 keeps layer 0's outputs at positions 3..8", atol=1e-10)
 ### BEGIN HIDDEN TESTS
