@@ -71,6 +71,18 @@ print(describe_environment(device))
 # odd ones, frequencies $10000^{-2j/d}$) plus the same encoding of the step number, with steps
 # numbered **from 1**. No Python loops over positions or steps: the test counts the Python lines
 # your function runs for a short and a long input, and a loop shows as lines that grow with the length.
+#
+# <details><summary>Hint 1</summary>
+#
+# Write one helper that encodes a vector of numbers (positions or steps) as sinusoids, then call it twice.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Angles are `values[:, None] * frequencies[None, :]`; fill the even dims with their sines and the odd dims with their cosines, and add the step table `(steps, 1, d)` to the position table `(1, seq, d)` by broadcasting.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "coordinates", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def coordinate_embedding(seq_len: int, steps: int, d_model: int) -> torch.Tensor:
@@ -111,6 +123,16 @@ c = coordinate_embedding(5, 3, 8)
 check_shape(c, (3, 5, 8), "coordinates (steps, seq, d_model)")
 i, t, j = 4, 2, 1                                             # position 4, step 2, pair j = 1 (dims 2 and 3)
 w = 10_000 ** (-2 * j / 8)
+near = lambda value, expected: abs(float(value) - expected) < 1e-5
+assert not torch.allclose(c[1], c[0]), "your coordinates are the same at every step: add the sinusoid of the step number too"
+assert not near(c[0, 0, 0], 0.0), "step 1, position 0, dim 0 gives sin(0) + sin(0) = 0: steps are numbered from 1"
+assert not near(c[0, 0, 0], 2 * math.sin(1.0)), "step 1, position 0, dim 0 gives sin(1) + sin(1): positions are numbered from 0"
+assert not near(c[t - 1, i, 2 * j], math.cos(i * w) + math.cos(t * w)), "your even dims hold cosines: sine on even dims, cosine on odd"
+assert not near(c[t - 1, i, 4], math.cos(i) + math.cos(t)), \
+    "dims 4..7 hold the cosines: interleave them, sine on even dims and cosine on odd ones, pair j on dims 2j and 2j + 1"
+w_half = 10_000 ** (-j / 8)
+assert not near(c[t - 1, i, 2 * j], math.sin(i * w_half) + math.sin(t * w_half)), \
+    "pair j = 1 uses the frequency 10000^(-j/d): it is 10000^(-2j/d)"
 assert abs(c[t - 1, i, 2 * j] - (math.sin(i * w) + math.sin(t * w))) < 1e-5, "even dims: sin(pos w) + sin(step w)"
 assert abs(c[t - 1, i, 2 * j + 1] - (math.cos(i * w) + math.cos(t * w))) < 1e-5, "odd dims: cos(pos w) + cos(step w)"
 short_lines, long_lines = python_lines_run(coordinate_embedding, 4, 2, 8), python_lines_run(coordinate_embedding, 400, 40, 8)
@@ -140,6 +162,24 @@ assert_close(big[2] - big[1], (big[2] - big[1])[0].expand(50, 32), "the step ter
 #   n_updates (...), remainders (...))`, vectorised: a loop over the steps is fine, none over positions
 #   (the test counts the Python lines it runs for 10 and for 2,000 positions).
 # * `ponder_cost(n_updates, remainders)`: the mean of $N + R$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Everything follows from the cumulative sum over the steps (axis 0): where it first reaches `threshold` is step N.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Mark the steps that reached it (and force the last step), then 'strictly before N' is where a cumulative count of those marks is still 0, and step N is the first mark.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The weights are p before N and R at N; N is the number of steps before N plus one.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "act", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def act_weights(halting: torch.Tensor, threshold: float = 0.99) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -185,12 +225,31 @@ halting = torch.tensor([[0.3, 0.6, 0.995, 0.1],
                         [0.3, 0.6, 0.500, 0.1],
                         [0.3, 0.6, 0.500, 0.1]])                 # (steps=4, positions=4)
 weights, n_updates, remainders = act_weights(halting)
+alone = act_weights(halting[:, 3:])[1].item()
+assert n_updates[3].item() == alone, (f"position 3 alone gets N = {alone}, beside the others N = {n_updates[3].item()}: each "
+                                      "position's sum runs over the steps (axis 0), never across positions")
+assert n_updates.max() <= 4, (f"N = {n_updates.tolist()} with only 4 steps: a position that never reaches the threshold "
+                              "halts at the last step")
+n_other = act_weights(torch.tensor([[0.3], [0.3], [0.3]]), threshold=0.5)[1].tolist()
+assert n_other != [1], ("with threshold=0.5, p = 0.3 at every step reaches 0.6 at step 2, yet you give N = 1: N is one short "
+                        "(N counts the halting step itself)")
+assert n_other == [2], f"with threshold=0.5, p = 0.3 at every step reaches 0.6 at step 2, so N = 2; you give {n_other}: use `threshold`"
+n_exact = act_weights(torch.tensor([[0.25], [0.25], [0.5]]), threshold=0.5)[1].tolist()
+assert n_exact == [2], (f"with threshold=0.5, p = 0.25, 0.25 sums to 0.5 exactly at step 2, which halts (sum >= threshold); "
+                        f"you give N = {n_exact}")
+assert n_updates.tolist() != [3, 1, 0, 3], "N is one short: it counts the halting step itself (N = 1 when the first p reaches the threshold)"
 assert n_updates.tolist() == [4, 2, 1, 4], f"expected N = [4, 2, 1, 4], got {n_updates.tolist()}"
+assert not torch.allclose(remainders, torch.tensor([-0.2, -0.2, 0.005, 0.6]), atol=1e-5), \
+    "R subtracts step N's own p too: R = 1 - the sum of the p *before* step N"
 assert_close(remainders, torch.tensor([0.1, 0.4, 1.0, 0.7]), "remainders R = 1 - sum of the p before N", atol=1e-6)
+assert torch.allclose(weights.sum(0), torch.ones(4), atol=1e-6), \
+    f"your weights sum to {[round(v, 3) for v in weights.sum(0).tolist()]} over the steps: at step N the weight is R, so they sum to 1"
 assert_close(weights[:, 0], torch.tensor([0.3, 0.3, 0.3, 0.1]), "0.3 x 3, then R = 0.1", atol=1e-6)
 assert_close(weights[:, 1], torch.tensor([0.6, 0.4, 0.0, 0.0]), "halt at step 2: weights 0.6, 0.4, then 0", atol=1e-6)
 assert_close(weights[:, 2], torch.tensor([1.0, 0.0, 0.0, 0.0]), "p >= 0.99 at once: N = 1, R = 1", atol=1e-6)
 assert_close(weights[:, 3], torch.tensor([0.1, 0.1, 0.1, 0.7]), "never reaches 0.99: the last step takes the rest", atol=1e-6)
+assert act_weights(torch.rand(4, 3, requires_grad=True))[0].requires_grad, \
+    "your weights do not require grad when the halting probabilities do: keep them differentiable (no detach)"
 few, many = torch.rand(4, 10, generator=torch.Generator().manual_seed(0)), torch.rand(4, 2_000, generator=torch.Generator().manual_seed(0))
 few_lines, many_lines = python_lines_run(act_weights, few), python_lines_run(act_weights, many)
 assert many_lines <= few_lines + 20, (f"{few_lines} Python lines for 10 positions, {many_lines} for 2,000: "
@@ -219,6 +278,12 @@ assert p.grad is not None, "weights must be differentiable in the halting probab
 # Complete `ponder_cost(n_updates, remainders)`: the mean over positions of $N + R$, as a float
 # tensor. $N$ is an integer count, so the gradient reaches the halting probabilities only through
 # $R$: lowering the cost means pushing the early $p^t$ up.
+#
+# <details><summary>Hint 1</summary>
+#
+# Add N and R position by position, as floats, and average.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "ponder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def ponder_cost(n_updates: torch.Tensor, remainders: torch.Tensor) -> torch.Tensor:
@@ -241,7 +306,20 @@ for label, p_first in (("halts at once", 0.995), ("halts at step 2", 0.6), ("nev
 """ponder_cost is the mean of N + R and passes gradients to the halting probabilities through R."""
 halting = torch.tensor([[0.3, 0.6, 0.995, 0.1], [0.3, 0.6, 0.5, 0.1], [0.3, 0.6, 0.5, 0.1], [0.3, 0.6, 0.5, 0.1]])
 _, n_updates, remainders = act_weights(halting)
+cost = float(ponder_cost(n_updates, remainders))
+for wrong, symptom in (((4.1 + 2.4 + 2.0 + 4.7), "your cost is the sum over the 4 positions: the prompt asks for the mean"),
+                       ((4 + 2 + 1 + 4) / 4, "your cost is the mean of N alone: add R"),
+                       ((0.1 + 0.4 + 1.0 + 0.7) / 4, "your cost is the mean of R alone: add N"),
+                       ((3.9 + 1.6 + 0.0 + 3.3) / 4, "your cost is the mean of N - R: the cost is N + R")):
+    assert abs(cost - wrong) > 1e-4, symptom
 assert_close(ponder_cost(n_updates, remainders), torch.tensor((4.1 + 2.4 + 2.0 + 4.7) / 4), "ponder cost = mean(N + R)", atol=1e-5)
+early = torch.full((3, 2), 0.3, requires_grad=True)
+early_cost = ponder_cost(*act_weights(early)[1:])
+assert early_cost.requires_grad, \
+    "your cost does not require grad when the halting probabilities do: keep R differentiable (no detach)"
+early_cost.backward()
+assert early.grad is not None and early.grad.abs().sum() > 0, \
+    "no gradient reaches the halting probabilities from your cost: keep R differentiable (no detach)"
 ### BEGIN HIDDEN TESTS
 p = torch.full((3, 2), 0.3, requires_grad=True)
 _, n, r = act_weights(p)
@@ -271,6 +349,18 @@ assert_close(ponder_cost(torch.tensor([1, 3]), torch.tensor([0.5, 0.5])), torch.
 #
 # (All positions are computed at every step; a halted position's later states get weight 0. The
 # paper also freezes them, so others attend to their final state; we keep it simple.)
+#
+# <details><summary>Hint 1</summary>
+#
+# One layer, called `max_steps` times: add that step's coordinates to the state, then apply the layer with the padding mask turned round.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Keep every state and read each step's halting probability from the state the layer just produced; stack them, call `act_weights`, and sum the weighted states over the steps.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "universal_transformer", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class UniversalTransformer(nn.Module):
@@ -325,12 +415,62 @@ assert abs(long.halting.bias.item() - 1.0) < 1e-6, "halting bias starts at 1.0"
 plain = UniversalTransformer(16, 4, 32, 3, act=False).eval()
 x = torch.randn(2, 5, 16)
 c = coordinate_embedding(5, 3, 16)
-expected = x
-for t in range(3):
-    expected = plain.layer(expected + c[t])
+def unrolled(step) -> torch.Tensor:
+    """Three steps h = step(h, t) from x."""
+    h = x
+    for t in range(3):
+        h = step(h, t)
+    return h
+
+
 out, n, r = plain(x)
-assert_close(out, expected, "without ACT: layer(h + C^t), three times", atol=1e-5)
-assert (n == 3).all() and (r == 0).all()
+near = lambda a, b: a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+assert not near(out, unrolled(lambda h, t: plain.layer(h) + c[t])), \
+    "you add the coordinates after the layer: each step is h^t = layer(h^(t-1) + C^t)"
+assert not near(out, unrolled(lambda h, t: plain.layer(h + c[0]))), "you add step 1's coordinates at every step: step t adds C^t"
+assert_close(out, unrolled(lambda h, t: plain.layer(h + c[t])), "without ACT: layer(h + C^t), three times", atol=1e-5)
+assert (n == 3).all() and (r == 0).all(), \
+    f"without ACT, n_updates is max_steps = 3 everywhere and the remainders 0; got N {n.unique().tolist()}, R {r.unique().tolist()}"
+keep = torch.tensor([[True] * 4 + [False], [True] * 5])               # sequence 0 has one padded position
+y = x.clone()
+y[0, 4] = 5.0
+assert near(plain(y, keep)[0][0, :4], plain(x, keep)[0][0, :4]), \
+    ("changing a padded position changed the real ones: attention_mask is True for real tokens, PyTorch's "
+     "src_key_padding_mask True for padding")
+x_grad = x.clone().requires_grad_()
+(plain(x_grad)[0] * torch.randn(2, 5, 16)).sum().backward()
+assert x_grad.grad is not None and x_grad.grad.abs().sum() > 0, \
+    "without ACT your output has no gradient with respect to the input: does each step read a detached state?"
+# with ACT: the states of the same recurrence, their halting probabilities and the weights of your act_weights
+adaptive = UniversalTransformer(16, 4, 32, 3).eval()
+adaptive.layer.load_state_dict(plain.layer.state_dict())
+states, h = [], x
+for t in range(3):
+    h = adaptive.layer(h + c[t])
+    states.append(h)
+states = torch.stack(states)                                          # (steps, batch, seq, d_model)
+act_out, act_n, _ = adaptive(x)
+assert not (act_n == 1).all(), ("every position halts after one step (N = 1 everywhere): p^t = sigmoid(halting(h^t)) is "
+                                "below 1; a softmax over the single logit is always 1")
+before = torch.stack([torch.sigmoid(adaptive.halting(s)).squeeze(-1) for s in torch.cat([x[None], states[:-1]])])
+w_before, n_before, _ = act_weights(before)
+w, n_expected, _ = act_weights(torch.stack([torch.sigmoid(adaptive.halting(s)).squeeze(-1) for s in states]))
+assert torch.allclose(w_before, w) or not near(act_out, (w_before.unsqueeze(-1) * states).sum(0)), \
+    "your halting probabilities are read before the layer runs: p^t is computed from the new state h^t"
+assert not near(act_out, states[-1]), "with ACT your output is the last state: it is the weighted sum of the states, sum_t w^t h^t"
+assert not near(act_out, (w.unsqueeze(-1) * states).mean(0)), "you average w^t h^t over the steps: the weights sum to 1, so sum them"
+assert_close(act_out, (w.unsqueeze(-1) * states).sum(0), "ACT output = sum_t w^t h^t", atol=1e-5)
+fixed = UniversalTransformer(16, 4, 32, 3).eval()
+with torch.no_grad():
+    fixed.halting.weight.zero_()                                      # p^t = sigmoid(1): the weights no longer depend on x
+x_grad = x.clone().requires_grad_()
+(fixed(x_grad)[0] * torch.randn(2, 5, 16)).sum().backward()
+assert x_grad.grad is not None and x_grad.grad.abs().sum() > 0, \
+    "with fixed ACT weights your output has no gradient with respect to the input: are the states detached before the weighted sum?"
+graded_halting = UniversalTransformer(16, 4, 32, 3).eval()
+graded_halting(x)[2].sum().backward()
+assert graded_halting.layer.linear2.weight.grad is not None and graded_halting.layer.linear2.weight.grad.abs().sum() > 0, \
+    "the remainders (the ponder cost) send no gradient to the shared layer: does the halting unit read a detached state?"
 ### BEGIN HIDDEN TESTS
 adaptive = UniversalTransformer(16, 4, 32, 3).eval()
 adaptive.layer.load_state_dict(plain.layer.state_dict())
