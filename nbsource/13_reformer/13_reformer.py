@@ -72,6 +72,18 @@ print(describe_environment(device))
 #
 # Complete `lsh_hash(x, rotations)`: `x (..., d)`, `rotations (d, n_buckets // 2)`; return the
 # bucket ids `(...)` as `argmax` over the concatenation `[xR, -xR]`.
+#
+# <details><summary>Hint 1</summary>
+#
+# `rotations` has `n_buckets // 2` columns, so `xR` alone can name only half of the buckets: `-xR` names the other half.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Join `xR` and `-xR` along their last axis (the bucket axis), keeping `x`'s leading shape, then take the largest entry.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "lsh_hash", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def lsh_hash(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
@@ -106,7 +118,14 @@ plt.show()
 """lsh_hash gives argmax over [xR, -xR]; near vectors collide much more often than far ones."""
 rotations = torch.tensor([[1.0, 0.0], [0.0, 1.0]])              # d = 2, 4 buckets
 points = torch.tensor([[2.0, 0.1], [0.1, 3.0], [-2.0, 0.2], [0.3, -1.0]])
-assert lsh_hash(points, rotations).tolist() == [0, 1, 2, 3], f"expected buckets [0, 1, 2, 3], got {lsh_hash(points, rotations).tolist()}"
+found = lsh_hash(points, rotations)
+assert found.shape == (4,), (f"4 points of d = 2 should give bucket ids of shape (4,), got {tuple(found.shape)}: "
+                             "[xR, -xR] is joined along the bucket axis (the last one), not the points")
+assert found.max() >= 2 or found.tolist() == [0, 0, 0, 0], (f"only buckets 0 and 1 of 4 used, got {found.tolist()}: "
+                                                             "is the argmax over xR alone, without -xR?")
+assert found.tolist() != [2, 3, 0, 1], (f"every point landed in its opposite's bucket (got [2, 3, 0, 1], expected [0, 1, 2, 3]): "
+                                         "the argmax of [xR, -xR], in that order?")
+assert found.tolist() == [0, 1, 2, 3], f"expected buckets [0, 1, 2, 3], got {found.tolist()}"
 g = torch.Generator().manual_seed(0)
 x = F.normalize(torch.randn(2000, 32, generator=g), dim=-1)
 near = F.normalize(x + 0.2 * torch.randn(2000, 32, generator=g) / math.sqrt(32), dim=-1)
@@ -165,6 +184,24 @@ assert buckets.min() >= 0 and buckets.max() < 16 and len(buckets.unique()) > 8, 
 # result is exactly full attention restricted to pairs in the same bucket (with one chunk and every
 # position in one bucket, it is full attention); with every position in one bucket and several
 # chunks, each chunk attends to itself and the one before: the tests use these cases.
+#
+# <details><summary>Hint 1</summary>
+#
+# Sorting is what makes chunking work: after it, the members of one bucket sit next to each other. Keep `order` and its inverse permutation to put the outputs back.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Gather the keys, values, positions and buckets into sorted order and view them as `(batch, chunks, chunk_size, ...)`; the chunk before is the same tensor rolled by one chunk.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Masks come from comparing positions and buckets of queries and keys within the chunk pair; the log-sum-exp is taken after every mask, and un-sorted like the output.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "lsh_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def lsh_attention_round(qk: torch.Tensor, v: torch.Tensor, rotations: torch.Tensor, chunk_size: int,
@@ -252,7 +289,9 @@ same_bucket = buckets[:, :, None] == buckets[:, None, :]                     # (
 for causal in (False, True):
     got = lsh_attention(qk, v, rotations[:1], chunk_size=16, causal=causal)
     assert_close(got, shared_qk_attention(qk, v, causal, allowed=same_bucket),
-                 f"one chunk, one round, causal={causal}: full attention within each bucket", atol=1e-10)
+                 f"one chunk, one round, causal={causal}: expected full attention restricted to same-bucket pairs "
+                 "(the prompt's single-chunk case: keys normalised, scores over sqrt(d), own position -1e5, output in input order)",
+                 atol=1e-10)
 # two buckets by the sign of the first coordinate: even positions in bucket 0, odd ones in bucket 1.
 # Sorted, chunks of 4 hold the even positions 0-6 and 8-14, then the odd ones 1-7 and 9-15.
 two = qk[:1].clone()
@@ -261,7 +300,8 @@ first_axis = torch.eye(8, dtype=torch.float64)[None, :, :1]                  # (
 i, j = torch.arange(16)[:, None], torch.arange(16)[None, :]
 allowed = (i % 2 == j % 2) & ((i >= 8) | (j < 8))                             # own bucket; own chunk or the one before
 assert_close(lsh_attention(two, v[:1], first_axis, chunk_size=4), shared_qk_attention(two, v[:1], allowed=allowed),
-             "two buckets, chunks of 4: a query sees its own bucket in its chunk and the chunk before", atol=1e-10)
+             "two buckets, chunks of 4: a query should see its own bucket in its chunk and the chunk BEFORE it "
+             "(the first chunk wraps around to the last)", atol=1e-10)
 check_shape(lsh_attention(qk, v, rotations, chunk_size=4), (2, 16, 8), "output")
 peaks = []
 for n in (2048, 4096):                                                       # d = 16, chunks of 32, 32 buckets
@@ -322,6 +362,18 @@ assert_close(lsh_attention(one_bucket, values[:, :16], towards[None], chunk_size
 # which can be **inverted** exactly: $x_2 = y_2 - G(y_1)$, $x_1 = y_1 - F(x_2)$. So the inputs of every
 # layer can be recomputed from its outputs during the backward pass, and need not be stored.
 # Complete `ReversibleBlock(f, g)` with `forward(x1, x2) -> (y1, y2)` and `inverse(y1, y2) -> (x1, x2)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each half is updated from the other half only: that is what lets you undo it.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Undo the steps in the opposite order: recover `x2` first from what you know (`y1`, `y2`), then `x1`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "reversible_block", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class ReversibleBlock(nn.Module):
@@ -381,11 +433,11 @@ blocks = make_blocks(4, 16).double()
 x1, x2 = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
 with torch.no_grad():
     y1, y2 = blocks[0](x1, x2)
-    assert_close(y1, x1 + blocks[0].f(x2), "y1 = x1 + F(x2)", atol=1e-12)
-    assert_close(y2, x2 + blocks[0].g(y1), "y2 = x2 + G(y1)", atol=1e-12)
+    assert_close(y1, x1 + blocks[0].f(x2), "forward: y1 should be x1 + F(x2): which half does F read?", atol=1e-12)
+    assert_close(y2, x2 + blocks[0].g(y1), "forward: y2 should be x2 + G(y1): G reads the new half y1, not x1", atol=1e-12)
     r1, r2 = blocks[0].inverse(y1, y2)
-    assert_close(r1, x1, "inverse: x1", atol=1e-10)
-    assert_close(r2, x2, "inverse: x2", atol=1e-10)
+    assert_close(r1, x1, "inverse(forward(x1, x2)) does not give back x1: check the signs and which halves F and G read in inverse", atol=1e-10)
+    assert_close(r2, x2, "inverse(forward(x1, x2)) does not give back x2: undo y2 = x2 + G(y1) first", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
     a, b = x1, x2
@@ -410,6 +462,18 @@ assert_close(b, x2, "four blocks forward then inverted", atol=1e-10)
 # `reversible_stack(blocks, x1, x2)` is how it is called. The test compares every gradient with the
 # ordinary computation's and counts what autograd saves with `saved_bytes` (given after the try-it
 # cell): the same bytes for 2 blocks as for 8, and no more than the two outputs.
+#
+# <details><summary>Hint 1</summary>
+#
+# The last block's outputs are saved; every earlier activation can be rebuilt from them, one block at a time, from the last block to the first.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For one block: inverse without gradient, then a fresh forward on detached inputs that require grad, then back-propagate the incoming gradients through it; its inputs' `.grad` and its inputs themselves are what the next (earlier) block needs.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "reversible_stack", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class ReversibleStack(torch.autograd.Function):
@@ -497,8 +561,11 @@ a, b = reversible_stack(blocks, x1, x2)
 (a.sum() + (b ** 2).sum()).backward()
 got = [x1.grad, x2.grad] + [p.grad for p in blocks.parameters()]
 for i, (e, g) in enumerate(zip(expected, got)):
-    assert g is not None, f"gradient {i} is missing"
-    assert_close(g, e, f"gradient {i} (0, 1: inputs; then parameters)", atol=1e-9)
+    name = ("x1", "x2")[i] if i < 2 else f"parameter {i - 2} of blocks.parameters()"
+    assert g is not None, (f"the gradient of {name} is missing: backward must also fill the parameters' .grad "
+                           "(back-propagate through every block's parameters, not only its inputs)")
+    assert_close(g, e, f"the gradient of {name} differs from the ordinary (stored) stack's: check that the blocks are "
+                 "walked last to first, each block's inputs are recovered before it is re-run, and grad_y1 goes with y1", atol=1e-9)
 deep, shallow = make_blocks(8, 16).double(), make_blocks(2, 16).double()
 assert saved_bytes(lambda: reversible_stack(deep, x1, x2)) == saved_bytes(lambda: reversible_stack(shallow, x1, x2)), \
     "only the outputs are saved, whatever the depth"
@@ -523,6 +590,18 @@ assert saved_bytes(lambda: reversible_stack(deep, x1, x2)) <= 2 * x1.numel() * 8
 #   $|i - j| \le$ `window`, and also $j \le i$ when `causal`. This is the local attention of
 #   Longformer (Beltagy et al., 2020), whose window size $w$ counts both sides ($w/2$ keys on
 #   each side of the query): `window` here is one side, so Longformer's $w$ is `2 * window`. (2 points)
+#
+# <details><summary>Hint 1</summary>
+#
+# `chunked_feed_forward`: `chunk_size` is a number of positions per piece, and the last piece may be shorter.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `sliding_window_mask`: one `(n, n)` table of the signed distance from query `i` (row) to key `j` (column) gives both conditions.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "chunked_ffn", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def chunked_feed_forward(ffn: nn.Module, x: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -552,7 +631,11 @@ torch.manual_seed(0)
 ffn = feed_forward(16).double()
 x = torch.randn(2, 13, 16, dtype=torch.float64)
 for size in (1, 4, 13, 50):
-    assert_close(chunked_feed_forward(ffn, x, size), ffn(x), f"chunk size {size}", atol=1e-12)
+    out = chunked_feed_forward(ffn, x, size)
+    assert out.shape[0] == 2, f"chunk size {size}: x is (2, 13, 16), the output is {tuple(out.shape)}: split along the sequence (dim 1), not the batch"
+    assert out.shape[1] >= 13, (f"chunk size {size}: x has 13 positions, the output {out.shape[1]}: "
+                                "positions were lost; is the last, shorter chunk kept?")
+    assert_close(out, ffn(x), f"chunk size {size}: should equal ffn(x)", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 calls = []
 counting = nn.Sequential(ffn)
@@ -586,10 +669,15 @@ plt.show()
 # %% nbgrader={"grade": true, "grade_id": "test_sliding_window", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """sliding_window_mask: a band of width 2 w + 1, the lower half when causal."""
 m = sliding_window_mask(5, 1)
-assert m.dtype == torch.bool and m.tolist() == [[True, True, False, False, False], [True, True, True, False, False],
+assert m.dtype == torch.bool, f"expected a boolean mask, got {m.dtype}"
+assert m[0, 1] and m[1, 0], f"sliding_window_mask(5, 1): keys at distance exactly window = 1 must be allowed (|i - j| <= window), got\n{m.int()}"
+assert m.tolist() == [[True, True, False, False, False], [True, True, True, False, False],
                                               [False, True, True, True, False], [False, False, True, True, True],
                                               [False, False, False, True, True]], f"band of width 3, got\n{m.int()}"
-assert sliding_window_mask(5, 1, causal=True).tolist()[2] == [False, True, True, False, False], "causal: j in [i - w, i]"
+row = sliding_window_mask(5, 1, causal=True).tolist()[2]                    # query i = 2
+assert not row[3], f"causal, window 1: query 2 may see keys 1 and 2, got {row}: key 3 lies in the future (j > i)"
+assert not row[0], f"causal, window 1: query 2 may see keys 1 and 2, got {row}: key 0 lies outside the window (causal keeps the band)"
+assert row == [False, True, True, False, False], f"causal, window 1: query 2 may see keys 1 and 2 (j in [i - window, i]), got {row}"
 ### BEGIN HIDDEN TESTS
 assert sliding_window_mask(6, 0).equal(torch.eye(6, dtype=torch.bool))
 assert sliding_window_mask(4, 10).all() and sliding_window_mask(4, 10, causal=True).equal(torch.ones(4, 4, dtype=torch.bool).tril())
@@ -682,6 +770,18 @@ assert full_mb > 200, f"full attention at 8,192 tokens holds a 256 MiB score mat
 # A caution that the tests respect: with more than one chunk, causal LSH attention never reads a
 # later value, but *which* earlier keys share a query's chunk depends on every position's hash, later
 # ones included (a later position in a lower bucket moves the query's place in the sorted order).
+#
+# <details><summary>Hint 1</summary>
+#
+# Heads are a reshape: split the feature axis into `(n_heads, d_head)`, then move the head axis next to the batch before folding them together.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Both paths are causal, and both use what the layer already holds (`self.rotations`, `self.chunk_size`); undo the head split in the reverse order before `w_o`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "lsh_self_attention", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class LSHSelfAttention(nn.Module):
@@ -753,11 +853,13 @@ def by_head(layer: LSHSelfAttention, x: torch.Tensor, attend) -> torch.Tensor:
 with torch.no_grad():
     layer.rehash(0)
     assert_close(layer(x), by_head(layer, x, lambda qk, v: shared_qk_attention(qk, v, causal=True)),
-                 "no rotations: causal full attention per head", atol=1e-10)
+                 "no rotations: expected causal full attention per head after norm(x) (head i on features i * d_head to "
+                 "(i + 1) * d_head - 1), heads side by side, then w_o", atol=1e-10)
     layer.rehash(2, torch.Generator().manual_seed(1))
     out = layer(x)
     assert_close(out, by_head(layer, x, lambda qk, v: lsh_attention(qk, v, layer.rotations, 4, causal=True)),
-                 "2 rounds: causal LSH attention per head with the layer's rotations", atol=1e-10)
+                 "2 rounds: expected causal lsh_attention per head with self.rotations and self.chunk_size "
+                 "(full attention passes, so the LSH branch is at fault)", atol=1e-10)
     assert torch.equal(layer(x), out), "the same rotations must give the same output on every call"
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
