@@ -83,6 +83,11 @@ def _i18n(args: argparse.Namespace) -> int:
     from course_tools.i18n import catalogue_path, check, update
 
     root = repo_root()
+    if args.action not in (None, "update"):   # `course i18n --check 04_masking`: the first id, not an action
+        args.assignments, args.action = [args.action, *args.assignments], None
+    unknown = sorted(set(args.assignments) - set(list_assignments(root)))
+    if unknown:
+        raise ValueError(f"no such assignment under solutions/: {', '.join(unknown)}")
     wanted = args.assignments or list_assignments(root)
     if args.action == "update":
         for assignment in wanted:
@@ -341,7 +346,8 @@ def parser() -> argparse.ArgumentParser:
                                    "catalogues (a changed English cell marks its translation fuzzy); "
                                    "`course i18n --check` reports translated / fuzzy / missing cells per notebook "
                                    "and exits 1 unless every cell is translated and none is fuzzy.")
-    t.add_argument("action", nargs="?", choices=["update"], help="update: extract and merge into the catalogues")
+    t.add_argument("action", nargs="?", metavar="update",
+                   help="update: extract and merge into the catalogues (leave out with --check)")
     t.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     t.add_argument("--check", action="store_true", help="report coverage; exit 1 unless complete")
     t.add_argument("--lang", default="zh_CN", choices=["zh_CN"], help="language (default zh_CN)")
