@@ -9,15 +9,32 @@ DEV    := $(VENV)/.installed-dev
 
 .PHONY: lab lab-instructor slides site system-deps hub hub-deps test test-gpu install install-dev build clean
 
-$(STAMP): pyproject.toml
+# The lock files (lock/lab.txt, lock/all.txt; tools/lock.sh writes them from pyproject.toml) pin every
+# transitive package with its hashes, for Linux x86_64 and Python 3.11: there the environment of week 10 is
+# the environment of week 1. Elsewhere pip resolves from pyproject.toml's pins (torch, nbgrader, ...).
+LOCKED := $(shell $(PYTHON) -c "import platform, sys; print(int(sys.platform == 'linux' and platform.machine() == 'x86_64' and sys.version_info[:2] == (3, 11)))" 2>/dev/null)
+
+ifeq ($(LOCKED),1)
+define install_from
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(1)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
+endef
+else
+define install_from
+	@echo "note: lock/ is for Linux x86_64 with Python 3.11; installing from pyproject.toml's pins instead"
+	$(BIN)/python -m pip install --quiet $(if $(findstring all,$(1)),-e ".[test]",-e .)
+endef
+endif
+
+$(STAMP): pyproject.toml lock/lab.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(call install_from,lock/lab.txt)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)"
 	touch $(STAMP)
 
-$(DEV): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(DEV): $(STAMP) lock/all.txt
+	$(call install_from,lock/all.txt)
 	touch $(DEV)
 
 install: $(STAMP)
