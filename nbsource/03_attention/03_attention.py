@@ -153,16 +153,44 @@ demo_scores = additive_scores(torch.randn(2, 6, generator=g), torch.randn(2, 5, 
 print(demo_scores.shape, demo_scores)
 
 # %% nbgrader={"grade": true, "grade_id": "test_additive_scores", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""additive_scores: shape (batch, src_len) and the closed form with identity projections."""
+"""additive_scores: shape (batch, src_len), projections of shape (d_attn, ...), scores bounded by |v|_1, and closed forms."""
 q = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
 k = torch.tensor([[[1.0, 1.0], [-0.5, 2.0], [0.0, 0.0]]], dtype=torch.float64)
 eye = torch.eye(2, dtype=torch.float64)
 got = additive_scores(q, k, eye, eye, torch.ones(2, dtype=torch.float64))
-check_shape(got, (1, 3), "additive_scores(...)")
-# With W_q = W_k = I and v = 1: e_j = tanh(q1 + k_j1) + tanh(q2 + k_j2)
+check_shape(got, (1, 3), "additive_scores(query (1, 2), keys (1, 3, 2), ...)")
+# d_attn = 3 while the query or the keys have 2 features: w_query is (d_attn, d_query), w_key is (d_attn, d_key)
+wide = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)      # (3, 2)
+eye3, ones3 = torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+q3 = torch.tensor([[0.5, -1.0, 0.25]], dtype=torch.float64)
+k3 = torch.tensor([[[1.0, 0.0, -1.0], [0.5, 0.5, 0.5], [0.0, 2.0, 0.0]]], dtype=torch.float64)
+for name, args, shape in (("w_query", (q, k3, wide, eye3), "(d_attn, d_query) = (3, 2)"),
+                          ("w_key", (q3, k, eye3, wide), "(d_attn, d_key) = (3, 2)")):
+    try:
+        got_wide = additive_scores(*args, ones3)
+    except RuntimeError as error:
+        raise AssertionError(f"additive_scores with {name} of shape {shape} raised RuntimeError ({error}): "
+                             f"the prompt gives {name} with d_attn rows, as nn.Linear stores its weight; "
+                             "the projection must turn each input vector into d_attn numbers") from None
+    check_shape(got_wide, (1, 3), f"additive_scores with {name} of shape {shape}")
+# |tanh| < 1, so |v . tanh(x)| <= |v_1| + ... + |v_d_attn|: 2 for v = [1, 1]
+big = additive_scores(torch.tensor([[3.0, 3.0]], dtype=torch.float64), torch.tensor([[[4.0, 4.0]]], dtype=torch.float64),
+                      eye, eye, torch.ones(2, dtype=torch.float64))
+assert big.abs().max() <= 4, (f"additive_scores gives {big.flatten().tolist()} for query [3, 3], key [4, 4], identity "
+                              "projections and v = [1, 1]; with a tanh no score can pass |v_1| + |v_2| = 2: is the tanh applied?")
+assert big.abs().max() <= 2 + 1e-12, (
+    f"additive_scores gives {big.item():.4f} for query [3, 3], key [4, 4], identity projections and v = [1, 1], beyond "
+    "|v_1| + |v_2| = 2, the most v . tanh(x) can be: the prompt takes one tanh, of the sum W_q q + W_k k_j; where is yours?")
+v = torch.tensor([2.0, -3.0], dtype=torch.float64)
+once, twice = additive_scores(q, k, eye, eye, v), additive_scores(q, k, eye, eye, 2 * v)
+assert not torch.allclose(once, twice), ("additive_scores gives the same scores for v and for 2 v: is v used? "
+                                         "The score is the dot product of v with the tanh, over the d_attn axis")
+# With W_q = W_k = I: e_j = v_1 tanh(q1 + k_j1) + v_2 tanh(q2 + k_j2)
 expected = torch.tensor([[math.tanh(1.5) + math.tanh(0.0), math.tanh(0.0) + math.tanh(1.0),
                           math.tanh(0.5) + math.tanh(-1.0)]], dtype=torch.float64)
-assert_close(got, expected, "scores with identity projections", atol=1e-12)
+assert_close(got, expected, "scores with identity projections and v = [1, 1]", atol=1e-12)
+assert_close(once, torch.tensor([[2, -3.0]], dtype=torch.float64) @ torch.tanh(q.T + k[0].T),
+             "scores with identity projections and v = [2, -3]", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 # rectangular projections catch a transposed weight; v weighting catches a plain sum
 g = torch.Generator().manual_seed(1)
@@ -238,23 +266,50 @@ print(weights)
 print(context)
 
 # %% nbgrader={"grade": true, "grade_id": "test_attend", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""attend: weights sum to 1 over allowed keys, are 0 on masked keys, and all-masked rows give zeros without NaN."""
+"""attend: weights sum to 1 over the allowed keys (the last axis), are 0 on masked keys, and all-masked rows give zeros without NaN."""
 scores = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 1.0, 1.0]])
 values = torch.eye(3).expand(3, 3, 3)
 mask = torch.tensor([[True, True, False], [False, False, False], [True, True, True]])
 context, weights = attend(scores, values, mask)
-check_shape(weights, (3, 3), "weights")
-check_shape(context, (3, 3), "context")
+check_shape(weights, (3, 3), "weights for scores (batch=3, k_len=3)")
+check_shape(context, (3, 3), "context for values (batch=3, k_len=3, d_value=3)")
 assert weights[0, :2].sum() > 0.5, (
-    "row 0: its two allowed keys get almost no weight: in mask, True means may attend")
+    f"row 0 may attend to keys 0 and 1, yet they get a total weight of {weights[0, :2].sum().item():.3g}: "
+    "in mask, True means may attend; which scores did you fill?")
+assert not (torch.isnan(weights).any() or torch.isnan(context).any()), (
+    f"NaN in attend's output, weights {weights.tolist()}: row 1 has every key masked, and the softmax of a row "
+    "of -inf is NaN; the prompt fills with torch.finfo(scores.dtype).min")
 assert not torch.allclose(weights[1], torch.full((3,), 1 / 3)), (
-    "row 1 has every key masked but its weights are uniform (1/3 each): the prompt asks for zero weights there")
-expected_row0 = torch.softmax(torch.tensor([1.0, 2.0]), dim=0)
-assert_close(weights[0, :2], expected_row0, "weights over the two allowed keys")
-assert weights[0, 2] == 0, f"a masked key must get weight exactly 0, got {weights[0, 2].item()}"
-assert not torch.isnan(weights).any() and not torch.isnan(context).any(), "NaN in the output"
-assert_close(weights[1], torch.zeros(3), "an all-masked row gets zero weights")
-assert_close(weights.sum(-1)[[0, 2]], torch.ones(2), "rows with allowed keys sum to 1")
+    "row 1 has every key masked but its weights are uniform (1/3 each), the softmax of a row of finfo.min: "
+    "the prompt asks for zero weights there")
+assert_close(weights[1], torch.zeros(3), "weights of row 1, whose keys are all masked")
+assert not context[1].abs().sum() > 0, (
+    f"row 1 has every key masked: its weights are 0, but its context is {context[1].tolist()}, not 0: "
+    "the context must come from the weights that attend returns")
+assert_close(weights[0, :2], torch.softmax(torch.tensor([1.0, 2.0]), dim=0), "row 0: the softmax of its two allowed scores")
+assert weights[0, 2] == 0, f"row 0: its masked key 2 must get weight exactly 0, got {weights[0, 2].item()}"
+assert_close(weights.sum(-1)[[0, 2]], torch.ones(2), "the weights of rows 0 and 2 (with allowed keys) summed over the keys")
+assert_close(context, weights @ torch.eye(3), "context with values = I (the weights themselves)")
+# (batch, q_len, k_len) scores: each query's weights are a distribution over the keys, the last axis
+g = torch.Generator().manual_seed(0)
+scores3, values3 = torch.randn(2, 4, 5, generator=g), torch.randn(2, 5, 6, generator=g)
+context3, weights3 = attend(scores3, values3)
+check_shape(weights3, (2, 4, 5), "weights for scores (batch=2, q_len=4, k_len=5)")
+check_shape(context3, (2, 4, 6), "context for scores (2, 4, 5) and values (2, 5, 6)")
+assert not torch.allclose(weights3.sum(1), torch.ones(2, 5)), (
+    "for scores (batch=2, q_len=4, k_len=5) the weights sum to 1 over the queries (axis 1), not over the keys "
+    "(the last axis): which dimension did the softmax take?")
+assert_close(weights3.sum(-1), torch.ones(2, 4), "weights for scores (2, 4, 5) summed over the keys (the last axis)")
+assert_close(context3, weights3 @ values3, "context = weights @ values for scores (2, 4, 5)")
+# float16: the fill value must be a float16 number
+try:
+    _, half = attend(torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float16), torch.eye(2, dtype=torch.float16).expand(2, 2, 2),
+                     torch.tensor([[True, False], [False, False]]))
+except RuntimeError as error:
+    raise AssertionError(f"attend with float16 scores raised RuntimeError ({error}): is your fill value a float16 "
+                         "number? float16 ends near -65504; the prompt fills with torch.finfo(scores.dtype).min") from None
+assert not torch.isnan(half).any(), f"attend with float16 scores gives NaN, {half.tolist()}: is your fill value a float16 number?"
+assert_close(half.float(), torch.tensor([[1.0, 0.0], [0.0, 0.0]]), "float16 weights: one allowed key, then none")
 ### BEGIN HIDDEN TESTS
 # an inverted mask, softmax over the wrong axis, or -1e9 filling all fail here
 s = torch.randn(2, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -329,17 +384,30 @@ ctx, w = additive(torch.randn(2, 8), torch.randn(2, 4, 6), torch.randn(2, 4, 3),
 print(ctx.shape, w)
 
 # %% nbgrader={"grade": true, "grade_id": "test_additive_attention", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""AdditiveAttention: uses its own parameters, respects the mask, returns (context, weights)."""
+"""AdditiveAttention: uses its own parameters, scores from the keys, respects the mask, returns (context, weights)."""
 torch.manual_seed(0)
 layer = AdditiveAttention(4, 3, 5).double()
 q, k = torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 6, 3, dtype=torch.float64)
+# first with values the size of the keys (d_value = d_key = 3), twice: only the values change
+same_size = torch.randn(2, 2, 6, 3, dtype=torch.float64)
+try:
+    _, w_first = layer(q, k, same_size[0])
+except RuntimeError as error:
+    raise AssertionError(f"AdditiveAttention(d_query=4, d_key=3, d_attn=5) on a query (2, 4) and keys (2, 6, 3) raised "
+                         f"RuntimeError ({error}): w_query projects the query and w_key the keys; does each weight "
+                         "reach additive_scores in its place?") from None
+_, w_second = layer(q, k, same_size[1])
+assert_close(w_second, w_first, "weights when only the values change (the scores come from the query and the keys)", atol=1e-12)
 vals = torch.randn(2, 6, 2, dtype=torch.float64)
 mask = torch.tensor([[True] * 6, [True, True, False, False, False, False]])
 ctx, w = layer(q, k, vals, mask)
-check_shape(ctx, (2, 2), "context")
-check_shape(w, (2, 6), "weights")
-assert (w[1, 2:] == 0).all(), f"padding positions must get weight 0, got {w[1, 2:]}"
-# closed form with hand-set weights: W_q q = (q_1, 2 q_3), W_k k = k, v = (1, -1)
+assert ctx.shape[-1] != k.shape[-1], (f"context has shape {tuple(ctx.shape)}: d_key = 3 numbers per sequence, the keys' "
+                                      "size, not d_value = 2: which tensor does the context average?")
+check_shape(ctx, (2, 2), "context (batch, d_value)")
+check_shape(w, (2, 6), "weights (batch, src_len)")
+assert (w[1, 2:] == 0).all(), (f"sequence 1 may attend to keys 0 and 1 only, yet keys 2 to 5 (mask False) get weights "
+                               f"{[round(x, 4) for x in w[1, 2:].tolist()]}: is the mask passed on to attend?")
+# closed form with hand-set weights: W_q q = (q_1, 2 q_3), W_k k = k, v = [1, -1]
 small = AdditiveAttention(d_query=3, d_key=2, d_attn=2).double()
 with torch.no_grad():
     small.w_query.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))
@@ -351,7 +419,10 @@ keys = torch.tensor([[[1.0, 0.0], [-0.5, 0.5], [3.0, 3.0]]], dtype=torch.float64
 e1 = math.tanh(1.5) + math.tanh(0.5)
 expected = torch.tensor([[1 / (1 + math.exp(-e1)), 1 / (1 + math.exp(e1)), 0.0]], dtype=torch.float64)
 small_ctx, small_w = small(query, keys, torch.eye(3, dtype=torch.float64)[None], torch.tensor([[True, True, False]]))
-assert_close(small_w, expected, "weights with W_q = [[1, 0, 0], [0, 0, 2]], W_k = I, v = (1, -1)", atol=1e-12)
+scaled = e1 / math.sqrt(2)
+assert not torch.allclose(small_w[0, 0], torch.tensor(1 / (1 + math.exp(-scaled)), dtype=torch.float64)), (
+    "the weights match scores divided by sqrt(d_attn) = sqrt(2): additive scores e_j = w^T tanh(W_q q + W_k k_j) take no scale")
+assert_close(small_w, expected, "weights with W_q = [[1, 0, 0], [0, 0, 2]], W_k = I, v = [1, -1]", atol=1e-12)
 assert_close(small_ctx, expected, "context with values = I (the weights themselves)", atol=1e-12)
 ### BEGIN HIDDEN TESTS
 names = {n for n, _ in layer.named_parameters()}
@@ -412,16 +483,36 @@ for name, layer in both_kinds:
     print(f"{name:>14}: context {tuple(demo_context.shape)}, weights {[[round(w, 3) for w in row] for row in demo_weights.tolist()]}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_multiplicative_attention", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""MultiplicativeAttention: with W = I the scores are plain dot products q . k_j."""
+"""MultiplicativeAttention: with W = I the scores are plain dot products q . k_j; a mask is honoured; W is applied to the keys."""
 layer = MultiplicativeAttention(3, 3).double()
 with torch.no_grad():
     layer.w.weight.copy_(torch.eye(3))
 q = torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64)
 k = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 5.0, 0.0], [-1.0, 0.0, 0.5]]], dtype=torch.float64)
 ctx, w = layer(q, k, torch.eye(3, dtype=torch.float64)[None])
-check_shape(w, (1, 3), "weights")
-assert_close(w, torch.softmax(torch.tensor([[3.0, 0.0, 0.0]], dtype=torch.float64), -1), "weights with W = I")
+check_shape(w, (1, 3), "weights (batch, src_len)")
+check_shape(ctx, (1, 3), "context (batch, d_value)")
+dot = torch.tensor([[3.0, 0.0, 0.0]], dtype=torch.float64)                      # q . k_j
+assert not torch.allclose(w, torch.softmax(dot / math.sqrt(3), -1)), (
+    "with W = I the weights are those of q . k_j / sqrt(3): the scores are divided by sqrt(d_key); "
+    "Luong's score q^T W k_j takes no scale")
+assert_close(w, torch.softmax(dot, -1), "weights with W = I: the softmax of the dot products q . k_j")
+assert not torch.allclose(ctx, w @ k[0]), ("the context equals weights @ keys: which tensor does the context average?")
 assert_close(ctx, w, "context with values = I (the weights themselves)", atol=1e-12)
+_, w_masked = layer(q, k, torch.eye(3, dtype=torch.float64)[None], torch.tensor([[True, True, False]]))
+assert w_masked[0, 2] == 0, (f"key 2 is masked (False) yet gets weight {w_masked[0, 2].item():.4f}: "
+                             "is the mask passed on to attend?")
+assert_close(w_masked[0, :2], torch.softmax(dot[0, :2], -1), "weights with key 2 masked")
+# a W that is not symmetric: W k = (k_2, 0, 0), so q^T W k_j = q_1 k_j2 = (1, 5, 0)
+with torch.no_grad():
+    layer.w.weight.copy_(torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+_, w_skew = layer(q, k, torch.eye(3, dtype=torch.float64)[None])
+transposed = torch.softmax(q @ layer.w.weight.T.detach() @ k[0].T, -1)            # q^T W^T k_j = q_2 k_j1 = 0
+assert not torch.allclose(w_skew, transposed), (
+    "with W = [[0, 1, 0], [0, 0, 0], [0, 0, 0]] the weights are those of q^T W^T k_j, W transposed: "
+    "self.w(keys) is W k_j, as the prompt says; how is W applied in your scores?")
+assert_close(w_skew, torch.softmax(torch.tensor([[1.0, 5.0, 0.0]], dtype=torch.float64), -1),
+             "weights with W = [[0, 1, 0], [0, 0, 0], [0, 0, 0]], where q^T W k_j = q_1 k_j2")
 ### BEGIN HIDDEN TESTS
 # a non-symmetric W catches q^T W^T k; a mask must still be honoured
 torch.manual_seed(2)
@@ -487,6 +578,8 @@ q = torch.randn(2, 3, 4, 8, dtype=torch.float64, generator=g)
 k = torch.randn(2, 3, 6, 8, dtype=torch.float64, generator=g)
 v = torch.randn(2, 3, 6, 5, dtype=torch.float64, generator=g)
 out, w = scaled_dot_product_attention(q, k, v)
+assert out.shape[-1] != k.shape[-1], (f"output has shape {tuple(out.shape)}: d_k = 8 numbers per query, the keys' size, "
+                                      "not d_v = 5: which tensor does the output average?")
 check_shape(out, (2, 3, 4, 5), "output (batch, heads, q_len, d_v)")
 check_shape(w, (2, 3, 4, 6), "weights (batch, heads, q_len, k_len)")
 # here d_k = 8, k_len = 6, d_v = 5: each wrong divisor gives its own output
@@ -498,8 +591,11 @@ for wrong_scale, symptom in [
     assert not torch.allclose(out, F.scaled_dot_product_attention(q, k, v, scale=wrong_scale), atol=1e-6), symptom
 assert_close(out, F.scaled_dot_product_attention(q, k, v), "output without a mask", atol=1e-6)
 causal = torch.ones(4, 6, dtype=torch.bool).tril()
-assert_close(scaled_dot_product_attention(q, k, v, causal)[0],
-             F.scaled_dot_product_attention(q, k, v, attn_mask=causal), "output with a causal mask", atol=1e-6)
+causal_out, causal_w = scaled_dot_product_attention(q, k, v, causal)
+assert (causal_w[..., 0, 1:] == 0).all(), (
+    f"with a causal mask (4, 6), query 0 may attend to key 0 only, yet keys 1 to 5 get weights up to "
+    f"{causal_w[..., 0, 1:].max().item():.3f}: is the mask passed on to attend?")
+assert_close(causal_out, F.scaled_dot_product_attention(q, k, v, attn_mask=causal), "output with a causal mask", atol=1e-6)
 ### BEGIN HIDDEN TESTS
 # key padding broadcast over heads and queries, plus one query row with nothing to attend to
 pad = torch.ones(2, 1, 1, 6, dtype=torch.bool)
@@ -568,13 +664,25 @@ for stretch in (0.0, 1.0, 3.0, 10.0, 30.0):
           f"||J||_F = {softmax_jacobian_norm(stretch * row[None]).item():.2e}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_softmax_jacobian_norm", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""softmax_jacobian_norm: zero-ish for a saturated row, closed form for a uniform row."""
+"""softmax_jacobian_norm: one norm per row, the closed form for a uniform row, and (almost) zero for a saturated row."""
 uniform = softmax_jacobian_norm(torch.zeros(1, 4, dtype=torch.float64))
+assert uniform.shape != (1, 4), ("softmax_jacobian_norm returns shape (1, 4) for scores (1, 4), one number per row of "
+                                 "each J: the Frobenius norm of J runs over all its k_len x k_len entries")
+check_shape(uniform, (1,), "softmax_jacobian_norm(scores) for scores (n=1, k_len=4)")
 # p = 1/4 everywhere: diagonal 1/4 - 1/16 = 3/16, off-diagonal -1/16
 expected = math.sqrt(4 * (3 / 16) ** 2 + 12 * (1 / 16) ** 2)
-assert abs(uniform.item() - expected) < 1e-12, f"uniform row: expected {expected:.6f}, got {uniform.item():.6f}"
+got = uniform.item()
+assert abs(got - expected ** 2) > 1e-12, (f"uniform row of 4: got {got:.6f} = {expected:.6f} squared: "
+                                          "the Frobenius norm is the square root of the sum of squared entries")
+assert abs(got - 0.5) > 1e-12, (f"uniform row of 4: got {got:.6f}, the norm of diag(p) alone (sqrt(4 / 16) = 0.5): "
+                                "where is the - p p^T term?")
+assert abs(got - math.sqrt(4 * (5 / 16) ** 2 + 12 * (1 / 16) ** 2)) > 1e-12, (
+    f"uniform row of 4: got {got:.6f}, the norm of diag(p) + p p^T: check the sign of the p p^T term")
+assert abs(got - expected) < 1e-12, f"uniform row of 4 (p = 1/4 each): expected {expected:.6f}, got {got:.6f}"
 saturated = softmax_jacobian_norm(torch.tensor([[50.0, 0.0, 0.0]], dtype=torch.float64))
-assert saturated.item() < 1e-10, f"a saturated softmax has (almost) no gradient, got {saturated.item():.3g}"
+assert saturated.item() < 1e-10, (
+    f"scores [50, 0, 0] give p = (1, 0, 0) to float precision, where diag(p) - p p^T is the zero matrix, yet the norm is "
+    f"{saturated.item():.3g}: p p^T is the outer product, a k_len x k_len matrix with entry (i, j) = p_i p_j")
 ### BEGIN HIDDEN TESTS
 scores = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
 got = softmax_jacobian_norm(scores)
@@ -635,12 +743,31 @@ for ax in axes:
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_saturation", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""saturation: scaled scores keep the softmax soft as d_k grows; unscaled ones saturate."""
+"""saturation: scaled scores keep the softmax soft as d_k grows; unscaled ones saturate; the seed is used."""
 scaled_small, scaled_big = saturation(8, True), saturation(1024, True)
 unscaled_big = saturation(1024, False)
-assert abs(scaled_small[0] - scaled_big[0]) < 0.1, f"scaled: largest weight should not depend on d_k, got {scaled_small[0]:.3f} at 8 and {scaled_big[0]:.3f} at 1024"
-assert unscaled_big[0] > 0.9, f"unscaled at d_k=1024: expected a saturated softmax (largest weight > 0.9), got {unscaled_big[0]:.3f}"
-assert unscaled_big[1] < 0.5 * scaled_big[1], f"unscaled gradient norm {unscaled_big[1]:.3f} should be far below scaled {scaled_big[1]:.3f}"
+assert abs(scaled_big[0] - 1 / 16) > 1e-9, (
+    f"saturation(1024, True) gives a first number of {scaled_big[0]:.4f} = 1/k_len, the mean of all the weights "
+    "(every row sums to 1): the first number is the mean over the queries of each row's largest weight")
+assert not unscaled_big[0] < scaled_big[0], (
+    f"saturation(1024, scaled=False) is softer (mean largest weight {unscaled_big[0]:.3f}) than scaled=True "
+    f"({scaled_big[0]:.3f}): is the scaled flag read the right way round?")
+assert unscaled_big[0] != scaled_big[0], (
+    f"saturation(1024, True) and saturation(1024, False) give the same mean largest weight, {scaled_big[0]:.3f}, "
+    f"but Jacobian norms {scaled_big[1]:.3f} and {unscaled_big[1]:.3f}: are the weights taken from the scaled scores?")
+assert scaled_big[0] > 2 / 16, (
+    f"saturation(1024, True): mean largest weight {scaled_big[0]:.3f}, close to the uniform 1/16: scaled scores keep "
+    "variance 1 (q . k has variance d_k), far from uniform; are they divided by sqrt(d_k), not by d_k?")
+assert abs(scaled_small[0] - scaled_big[0]) < 0.1, (f"scaled: the mean largest weight should not depend on d_k, got "
+                                                    f"{scaled_small[0]:.3f} at d_k = 8 and {scaled_big[0]:.3f} at 1024")
+assert unscaled_big[0] > 0.9, (f"unscaled at d_k = 1024: expected a saturated softmax (mean largest weight > 0.9), "
+                               f"got {unscaled_big[0]:.3f}")
+assert unscaled_big[1] < 0.5 * scaled_big[1], (
+    f"unscaled at d_k = 1024 the softmax is saturated (mean largest weight {unscaled_big[0]:.3f}), yet its mean Jacobian "
+    f"norm {unscaled_big[1]:.3f} is not below half the scaled one, {scaled_big[1]:.3f}: softmax_jacobian_norm takes "
+    "scores; which tensor did yours get?")
+assert saturation(64, True, n_queries=64, seed=1) != saturation(64, True, n_queries=64, seed=2), \
+    "saturation(64, True, seed=1) and seed=2 give the same result: is the seed used to build the generator?"
 ### BEGIN HIDDEN TESTS
 a, b = saturation(64, True, n_queries=100, k_len=10, seed=3), saturation(64, True, n_queries=100, k_len=10, seed=3)
 assert a == b, "the same seed must give the same result"
@@ -794,7 +921,7 @@ ax.set_xlabel("source position")
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_attention_decoder", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""AttentionDecoder: shapes, weights zero on padding, and padding content cannot change the output."""
+"""AttentionDecoder: shapes, the mask, the order of the four steps, each concatenation, and gradients through every path."""
 torch.manual_seed(0)
 toy = Seq2Seq(src_vocab_size=12, tgt_vocab_size=9, d_hidden=16).double()
 src = torch.tensor([[4, 5, 6, 7], [8, 9, 0, 0]])
@@ -804,40 +931,70 @@ logits, new_hidden, weights = toy.decoder(torch.tensor([1, 1]), hidden, memory, 
 check_shape(logits, (2, 9), "logits (batch, vocab)")
 check_shape(new_hidden, (2, 16), "hidden (batch, d_hidden)")
 check_shape(weights, (2, 4), "weights (batch, src_len)")
-assert (weights[1, 2:] == 0).all(), f"padding must get zero attention, got {weights[1, 2:]}"
+assert (weights[1, 2:] == 0).all(), (f"sequence 1 has 2 real source positions, yet its padding (positions 2 and 3) gets "
+                                     f"weights {[round(x, 4) for x in weights[1, 2:].tolist()]}: is memory_mask passed to self.attention?")
+assert not torch.equal(new_hidden, hidden), ("the returned hidden state is the one passed in: return the state after "
+                                             "the GRU step (step 3)")
+assert new_hidden.requires_grad, ("the returned hidden state is cut from the graph (requires_grad is False): training "
+                                  "backpropagates through it into the earlier steps; is it detached?")
+_, _, weights_other = toy.decoder(torch.tensor([1, 1]), hidden + 0.5, memory, mask)
+assert not torch.allclose(weights, weights_other), "the weights do not change when hidden changes: the query is hidden"
+_, _, weights_other = toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)
+assert_close(weights_other, weights, "weights when only prev_token changes (the query is the hidden state passed in, "
+             "from before the GRU step)", atol=1e-12)
 noisy = memory.clone()
 noisy[1, 2:] = 100.0
 logits_noisy, _, _ = toy.decoder(torch.tensor([1, 1]), hidden, noisy, mask)
-assert_close(logits_noisy, logits, "logits when padded memory is changed", atol=1e-10)
-### BEGIN HIDDEN TESTS
-# the query is the *previous* hidden state: the weights depend on it, and not on the token
-_, _, w_b = toy.decoder(torch.tensor([1, 1]), hidden + 0.5, memory, mask)
-assert not torch.allclose(weights, w_b), "attention weights ignore the hidden state"
-l_a, _, w_a = toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)
-assert_close(w_a, weights, "weights for another prev_token (the query is the previous hidden state)", atol=1e-12)
-assert not torch.allclose(l_a, logits), "logits ignore the previous token"
-# hand-set weights pick one part of each concatenation; context = weights @ memory, the embedding is a table row
+assert_close(logits_noisy, logits, "logits when the padded positions of memory change (the mask hides them)", atol=1e-10)
+# hand-set weights make the output layer and the GRU copy one part of their input
 context = (weights.unsqueeze(1) @ memory).squeeze(1)                      # (2, d_memory = 16)
-embedded = toy.decoder.embed.weight[[1, 1]]                              # (2, d_embed = 32)
+embedded = toy.decoder.embed.weight[[1, 1]]                              # (2, d_embed = 32): the embedding of token 1
 picked = AttentionDecoder(9, d_memory=16, d_hidden=16).double()
 picked.load_state_dict(toy.decoder.state_dict())
 def pick(rows: int, columns: int, start: int) -> torch.Tensor:
     """A (rows, columns) matrix that copies inputs start .. start + rows - 1."""
     return torch.eye(columns, dtype=torch.float64)[start:start + rows]
+def which(got: torch.Tensor, parts: dict, size: int, to_output=lambda x: x) -> str:
+    """The name of the part whose first size features give got, or 'something else'."""
+    return next((n for n, t in parts.items() if torch.allclose(got, to_output(t[:, :size]), atol=1e-12)), "something else")
 with torch.no_grad():
+    parts = {"the new hidden state": new_hidden, "the hidden state passed in": hidden, "the context": context,
+             "the embedding": embedded}
     picked.out.bias.zero_()
-    for start, part, name in ((0, new_hidden, "the new hidden state"), (16, context, "the context"), (32, embedded, "the embedding")):
+    for start, name in ((0, "the new hidden state"), (16, "the context"), (32, "the embedding")):
         picked.out.weight.copy_(pick(9, 64, start))
         got = picked(torch.tensor([1, 1]), hidden, memory, mask)[0]
-        assert_close(got, part[:, :9], f"logits = out(cat[hidden, context, embedding]): columns {start}.. must hold {name}", atol=1e-12)
+        assert torch.allclose(got, parts[name][:, :9], atol=1e-12), (
+            f"the output layer's input columns {start} to {start + 8} hold {which(got, parts, 9)}, not {name}: "
+            "step 4 is logits = self.out(cat[hidden, context, embedding]), with the new hidden")
     # a GRUCell whose gates are all 0.5 except n = tanh(x[start:start + 16]): h' = (tanh(x[...]) + h) / 2
     for weight in (picked.rnn.weight_ih, picked.rnn.weight_hh, picked.rnn.bias_ih, picked.rnn.bias_hh):
         weight.zero_()
-    for start, part, name in ((0, embedded, "the embedding"), (32, context, "the context")):
+    for start, name in ((0, "the embedding"), (32, "the context")):
         picked.rnn.weight_ih[32:] = pick(16, 48, start)
         got = picked(torch.tensor([1, 1]), hidden, memory, mask)[1]
-        assert_close(got, (torch.tanh(part[:, :16]) + hidden) / 2,
-                     f"hidden = GRUCell(cat[embedding, context], hidden): inputs {start}.. must hold {name}", atol=1e-12)
+        assert torch.allclose(got, (torch.tanh(parts[name][:, :16]) + hidden) / 2, atol=1e-12), (
+            f"the GRU's input positions {start} to {start + 15} hold {which(got, parts, 16, lambda x: (torch.tanh(x) + hidden) / 2)}, "
+            f"not {name}: step 3 is hidden = self.rnn(cat[embedding, context], hidden)")
+# gradients: the loss of a later step must reach the state passed in, through the attention query and through the GRU
+start_hidden = hidden.detach().clone().requires_grad_(True)
+_, step_hidden, step_weights = toy.decoder(torch.tensor([1, 1]), start_hidden, memory.detach(), mask)
+(weights_grad,) = torch.autograd.grad((step_weights * torch.arange(4.0, dtype=torch.float64)).sum(), start_hidden,
+                                      retain_graph=True, allow_unused=True)
+assert weights_grad is not None and weights_grad.abs().sum() > 0, (
+    "the weights change when hidden changes, yet autograd gives them no gradient with respect to hidden: "
+    "is the attention query detached?")
+readout, direction = torch.randn(2, 2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+(hidden_grad,) = torch.autograd.grad((step_hidden * readout).sum(), start_hidden, allow_unused=True)
+with torch.no_grad():
+    ahead, behind = (toy.decoder(torch.tensor([1, 1]), hidden + eps * direction, memory, mask)[1] for eps in (1e-6, -1e-6))
+numeric = ((ahead - behind) * readout).sum().item() / 2e-6
+by_autograd = 0.0 if hidden_grad is None else (hidden_grad * direction).sum().item()
+assert abs(by_autograd - numeric) < 1e-6 * max(1.0, abs(numeric)), (
+    f"the derivative of the new hidden state along one direction of the hidden state passed in: autograd gives "
+    f"{by_autograd:.6f}, a finite difference {numeric:.6f}: does the GRU read a detached state?")
+### BEGIN HIDDEN TESTS
+assert not torch.allclose(toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)[0], logits), "logits ignore the previous token"
 # the gradient flows through the recurrence: the last step's loss reaches the first step's state and
 # the memory by every path (the GRU's state, the attention query, the context); autograd's gradient
 # must equal the numerical one, which no detach() can fool
@@ -905,24 +1062,21 @@ print("raw tokens:", [tgt_vocab.itos[i] for i in demo_tokens[0].tolist()])
 print("decoded:   ", "".join(tgt_vocab.decode(demo_tokens[0].tolist())))
 
 # %% nbgrader={"grade": true, "grade_id": "test_greedy_decode", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""greedy_decode: each token is the arg-max of the teacher-forced logits on its own prefix."""
+"""greedy_decode: max_len tokens from <bos>, <pad> after the first <eos>, and each token the arg-max given the ones before it."""
 torch.manual_seed(1)
 toy = Seq2Seq(len(src_vocab), len(tgt_vocab), d_hidden=16)
 src = torch.tensor([src_vocab.encode("5 may 2001"), src_vocab.encode("12/31/1999")])
 lengths = torch.tensor([src.shape[1]] * 2)
 tokens, weights = greedy_decode(toy, src, lengths, max_len=6)
+assert not (tokens.shape[1] == 7 and (tokens[:, 0] == tgt_vocab.bos_id).all()), (
+    "greedy_decode(..., max_len=6) returns 7 tokens per sequence, the first one <bos>: "
+    "the returned tokens do not include the initial <bos>")
+assert tokens.shape[1] == 6, (f"greedy_decode(..., max_len=6) returns {tokens.shape[1]} tokens per sequence: "
+                              "run exactly max_len steps, one token each")
 check_shape(tokens, (2, 6), "tokens (batch, max_len)")
 check_shape(weights, (2, 6, src.shape[1]), "weights (batch, max_len, src_len)")
-bos = torch.full((2, 1), tgt_vocab.bos_id)
-with torch.no_grad():
-    forced, _ = toy(src, lengths, torch.cat([bos, tokens[:, :-1]], dim=1))
-first_eos = [(row == tgt_vocab.eos_id).nonzero()[0].item() if (row == tgt_vocab.eos_id).any() else 6 for row in tokens]
-for b in range(2):
-    n = first_eos[b] + 1 if first_eos[b] < 6 else 6
-    assert torch.equal(forced[b, :n].argmax(-1), tokens[b, :n]), f"sequence {b}: tokens are not the greedy choices"
-### BEGIN HIDDEN TESTS
-# after the first <eos> only <pad>: build a model that says <eos> at once
-class EosAtOnce(nn.Module):
+# a model that answers <eos> to <bos> and to nothing else
+class EosAfterBos(nn.Module):
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
@@ -934,11 +1088,32 @@ class EosAtOnce(nn.Module):
         boost = torch.zeros_like(logits)
         boost[:, tgt_vocab.eos_id] = 1e4 * (token == tgt_vocab.bos_id).to(logits.dtype)
         return logits + boost, hidden, w
-eos_model = EosAtOnce(toy)
-tokens, _ = greedy_decode(eos_model, src, lengths, max_len=5)
-assert (tokens[:, 0] == tgt_vocab.eos_id).all(), f"the first step must start from <bos>; got {tokens[:, 0].tolist()}"
-assert (tokens[:, 1:] == tgt_vocab.pad_id).all(), f"tokens after <eos> must be <pad>, got {tokens.tolist()}"
-assert greedy_decode(toy, src, lengths, max_len=3)[0].shape == (2, 3), "exactly max_len steps"
+eos_tokens, _ = greedy_decode(EosAfterBos(toy), src, lengths, max_len=5)
+shown = [[tgt_vocab.itos[i] for i in row] for row in eos_tokens.tolist()]
+assert not (eos_tokens[:, 0] == tgt_vocab.pad_id).all(), (
+    f"a model that answers <eos> to <bos> gives {shown}: its first <eos> became <pad> too; "
+    "only the tokens after the first <eos> become <pad>, the <eos> itself stays")
+assert (eos_tokens[:, 0] == tgt_vocab.eos_id).all(), (
+    f"a model that answers <eos> to <bos> (and to nothing else) gives {shown}: does decoding start from <bos>?")
+assert (eos_tokens[:, 1:] == tgt_vocab.pad_id).all(), (
+    f"a model that answers <eos> to <bos> gives {shown}: every token after the first <eos> must be <pad>")
+# teacher forcing on the decoded prefix gives the logits each step saw, if each arg-max was fed back
+bos = torch.full((2, 1), tgt_vocab.bos_id)
+with torch.no_grad():
+    forced, _ = toy(src, lengths, torch.cat([bos, tokens[:, :-1]], dim=1))
+first_eos = [(row == tgt_vocab.eos_id).nonzero()[0].item() if (row == tgt_vocab.eos_id).any() else 6 for row in tokens]
+for b in range(2):
+    n = first_eos[b] + 1 if first_eos[b] < 6 else 6
+    greedy = forced[b, :n].argmax(-1)
+    assert torch.equal(greedy, tokens[b, :n]), (
+        f"sequence {b}: token {(greedy != tokens[b, :n]).nonzero()[0].item()} is not the arg-max of the decoder fed the "
+        "tokens before it: is each step's arg-max fed back as the next input?")
+### BEGIN HIDDEN TESTS
+# another max_len, and the <eos> rule on a longer run
+assert greedy_decode(toy, src, lengths, max_len=3)[0].shape == (2, 3), "greedy_decode(..., max_len=3): exactly max_len steps"
+tokens, _ = greedy_decode(EosAfterBos(toy), src, lengths, max_len=8)
+assert (tokens[:, 0] == tgt_vocab.eos_id).all() and (tokens[:, 1:] == tgt_vocab.pad_id).all(), \
+    f"max_len=8, a model that answers <eos> to <bos>: tokens after the first <eos> must be <pad>, got {tokens.tolist()}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
