@@ -200,6 +200,18 @@ print(f"{len(train_batches)} training batches; the first: char_ids {tuple(char_i
 # $W_g x + b_g$ (second)), compute $y$ as above and feed it to the next layer.
 # The gate biases start at $-2$ (Kim et al., 2016; ELMo does the same), so that a new network
 # mostly **carries** its input through ($g = \sigma(-2) \approx 0.12$).
+#
+# <details><summary>Hint 1</summary>
+#
+# Each layer's output splits in two along the last axis: the first half is the transform, the second the gate. The gate is a number between 0 and 1 per feature.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The mix is a weighted average per feature: `relu` of the transform with weight $g$, the layer's input with weight $1 - g$. The result takes the place of `x`, so that the next layer reads it.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "highway", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class Highway(nn.Module):
@@ -234,17 +246,49 @@ with torch.no_grad():
     print("gate open (relu) ", [round(v, 2) for v in highway_demo(inputs).tolist()[0]], " <- no negative values left")
 
 # %% nbgrader={"grade": true, "grade_id": "test_highway", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""Highway: closed form with chosen weights; a closed gate copies the input, an open one transforms."""
+"""Highway: closed form with chosen weights; a closed gate copies the input, an open one transforms; layers in turn."""
 layer = Highway(2, 1).double()
 with torch.no_grad():
     layer.layers[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0], [0.0, 0.0], [0.0, 0.0]]))
     layer.layers[0].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0]))     # gate = sigmoid(0) = 0.5
 x = torch.tensor([[2.0, 3.0]], dtype=torch.float64)
-# transform = (2, -3) -> relu (2, 0); y = 0.5 * (2, 0) + 0.5 * (2, 3) = (2, 1.5)
-assert_close(layer(x), torch.tensor([[2.0, 1.5]], dtype=torch.float64), "highway with gate 0.5")
+# transform half W_h x + b_h = (2, -3) -> relu (2, 0); gate half W_g x + b_g = (0, 0) -> g = 0.5
+# y = 0.5 * (2, 0) + 0.5 * (2, 3) = (2, 1.5)
+y = layer(x)
+check_shape(y, (1, 2), "Highway(2, 1) on x of shape (1, 2)")
+shown = [round(v, 4) for v in y.flatten().tolist()]
+assert not torch.allclose(y, x), (
+    f"Highway(2, 1) with a gate half W_g x + b_g = (0, 0) returns x unchanged, {shown}, as if g were 0: "
+    "the gate there should be 0.5, so half of the transform gets in; which function turns W_g x + b_g into g?")
+assert not torch.allclose(y, torch.tensor([[2.0, 0.0]], dtype=torch.float64)), (
+    f"Highway(2, 1) gives {shown}: the -3 of the transform half (2, -3) got into y; is the ReLU applied to the "
+    "transform half before the gate multiplies it?")
+as_if_gate_first = (1 - torch.sigmoid(torch.tensor([[2.0, -3.0]], dtype=torch.float64))) * x   # gate from (2, -3), transform relu(0)
+assert not torch.allclose(y, as_if_gate_first), (
+    f"Highway(2, 1) gives {shown}, as if the gate came from the first half of layer(x) and the transform from the "
+    "second: the prompt puts the transform half W_h x + b_h first and the gate half W_g x + b_g second")
+assert_close(y, torch.tensor([[2.0, 1.5]], dtype=torch.float64),
+             "Highway(2, 1) with g = 0.5: y = 0.5 * relu((2, -3)) + 0.5 * (2, 3)")
 with torch.no_grad():
-    layer.layers[0].bias[2:] = -50.0
-assert_close(layer(x), x, "a closed gate (bias -50) carries the input through", atol=1e-12)
+    layer.layers[0].bias[2:] = -50.0                                   # g = sigmoid(-50), about 0
+closed = layer(x)
+assert not torch.allclose(closed, torch.tensor([[2.0, 0.0]], dtype=torch.float64)), (
+    f"with the gate closed (gate bias -50, g about 0) Highway(2, 1) returns relu(W_h x + b_h) = (2, 0) instead of "
+    "carrying x = (2, 3) through: which term does g multiply, and which one 1 - g?")
+assert_close(closed, x, "Highway(2, 1) with a closed gate (bias -50) carries x through", atol=1e-12)
+two = Highway(3, 2).double()
+z = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    two.layers[0].bias[3:] = 60.0                                      # first gate open: it transforms
+    two.layers[1].bias[3:] = -60.0                                     # second gate closed: it carries what it reads
+stacked = two(z)
+check_shape(stacked, (2, 3), "Highway(3, 2) on x of shape (2, 3)")
+assert not torch.allclose(stacked, z, atol=1e-9), (
+    "Highway(3, 2) with the first gate open and the second closed returns its input x unchanged: the second layer "
+    "carries what it reads, so it read x and the first layer's output was lost; does each layer's output feed the next?")
+assert_close(stacked, F.relu(two.layers[0](z)[..., :3]),
+             "Highway(3, 2), first gate open, second closed: the first layer's relu(W_h x + b_h), carried through the second",
+             atol=1e-12)
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
     layer.layers[0].bias[2:] = 50.0
@@ -292,6 +336,24 @@ assert_close(two(z), F.relu(two.layers[0](z)[..., :3]),
 # 3. `tanh`, concatenate the widths, apply `self.highway` (your `Highway`), then `self.project`.
 #
 # Returns `(..., out_dim)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Work on a flat batch of words `(words, max_chars)` and give the result the leading shape `(...)` back at the end. `nn.Conv1d` wants the channels (the character embedding) before the length, so the embeddings need a transpose.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For each filter, the valid windows form a boolean `(words, positions)` mask: a row of positions `0, 1, ...` plus the width, compared with each word's length kept at least the width. Broadcast it over the filters.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Fill the invalid positions before the max over the last axis, take `tanh`, and after the loop concatenate the filters' features along the last axis before the highway and the projection.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "char_cnn", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class CharCNN(nn.Module):
@@ -337,18 +399,75 @@ with torch.no_grad():
     print("shape of (2 sentences, 3 words):", tuple(cnn_demo(torch.stack([encode(["a", "bank", "state"])[0]] * 2)).shape))
 
 # %% nbgrader={"grade": true, "grade_id": "test_char_cnn", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""CharCNN: output shape, independent of padding, and padding never wins the max."""
+"""CharCNN: a readable encoder gives tanh of the max over the windows inside the word; self.highway is used; the output does not depend on padding."""
+# A readable encoder: one number per character (all real characters below 0, <eow> the highest, padding 0),
+# a width-1 and a width-4 filter that sum their window and add 0.05, a closed highway gate and an identity
+# projection: its two outputs are tanh(max over the valid windows) of the two filters.
+torch.manual_seed(0)
+readable = CharCNN(len(chars), char_dim=1, filters=((1, 1), (4, 1)), highway_layers=1, out_dim=2).double()
+values = -0.1 - torch.arange(len(chars), dtype=torch.float64) / 100
+values[PAD], values[BOW], values[EOW] = 0.0, -0.3, -0.08
+with torch.no_grad():
+    readable.embed.weight.copy_(values[:, None])
+    for conv in readable.convs:
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(0.05)
+    readable.highway.layers[0].bias[2:] = -60.0
+    readable.project.weight.copy_(torch.eye(2, dtype=torch.float64))
+    readable.project.bias.zero_()
+
+
+def window_scores(word: str, width: int) -> list[float]:
+    """The filter's score (window sum + 0.05) at every window the prompt calls valid: t + width <= max(length, width)."""
+    ids = [float(values[i]) for i in word_chars(word)] + [0.0] * width
+    return [sum(ids[t:t + width]) + 0.05 for t in range(max(len(word_chars(word)) - width + 1, 1))]
+
+
+bank, short_word = (readable(encode([w], width=16)[0]) for w in ("bank", "a"))
+check_shape(bank, (1, 2), "CharCNN(..., out_dim=2) on one word, char_ids (1, 16)")
+said = [round(v, 4) for v in bank.flatten().tolist()]
+assert not torch.isclose(bank, torch.tanh(torch.tensor(0.05, dtype=torch.float64))).any(), (
+    f"'bank' padded to 16 characters gives {said}: tanh(0.05), the score of a window of padding only (embeddings 0, "
+    "bias 0.05), while every window inside the word scores below 0: padding won the max; are the windows that reach "
+    "past the word's end masked before the max?")
+assert not torch.isclose(bank, torch.zeros((), dtype=torch.float64), atol=1e-9).any(), (
+    f"'bank' gives {said}: tanh(0) = 0, while every window inside the word scores below 0: the masked positions won "
+    "the max with their fill value 0; the fill value must lose to every real score (the prompt says which one)")
+mean_twin = torch.tanh(torch.tensor([[sum(w) / len(w) for w in (window_scores("bank", 1), window_scores("bank", 4))]],
+                                    dtype=torch.float64))
+assert not torch.allclose(bank, mean_twin, atol=1e-9), (
+    f"'bank' gives {said}: tanh of the mean over the word's windows; pooling takes the max over time")
+last_left_out = torch.tanh(torch.tensor([[max(window_scores("bank", 1)[:-1]), max(window_scores("bank", 4)[:-1])]],
+                                        dtype=torch.float64))
+assert not torch.allclose(bank, last_left_out, atol=1e-9), (
+    f"'bank' gives {said}: the max over every valid window but the last (the one ending on <eow>); the prompt's "
+    "condition t + w <= max(length, w) includes the window that ends on the word's last character")
+assert not short_word[0, 1] < -0.999, (
+    f"'a' (<bow> a <eow>, 3 characters) gives {[round(v, 4) for v in short_word.flatten().tolist()]}: -1 from the "
+    "width-4 filter, as if no window were left (tanh of the fill value); a word shorter than the filter keeps its "
+    "first window, t + w <= max(length, w)")
+for word, got in (("bank", bank), ("a", short_word)):
+    expected = torch.tanh(torch.tensor([[max(window_scores(word, 1)), max(window_scores(word, 4))]], dtype=torch.float64))
+    assert_close(got, expected, f"'{word}': tanh of the max over the windows inside the word, one number per filter",
+                 atol=1e-9)
+with torch.no_grad():
+    readable.highway.layers[0].bias[2:] = 60.0                          # open the highway gate
+assert not torch.allclose(readable(encode(["bank"], width=16)[0]), bank), (
+    "opening the gate of self.highway (gate bias +60) leaves CharCNN's output unchanged: is self.highway applied to "
+    "the concatenated features (step 3)?")
 torch.manual_seed(0)
 encoder_demo = CharCNN(len(chars), char_dim=8, filters=((1, 4), (2, 4), (3, 8)), out_dim=24).double()
 exact, _ = encode(["river"], width=7)            # <bow> r i v e r <eow>: no padding at all
 short, _ = encode(["river"], width=12)
 long, _ = encode(["river"], width=40)
 out_exact, out_short, out_long = encoder_demo(exact), encoder_demo(short), encoder_demo(long)
-check_shape(out_short, (1, 24), "one word")
-assert_close(out_short, out_long, "the same word with 5 or 33 padding characters", atol=1e-12)
-assert_close(out_exact, out_short, "the same word without padding and with 5 padding characters", atol=1e-12)
+check_shape(out_short, (1, 24), "CharCNN(..., out_dim=24) on one word, char_ids (1, 12)")
+assert_close(out_short, out_long, "'river' with 5 and with 33 padding characters: the output must not depend on padding",
+             atol=1e-12)
+assert_close(out_exact, out_short, "'river' without padding and with 5 padding characters: the output must not depend on padding",
+             atol=1e-12)
 batch, _ = encode(["a", "bank", "riverbanks"], width=16)
-check_shape(encoder_demo(batch.view(1, 3, 16)), (1, 3, 24), "(batch, seq, max_chars) input")
+check_shape(encoder_demo(batch.view(1, 3, 16)), (1, 3, 24), "CharCNN on char_ids (batch=1, seq=3, max_chars=16): (..., out_dim)")
 ### BEGIN HIDDEN TESTS
 # padding must not win even when every real window scores below the padding's score
 with torch.no_grad():
@@ -410,6 +529,18 @@ for word in ["a", "by", "bank", "riverbanks"]:
 # only**, and gather the result back to every token, returning `(..., out_dim)`, equal to
 # `encoder(char_ids)`. The tests wrap the encoder in `CountingEncoder` (given below) to count the rows
 # it receives.
+#
+# <details><summary>Hint 1</summary>
+#
+# Flatten `char_ids` to `(tokens, max_chars)`: each row is one token's word, so unique rows are distinct words, and `inverse` tells each token which distinct row is its own.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Encode the distinct rows in one call, index their vectors with `inverse` (one row per token), and reshape to `(..., out_dim)`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "counting_encoder", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class CountingEncoder(nn.Module):
@@ -452,9 +583,25 @@ encoder_demo = CharCNN(len(chars), char_dim=8, filters=((1, 4), (2, 4), (3, 8)),
 counting = CountingEncoder(encoder_demo)
 sentences = torch.stack([encode("a rose is a rose is a rose".split())[0], encode("is a rose a rose or not a".split())[0]])
 got = encode_types(counting, sentences)                                  # (2, 8, 24)
-check_shape(got, (2, 8, 24), "(2 sentences, 8 tokens) -> (2, 8, out_dim)")
-assert_close(got, encoder_demo(sentences), "the same vectors as encoding every token", atol=1e-12)
-assert counting.calls == [5], f"expected one call on the 5 distinct words (a, rose, is, or, not), got calls on {counting.calls} rows"
+every_token = encoder_demo(sentences)
+assert counting.calls != [1], (
+    "encode_types(counting, sentences) called the encoder on a single row, not on the 5 distinct words: as if "
+    "torch.unique compared single numbers, not words; each row of char_ids (..., max_chars) is one word "
+    "(which dim holds the rows?)")
+if counting.calls == [16]:
+    same = got.shape == every_token.shape and torch.allclose(got, every_token, atol=1e-12)
+    assert not same, ("encode_types(counting, sentences) equals encoder(char_ids), but the encoder received all 16 "
+                      "tokens in one call: it must run on the 5 distinct words only, then give each token its word's vector")
+    raise AssertionError("encode_types(counting, sentences): the encoder received all 16 tokens, not the 5 distinct "
+                         "words, and some tokens came back with vectors that are not their word's: which rows does inverse number?")
+assert got.shape[0] != 5, (
+    f"encode_types(counting, sentences) returned shape {tuple(got.shape)}: one vector per distinct word; gather them back "
+    "so that every token gets its word's vector, (2 sentences, 8 tokens, out_dim)")
+check_shape(got, (2, 8, 24), "encode_types(counting, sentences) for char_ids (2, 8, max_chars): (2, 8, out_dim)")
+assert_close(got, every_token, "encode_types(counting, sentences) against encoding every token, encoder(sentences)",
+             atol=1e-12)
+assert counting.calls == [5], (f"expected one encoder call on the 5 distinct words (a, rose, is, or, not), "
+                               f"got calls on {counting.calls} rows")
 ### BEGIN HIDDEN TESTS
 counting.calls.clear()
 flat_ids = encode("to be or not to be".split())[0]                      # (6, max_chars)
@@ -476,6 +623,18 @@ assert_close(typed_grad, encoder_demo.project.weight.grad, "gradients equal to e
 # first `lengths[b]` items of each row `b` and leave the padding where it is. Use one
 # `gather` (or index) with a computed index tensor; no Python loop over the batch (the test counts
 # the Python lines your function runs for a batch of 4 and of 400: a loop shows as lines that grow).
+#
+# <details><summary>Hint 1</summary>
+#
+# Position `t` of row `b` takes its value from position `lengths[b] - 1 - t` while `t < lengths[b]`, and from itself in the padding.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Build that index for the whole batch at once by broadcasting a row of positions `(1, seq)` against the lengths `(batch, 1)`, then expand it over the trailing axes of `x` so that one `gather` along the sequence axis uses it.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "reverse_padded", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -506,13 +665,20 @@ from course_utils.checks import python_lines_run  # counts the Python lines a ca
 
 x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9]])
 got = reverse_padded(x, torch.tensor([3, 2, 4]))
+check_shape(got, (3, 4), "reverse_padded(x, lengths) for x (batch=3, seq=4)")
+assert got.tolist() != x.flip(1).tolist(), (
+    f"reverse_padded(x, tensor([3, 2, 4])) gives {got.tolist()}: every row flipped whole, so the padding (the 0s) moved "
+    "to the front; only the first lengths[b] items of row b are reversed, the padding stays at the end")
+assert got[:, 0].tolist() == [3, 5, 9], (
+    f"reverse_padded(x, tensor([3, 2, 4])) gives {got.tolist()}: a reversed row starts with its last real item, the one "
+    f"at position lengths[b] - 1 (3, 5 and 9 here), but yours start with {got[:, 0].tolist()}; is the index off by one?")
 assert got.tolist() == [[3, 2, 1, 0], [5, 4, 0, 0], [9, 8, 7, 6]], \
-    f"expected [[3, 2, 1, 0], [5, 4, 0, 0], [9, 8, 7, 6]], got {got.tolist()}"
+    f"reverse_padded(x, tensor([3, 2, 4])): expected [[3, 2, 1, 0], [5, 4, 0, 0], [9, 8, 7, 6]], got {got.tolist()}"
 loop_sizes = torch.Generator().manual_seed(0)
 small_lines = python_lines_run(reverse_padded, torch.randn(4, 9, 3), torch.randint(1, 10, (4,), generator=loop_sizes))
 large_lines = python_lines_run(reverse_padded, torch.randn(400, 9, 3), torch.randint(1, 10, (400,), generator=loop_sizes))
-assert large_lines <= small_lines + 20, (f"{small_lines} Python lines for a batch of 4, {large_lines} for 400: "
-                                        f"a Python loop over the batch (build one index tensor instead)")
+assert large_lines <= small_lines + 20, (f"reverse_padded: {small_lines} Python lines for a batch of 4, {large_lines} for "
+                                        "400: a Python loop over the batch? Build one index tensor for the whole batch")
 ### BEGIN HIDDEN TESTS
 feats = torch.arange(24.0).view(2, 4, 3)
 rev = reverse_padded(feats, torch.tensor([2, 4]))
@@ -543,6 +709,24 @@ assert reverse_padded(marked, torch.tensor([3])).tolist() == [[3, 2, 1, -1, -2]]
 # `lm_losses` (given) predicts token $t+1$ from `forward_layers[1][:, t]` and token $t-1$ from
 # `backward_layers[1][:, t]` with the **shared** softmax `self.softmax`, and returns both
 # directions' mean cross-entropy.
+#
+# <details><summary>Hint 1</summary>
+#
+# The two directions run the same two-layer recipe: one on `x`, one on the reversed `x`, each with its own list of LSTMs.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# In each direction, layer 2 reads layer 1's output and adds layer 1 back. `_run` does the packing, and the zeros at the padding come with it.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The backward stack's outputs come out in reversed order: reverse each of its two layers back, with the same lengths, before returning them.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bilm", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class BiLM(nn.Module):
@@ -600,7 +784,9 @@ print("fresh losses (forward, backward):", [round(v.item(), 2) for v in bilm_dem
       f"~ log {len(words)} = {math.log(len(words)):.2f}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_bilm", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""BiLM: forward states ignore the future, backward states ignore the past, two layers with a residual, padding changes nothing."""
+"""BiLM: forward states ignore the future, backward states the past; padding changes nothing; each direction has its own LSTMs; two layers with a residual."""
+import copy
+
 torch.manual_seed(0)
 lm_demo = BiLM(len(chars), len(words), dim=16).double()
 sentence = "the river bank was wet".split()
@@ -609,16 +795,73 @@ b, _ = encode(sentence[:3] + ["money", "today"])
 lengths = torch.tensor([5])
 _, fa, ba = lm_demo(a[None], lengths)
 _, fb, bb = lm_demo(b[None], lengths)
-assert len(fa) == 2 and len(ba) == 2, "two layers per direction"
-check_shape(fa[1], (1, 5, 16), "forward layer 2")
+assert len(fa) == 2 and len(ba) == 2, f"expected two layers per direction, got {len(fa)} forward and {len(ba)} backward"
+for name, layers in (("forward_layers", fa), ("backward_layers", ba)):
+    for j in range(2):
+        check_shape(layers[j], (1, 5, 16), f"{name}[{j}] for one sentence of 5 tokens and dim 16: (batch, seq, dim)")
 for j in range(2):
-    assert_close(fa[j][:, :3], fb[j][:, :3], f"forward layer {j + 1} at t <= 2 must ignore tokens 3-4", atol=1e-12)
-    assert not torch.allclose(ba[j][:, :3], bb[j][:, :3]), f"backward layer {j + 1} at t <= 2 must see tokens 3-4"
+    assert_close(fa[j][:, :3], fb[j][:, :3],
+                 f"forward_layers[{j}] at t <= 2 when tokens 3-4 change: it must not depend on the future", atol=1e-12)
+first_changed, _ = encode(["a"] + sentence[1:])
+_, _, bd = lm_demo(first_changed[None], lengths)
+moved = [t for t in range(5) if not torch.allclose(bd[0][0, t], ba[0][0, t], atol=1e-12)]
+assert moved != [4], (
+    "changing token 0 changes backward_layers[0] at position 4 only, as if the backward states were still in reversed "
+    "order; backward_layers[j][:, t] must be the state that has read tokens t..end, at position t")
+assert moved == [0], (
+    f"changing token 0 changes backward_layers[0] at positions {moved}: a backward state at t reads tokens t..end only, "
+    "so only position 0 may change; does the backward stack read the sentence from its end?")
+for j in range(2):
+    assert not torch.allclose(ba[j][:, :3], bb[j][:, :3]), \
+        f"backward_layers[{j}] at t <= 2 does not change when tokens 3-4 do: it must read tokens t..end"
 c, _ = encode(["a", "sandy"] + sentence[2:])
 _, fc, bc = lm_demo(c[None], lengths)
 for j in range(2):
-    assert_close(bc[j][:, 2:], ba[j][:, 2:], f"backward layer {j + 1} at t >= 2 must ignore tokens 0-1", atol=1e-12)
-    assert not torch.allclose(fc[j][:, 2:], fa[j][:, 2:]), f"forward layer {j + 1} at t >= 2 must see tokens 0-1"
+    assert_close(bc[j][:, 2:], ba[j][:, 2:],
+                 f"backward_layers[{j}] at t >= 2 when tokens 0-1 change: it must not depend on the past", atol=1e-12)
+    assert not torch.allclose(fc[j][:, 2:], fa[j][:, 2:]), \
+        f"forward_layers[{j}] at t >= 2 does not change when tokens 0-1 do: it must read tokens 0..t"
+two_rows = torch.zeros(2, 5, MAX_WORD, dtype=torch.long)
+two_rows[0], two_rows[1, :3] = a, a[:3]
+_, f_rows, b_rows = lm_demo(two_rows, torch.tensor([5, 3]))
+_, f_alone, b_alone = lm_demo(a[None, :3], torch.tensor([3]))
+for j in range(2):
+    assert_close(f_rows[j][1, :3], f_alone[j][0],
+                 f"forward_layers[{j}] of a row of 3 tokens and 2 padding against the same 3 tokens alone", atol=1e-12)
+    assert torch.allclose(b_rows[j][1, :3], b_alone[j][0], atol=1e-12), (
+        f"backward_layers[{j}] of a row of 3 tokens and 2 padding differs from the same 3 tokens alone (the full row "
+        "beside it is right): the backward LM must start at the row's last real token, not in its padding")
+nudged = copy.deepcopy(lm_demo)
+with torch.no_grad():
+    for p in nudged.forward_lstms.parameters():
+        p.add_(0.1)
+_, _, b_nudged = nudged(a[None], lengths)
+for j in range(2):
+    assert torch.allclose(b_nudged[j], ba[j], atol=1e-12), (
+        f"changing only self.forward_lstms changes backward_layers[{j}]: the backward stack runs on its own LSTMs, "
+        "self.backward_lstms")
+silent = copy.deepcopy(lm_demo)
+with torch.no_grad():
+    for lstm in (silent.forward_lstms[1], silent.backward_lstms[1]):
+        for p in lstm.parameters():
+            p.zero_()                                   # an LSTM with all weights 0 outputs 0
+_, f_silent, b_silent = silent(a[None], lengths)
+for name, layers in (("forward_layers", f_silent), ("backward_layers", b_silent)):
+    assert not (layers[1] == 0).all(), (
+        f"with the second LSTMs silenced (all weights 0, so they output 0), {name}[1] is all zeros; layer 2 is "
+        "LSTM_2(h1) + h1, so here it should equal layer 1: is the residual added?")
+    assert_close(layers[1], layers[0], f"{name}[1] with a silenced second LSTM: h2 = 0 + h1 = {name}[0]", atol=1e-12)
+deaf = copy.deepcopy(lm_demo)
+with torch.no_grad():
+    for lstm in (deaf.forward_lstms[0], deaf.backward_lstms[0]):
+        for p in lstm.parameters():
+            p.zero_()                                   # layer 1 outputs 0 everywhere
+_, f_deaf_a, b_deaf_a = deaf(a[None], lengths)
+_, f_deaf_b, b_deaf_b = deaf(b[None], lengths)
+for name, one, other in (("forward_layers", f_deaf_a, f_deaf_b), ("backward_layers", b_deaf_a, b_deaf_b)):
+    assert torch.allclose(one[1], other[1], atol=1e-12), (
+        f"with the first LSTMs silenced (layer 1 is 0 everywhere), {name}[1] still depends on the tokens: layer 2 "
+        "reads layer 1's output h1, not the token encodings x")
 ### BEGIN HIDDEN TESTS
 padded = torch.zeros(2, 7, MAX_WORD, dtype=torch.long)
 padded[0, :5] = a
@@ -819,8 +1062,9 @@ plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_trained_lm", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The trained biLM's held-out perplexity is at most 0.75 x the unigram perplexity."""
-assert lm_perplexity <= 0.75 * unigram_perplexity, \
-    f"expected perplexity <= {0.75 * unigram_perplexity:.0f} (0.75 x the unigram's), got {lm_perplexity:.0f}"
+assert lm_perplexity <= 0.75 * unigram_perplexity, (
+    f"the trained biLM's held-out perplexity (the geometric mean of the two directions) is {lm_perplexity:.0f}, above "
+    f"0.75 x the unigram's, {0.75 * unigram_perplexity:.0f}: the target of section 8")
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
     again = held_out_perplexity(lm.eval())
@@ -834,6 +1078,18 @@ assert 1 < again["perplexity"] < unigram_perplexity, "a perplexity lies between 
 # Write `ScalarMix(n_layers)` with parameters `weights` `(n_layers,)` (zeros: an equal mix at
 # the start) and `gamma` (one). `forward(layers)` takes `(n_layers, ..., dim)` and returns
 # $\gamma \sum_j \operatorname{softmax}(w)_j\, h_j$, shape `(..., dim)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# `weights` and `gamma` are both `nn.Parameter`s, so that the downstream task's optimiser trains them.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Normalise the weights with a softmax over the layer axis, weight each layer by its share and sum over the first axis of `layers` (`torch.tensordot` does both, or broadcast a reshaped `s`), then scale by `gamma`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "scalar_mix", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class ScalarMix(nn.Module):
@@ -864,16 +1120,36 @@ with torch.no_grad():
 print("weights (0, 0, 2) -> s =", [round(v, 3) for v in torch.softmax(mix_demo.weights, 0).tolist()], "->", mix_demo(demo_layers).tolist())
 
 # %% nbgrader={"grade": true, "grade_id": "test_scalar_mix", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""ScalarMix: an equal mix at the start; softmax weights and gamma as in the formula."""
+"""ScalarMix: learnable weights and gamma, an equal mix at the start, softmax weights and gamma as in the formula."""
 mix = ScalarMix(3)
-layers = torch.stack([torch.full((2, 4), v) for v in (1.0, 2.0, 6.0)])
-check_shape(mix(layers), (2, 4), "mix of (3, 2, 4)")
-assert_close(mix(layers), torch.full((2, 4), 3.0), "equal weights average the layers")
+names = sorted(n for n, _ in mix.named_parameters())
+assert names == ["gamma", "weights"], (
+    f"ScalarMix(3) has the parameters {names}: the prompt asks for two, weights and gamma, both learned with the "
+    "downstream task (an nn.Parameter each)")
+layers = torch.stack([torch.full((2, 4), v) for v in (1.0, 2.0, 6.0)])   # layer j is the constant 1, 2 or 6
+out = mix(layers)
+check_shape(out, (2, 4), "ScalarMix(3) on layers (n_layers=3, 2, 4): (..., dim)")
+assert_close(out, torch.full((2, 4), 3.0), "ScalarMix(3) as initialised (weights 0, gamma 1): the equal mix (1 + 2 + 6) / 3")
+with torch.no_grad():
+    mix.gamma.fill_(2.0)
+assert not torch.allclose(mix(layers), out), (
+    "setting gamma to 2 leaves the output of ScalarMix unchanged: the mix is gamma * sum_j s_j h_j; is gamma used?")
 with torch.no_grad():
     mix.weights.copy_(torch.tensor([0.0, math.log(3.0), 0.0]))
+    mix.gamma.fill_(1.0)
+s_read = mix(torch.eye(3))                 # layer j is the j-th unit vector, so the output is (s_0, s_1, s_2)
+shown = [round(v, 4) for v in s_read.tolist()]
+assert abs(s_read.sum().item() - 1) < 1e-5, (
+    f"with weights (0, log 3, 0) and gamma 1 the layers are mixed with s = {shown}, which sums to "
+    f"{s_read.sum().item():.4f}: s = softmax(w) sums to 1 whatever w is; are the weights normalised?")
+assert abs(s_read[1].item() / s_read[0].item() - 3) < 1e-4, (
+    f"with weights (0, log 3, 0) the layers are mixed with s = {shown}: they sum to 1, but s_1 / s_0 = "
+    f"{s_read[1].item() / s_read[0].item():.4f}, not exp(log 3 - 0) = 3 as for s = softmax(w)")
+with torch.no_grad():
     mix.gamma.fill_(2.0)
 # softmax = (1, 3, 1) / 5 -> (1 + 6 + 6) / 5 = 2.6, times gamma 2
-assert_close(mix(layers), torch.full((2, 4), 5.2), "weights (0, log 3, 0) and gamma 2", atol=1e-5)
+assert_close(mix(layers), torch.full((2, 4), 5.2), "ScalarMix with weights (0, log 3, 0) and gamma 2: 2 * (1 + 6 + 6) / 5",
+             atol=1e-5)
 ### BEGIN HIDDEN TESTS
 assert sorted(n for n, _ in mix.named_parameters()) == ["gamma", "weights"], "parameters named weights and gamma"
 mix(layers).sum().backward()
