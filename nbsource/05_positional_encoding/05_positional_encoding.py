@@ -101,8 +101,21 @@ print(f'largest difference between the two outputs for "dog": {gap:.1e}')
 # ## 2 · Exercise 1: check permutation equivariance (2 points)
 #
 # Write `is_permutation_equivariant(layer, x, permutation, atol=1e-6)`: `x` `(batch, seq, d)`,
-# `permutation` a `LongTensor` `(seq,)`. Return `True` when permuting the input positions permutes
-# the output positions the same way, `layer(x[:, p]) == layer(x)[:, p]` within `atol`.
+# `permutation` a `LongTensor` `(seq,)`. Return `True` (a Python `bool`) when permuting the input
+# positions permutes the output positions the same way, `layer(x[:, permutation]) == layer(x)[:, permutation]`
+# within `atol`, and `False` otherwise.
+#
+# <details><summary>Hint 1</summary>
+#
+# Equivariance is $f(Px) = P f(x)$: two sides to compute, the layer's output for the permuted input, and the layer's output for the original input, permuted afterwards.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Permuting positions means indexing the seq axis (dim 1) with `permutation`; the batch stays as it is. Compare the two outputs within `atol`, with a function that gives a Python `bool`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "equivariance", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def is_permutation_equivariant(layer: nn.Module, x: torch.Tensor, permutation: torch.Tensor,
@@ -128,17 +141,44 @@ for name, candidate in candidates.items():
     print(f"{name:>27}: equivariant = {is_permutation_equivariant(candidate, demo_x, demo_permutation)}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_equivariance", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""is_permutation_equivariant: True for plain self-attention, False once positions are added."""
+"""is_permutation_equivariant: True for layers that mix positions by content only, False once positions are added."""
 torch.manual_seed(0)
 encoder_layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True).double().eval()
 x = torch.randn(2, 7, 16, dtype=torch.float64)
 perm = torch.randperm(7)
-assert is_permutation_equivariant(encoder_layer, x, perm) is True, "attention without positions is equivariant"
+doubling = lambda inp: 2 * inp                                 # position by position: equivariant
+swap = torch.tensor([1, 0, 2, 3, 4, 5, 6])                     # swaps positions 0 and 1: its own inverse
+cycle = torch.tensor([1, 2, 3, 4, 5, 6, 0])                    # not its own inverse
+try:
+    answer = is_permutation_equivariant(doubling, x, swap)
+except IndexError as error:
+    raise AssertionError(f"is_permutation_equivariant(layer, x, permutation) for x (batch=2, seq=7, d=16) and a "
+                         f"permutation of the 7 positions raised IndexError ({error}): the permutation reorders the "
+                         "positions, the seq axis (dim 1), not the batch") from None
+assert isinstance(answer, bool), (f"is_permutation_equivariant returned a {type(answer).__name__}, not a bool: "
+                                  "the prompt asks for True or False, a Python bool")
+assert answer is True, ("the layer x -> 2 * x works position by position, so it is equivariant, yet is_permutation_equivariant "
+                        "returns False for a swap of positions 0 and 1: is layer(x) permuted too before the comparison?")
+assert is_permutation_equivariant(doubling, x, cycle) is True, (
+    "the layer x -> 2 * x: True for a swap of positions 0 and 1 (its own inverse), but False for the cycle "
+    "[1, 2, 3, 4, 5, 6, 0]: is layer(x) permuted by permutation itself, or by its inverse?")
+with torch.no_grad():
+    rounding = (encoder_layer(x[:, perm]) - encoder_layer(x)[:, perm]).abs().max().item()
+assert is_permutation_equivariant(encoder_layer, x, perm) is True, (
+    f"nn.TransformerEncoderLayer without positions is equivariant, yet is_permutation_equivariant returns False; its "
+    f"two sides differ by at most {rounding:.1e} here (rounding: the sums run in another order): is the comparison "
+    "within atol?")
 with_positions = lambda inp: encoder_layer(inp + torch.arange(inp.shape[1], dtype=inp.dtype)[None, :, None])
-assert is_permutation_equivariant(with_positions, x, perm) is False, "adding positions must break equivariance"
+assert is_permutation_equivariant(with_positions, x, perm) is False, (
+    "the same layer with each position's index added to its input is not equivariant, yet is_permutation_equivariant "
+    "returns True")
+small_nudge = lambda inp: inp + 1e-3 * torch.arange(7.0, dtype=inp.dtype)[None, :, None]
+assert is_permutation_equivariant(small_nudge, x, perm, atol=1e-2) is True, (
+    "a layer that moves position j by 1e-3 * j is equivariant within atol=1e-2 (its two sides differ by at most 6e-3), "
+    "yet is_permutation_equivariant(layer, x, permutation, atol=1e-2) returns False: is atol used?")
 ### BEGIN HIDDEN TESTS
 assert is_permutation_equivariant(lambda inp: inp.flip(1), x, perm) is False, "a layer that reverses order is not equivariant"
-assert is_permutation_equivariant(lambda inp: inp * 2, x, perm) is True
+assert is_permutation_equivariant(lambda inp: inp * 2, x, perm) is True, "a position-wise layer (2 * x) is equivariant"
 # a layer that moves position j by eps * j: equivariant within atol exactly when eps * (largest shift) <= atol
 nudge = lambda eps: (lambda inp: inp + eps * torch.arange(7.0, dtype=inp.dtype)[None, :, None])
 assert is_permutation_equivariant(nudge(1e-4), x, perm, atol=1e-3) is True, "differences of at most 6e-4 are within atol = 1e-3: atol must be used"
@@ -151,6 +191,24 @@ assert is_permutation_equivariant(nudge(1e-2), x, perm, atol=1e-3) is False, "di
 # Write `sinusoidal_encoding(n_positions, d_model)` -> `(n_positions, d_model)`, float32, with
 # sines in the **even** columns and cosines in the **odd** ones (interleaved, as in the paper's
 # formula), $\omega_i = 10000^{-2i/d}$. `d_model` is even.
+#
+# <details><summary>Hint 1</summary>
+#
+# Build the angle $p\,\omega_i$ for every position and every pair at once: a column of positions times a row of frequencies, by broadcasting, gives `(n_positions, d_model / 2)`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# In $\omega_i = 10000^{-2i/d}$, `i = 0, 1, ..., d_model / 2 - 1` numbers the pairs, so the exponents are $0, -2/d, -4/d, \dots$ Compute in float64 and convert to float32 at the end.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Fill the even columns (a slice with step 2 from column 0) with the sines of the angles and the odd columns (step 2 from column 1) with their cosines.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sinusoidal", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
@@ -171,14 +229,40 @@ show_positional_encoding(sinusoidal_encoding(100, 64), title="sinusoidal encodin
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_sinusoidal", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""sinusoidal_encoding: closed-form values, shape, dtype and interleaving."""
+"""sinusoidal_encoding: shape, dtype, sines and cosines interleaved, positions from 0, omega_i = 10000^(-2i/d)."""
 pe = sinusoidal_encoding(50, 8)
-check_shape(pe, (50, 8), "encoding")
-assert pe.dtype == torch.float32, f"expected float32, got {pe.dtype}"
-assert_close(pe[0], torch.tensor([0.0, 1.0] * 4), "position 0: sin 0 = 0, cos 0 = 1")
-assert_close(pe[1, :2], torch.tensor([math.sin(1.0), math.cos(1.0)]), "position 1, pair 0 (omega = 1)")
-assert_close(pe[3, 2:4], torch.tensor([math.sin(3 * 10000 ** (-2 / 8)), math.cos(3 * 10000 ** (-2 / 8))]),
-             "position 3, pair 1 (omega = 10000^(-2/8))")
+check_shape(pe, (50, 8), "sinusoidal_encoding(50, 8): (n_positions, d_model)")
+assert pe.dtype == torch.float32, f"sinusoidal_encoding(50, 8) returns {pe.dtype}; the prompt asks for float32"
+omega = [10000 ** (-2 * i / 8) for i in range(4)]              # the prompt's omega_i for d_model = 8
+
+
+def pairs_at(p, frequencies):
+    """sin and cos of p * w for each w, interleaved as the prompt writes them (closed form, one position)."""
+    return torch.tensor([f(p * w) for w in frequencies for f in (math.sin, math.cos)])
+
+
+row0 = [round(v, 3) for v in pe[0].tolist()]
+assert not torch.allclose(pe[0], torch.tensor([1.0, 0.0] * 4), atol=1e-6), (
+    f"row 0 (position 0) is {row0}: 1 in the even columns, 0 in the odd ones, so the cosines are in the even "
+    "columns; the prompt puts the sines in the even columns (sin 0 = 0), the cosines in the odd ones (cos 0 = 1)")
+assert not torch.allclose(pe[0], torch.tensor([0.0] * 4 + [1.0] * 4), atol=1e-6), (
+    f"row 0 (position 0) is {row0}: the sines fill the first half of the columns, the cosines the second half; the "
+    "prompt interleaves them: column 2i holds sin(p omega_i), column 2i + 1 holds cos(p omega_i)")
+assert not torch.allclose(pe[0], pairs_at(1, omega), atol=1e-6), (
+    f"row 0 is {row0}, the encoding of position 1: rows count positions from 0, and at position 0 every pair "
+    "is (sin 0, cos 0) = (0, 1)")
+assert_close(pe[0], torch.tensor([0.0, 1.0] * 4), "row 0 (position 0): sin 0 = 0 in the even columns, cos 0 = 1 in the odd ones")
+assert_close(pe[1, :2], pairs_at(1, omega[:1]), "row 1, pair 0 (columns 0 and 1, omega_0 = 1): (sin 1, cos 1)")
+for i in range(1, 4):
+    found = pe[3, 2 * i:2 * i + 2]
+    columns = f"row 3, pair {i} (columns {2 * i} and {2 * i + 1})"
+    assert not torch.allclose(found, pairs_at(3, [10000 ** (-i / 8)]), atol=1e-6), (
+        f"{columns} turns by 10000^(-{i}/8) per position, expected omega_{i} = 10000^(-{2 * i}/8): in "
+        "omega_i = 10000^(-2i/d), is i the pair's number (columns 2i and 2i + 1) or a column's?")
+    assert not torch.allclose(found, pairs_at(3, [10000 ** (2 * i / 8)]), atol=1e-6), (
+        f"{columns} turns by 10000^(+{2 * i}/8) per position, faster than pair 0; omega_i = 10000^(-2i/d) gets "
+        "smaller as i grows: check the sign of the exponent")
+    assert_close(found, pairs_at(3, omega[i:i + 1]), f"{columns}: (sin, cos) of 3 omega_{i}, omega_{i} = 10000^(-{2 * i}/8)")
 ### BEGIN HIDDEN TESTS
 big = sinusoidal_encoding(10, 512)
 assert_close(big[7, 510:], torch.tensor([math.sin(7 * 10000 ** (-510 / 512)), math.cos(7 * 10000 ** (-510 / 512))]),
@@ -194,6 +278,18 @@ assert_close(sinusoidal_encoding(3, 4)[2], torch.tensor([math.sin(2), math.cos(2
 # Write `shift_matrix(k, d_model)` returning $M_k$ `(d_model, d_model)` (float64) so that
 # `sinusoidal_encoding(n, d)[p + k] == M_k @ sinusoidal_encoding(n, d)[p]` for **every** p.
 # Build it from $2 \times 2$ blocks on the diagonal (`torch.block_diag`).
+#
+# <details><summary>Hint 1</summary>
+#
+# Pair $i$ of $PE_p$ is $(\sin a, \cos a)$ with $a = p\,\omega_i$; $k$ positions later it is $(\sin(a + t), \cos(a + t))$ with $t = k\,\omega_i$. Expand both with the angle-sum formulas.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Read the $2 \times 2$ block off that expansion: its first row makes the new sine from $(\sin a, \cos a)$, its second row the new cosine. With $t = 0$ your block must be the identity.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "shift_matrix", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def shift_matrix(k: int, d_model: int) -> torch.Tensor:
@@ -224,10 +320,31 @@ print("PE(15):    ", encodings[15].numpy().round(3).tolist())
 # %% nbgrader={"grade": true, "grade_id": "test_shift_matrix", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """shift_matrix: M_k maps every position's encoding to the one k positions later."""
 pe = sinusoidal_encoding(200, 16).double()
+m1 = shift_matrix(1, 16)
+check_shape(m1, (16, 16), "shift_matrix(1, 16): (d_model, d_model)")
+assert not torch.allclose(shift_matrix(5, 16), m1), (
+    "shift_matrix(5, 16) equals shift_matrix(1, 16): moving 5 positions turns each pair 5 times as far as moving 1; "
+    "is k used?")
+m0 = shift_matrix(0, 16)
+if not torch.allclose(m0, torch.eye(16, dtype=torch.float64), atol=1e-12):
+    corner = [[round(v, 3) for v in row] for row in m0[:2, :2].tolist()]
+    assert not torch.allclose(m0.diagonal(), torch.zeros(16, dtype=torch.float64), atol=1e-12), (
+        f"shift_matrix(0, 16) should be the identity (PE(p + 0) = PE(p)), but its first block is {corner}, 0 on the "
+        "diagonal: a turn by 0 has cos 0 = 1 on the diagonal and sin 0 = 0 off it; are cos and sin in each other's places?")
+    raise AssertionError(f"shift_matrix(0, 16) should be the identity, PE(p + 0) = PE(p); its first block is {corner}")
 for k in (1, 5, 37):
     m = shift_matrix(k, 16)
-    check_shape(m, (16, 16), f"M_{k}")
-    assert_close(pe[:200 - k] @ m.T, pe[k:], f"PE(p + {k}) = M_{k} PE(p) for every p", atol=1e-5)
+    check_shape(m, (16, 16), f"shift_matrix({k}, 16): (d_model, d_model)")
+    moved = pe[:200 - k] @ m.T                                 # row p: M_k PE(p)
+    assert not torch.allclose(moved[k:], pe[:200 - 2 * k], atol=1e-5), (
+        f"shift_matrix({k}, 16) carries PE(p) back to PE(p - {k}), not on to PE(p + {k}): its blocks turn the wrong "
+        "way; write (sin(a + t), cos(a + t)) in terms of sin a and cos a")
+    wrong = [i for i in range(8) if not torch.allclose(moved[:, 2 * i:2 * i + 2], pe[k:, 2 * i:2 * i + 2], atol=1e-5)]
+    assert not wrong or 0 in wrong, (
+        f"shift_matrix({k}, 16) carries pair 0 (columns 0 and 1) right, but not pairs {wrong}: the block of pair i "
+        f"turns by k omega_i, with the frequencies of sinusoidal_encoding, omega_i = 10000^(-2i/d)")
+    assert_close(moved, pe[k:], f"shift_matrix({k}, 16) @ PE(p) against PE(p + {k}), for every p (pairs {wrong} differ)",
+                 atol=1e-5)
 ### BEGIN HIDDEN TESTS
 m3 = shift_matrix(3, 8)
 assert_close(m3 @ m3.T, torch.eye(8, dtype=torch.float64), "M_k is orthogonal (a rotation)", atol=1e-12)
@@ -244,6 +361,18 @@ assert (shift_matrix(4, 8)[0, 2:] == 0).all(), "block diagonal: pairs do not mix
 # row it uses learns (position 0 is a real position, not padding). A sequence
 # longer than `max_len` raises `ValueError` with a message naming both numbers: a learned
 # table has nothing to say about positions it never saw.
+#
+# <details><summary>Hint 1</summary>
+#
+# An `nn.Embedding` called on a tensor of indices returns their rows. Here the indices are the positions `0, 1, ..., seq - 1`, and broadcasting adds the `(seq, d_model)` rows to every sequence of the batch.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Compare the length, `x.shape[1]`, with the number of rows of the table (`num_embeddings`) before the lookup; a sequence of exactly `max_len` fits.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "learned_positions", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class LearnedPositions(nn.Module):
@@ -276,15 +405,50 @@ except ValueError as error:
     print("9 positions:", error)
 
 # %% nbgrader={"grade": true, "grade_id": "test_learned_positions", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""LearnedPositions: adds row p at position p, and refuses sequences longer than max_len."""
+"""LearnedPositions: adds row p of positions at position p, every row it uses learns, longer sequences raise ValueError."""
 layer = LearnedPositions(10, 4)
 x = torch.zeros(2, 6, 4)
-assert_close(layer(x)[1], layer.positions.weight[:6].detach(), "zeros in: the position rows out")
+try:
+    out = layer(x)
+except RuntimeError as error:
+    raise AssertionError(f"LearnedPositions(10, 4) on x (batch=2, seq=6, d_model=4) raised RuntimeError ({error}): "
+                         "which dimension of x is seq?") from None
+check_shape(out, (2, 6, 4), "LearnedPositions(10, 4)(x) for x (batch=2, seq=6, d_model=4)")
+rows = layer.positions.weight.detach()
+assert out.abs().sum() > 0, ("x of zeros gave zeros out: forward(x) adds the position rows to x, so zeros in give "
+                             "the rows themselves; are the rows multiplied with x?")
+assert not torch.allclose(out[1], rows[1:7]), ("position p got row p + 1 of positions: position 0 is row 0, so a "
+                                             "sequence of seq positions uses rows 0 to seq - 1")
+assert_close(out[1], rows[:6], "x of zeros (batch=2, seq=6): sequence 1 of the output should be rows 0 to 5 of positions")
+try:
+    full = layer(torch.zeros(1, 10, 4))
+except ValueError as error:
+    raise AssertionError(f"a sequence of exactly max_len = 10 positions raised ValueError ({error}): the table has rows "
+                         "0 to 9, one for each of its 10 positions; only longer sequences are refused") from None
+check_shape(full, (1, 10, 4), "LearnedPositions(10, 4) for x (batch=1, seq=10, d_model=4)")
 try:
     layer(torch.zeros(1, 11, 4))
-    raise AssertionError("a sequence of 11 > 10 positions must raise ValueError")
+except IndexError as error:
+    raise AssertionError(f"a sequence of 11 > max_len = 10 positions raised IndexError ({error}), the embedding's own "
+                         "error: the prompt asks for a ValueError naming both numbers; check the length before "
+                         "the lookup") from None
 except ValueError as error:
-    assert "11" in str(error) and "10" in str(error), f"the message must name 11 and 10: {error}"
+    assert "11" in str(error) and "10" in str(error), (f"the ValueError for 11 positions with max_len = 10 must name "
+                                                       f"both numbers, 11 and 10: {error}")
+else:
+    raise AssertionError("a sequence of 11 > max_len = 10 positions must raise ValueError")
+learning = layer(torch.randn(2, 6, 4))
+assert learning.requires_grad, ("the output of LearnedPositions has no path back to layer.positions.weight (no "
+                                "grad_fn): every row it uses must learn; is the table detached from the graph?")
+layer.positions.weight.grad = None
+learning.sum().backward()
+grad = layer.positions.weight.grad
+assert grad is not None, "no gradient reaches layer.positions.weight after backward(): every row it uses must learn"
+starts_at_zero = " (and it starts at zero)" if (rows[0] == 0).all() else ""
+assert grad[0].abs().sum() > 0, (f"row 0 of positions gets no gradient{starts_at_zero}: position 0 is a real position, "
+                                 "not padding, and learns like every other row")
+assert_close(grad[:6], torch.full((6, 4), 2.0), "the gradient of output.sum() for rows 0 to 5 of positions: "
+             "1 per sequence of the batch, so 2 everywhere")
 ### BEGIN HIDDEN TESTS
 layer(torch.randn(3, 10, 4)).sum().backward()
 assert layer.positions.weight.grad is not None and layer.positions.weight.grad[:10].abs().sum() > 0, "positions must learn"
@@ -321,6 +485,24 @@ assert_close(layer(y) - y, layer.positions.weight[:3].detach()[None], "added, no
 # is a LongTensor of $n - m$) and `RelativeBias(num_heads, num_buckets=32, max_distance=128,
 # bidirectional=True)` whose `forward(q_len, k_len)` returns `(num_heads, q_len, k_len)`: entry
 # `[h, m, n]` is head `h`'s bias for the bucket of $n - m$, from an `nn.Embedding(num_buckets, num_heads)` named `bias`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Start with the side. Bidirectional: halve the buckets, add the half to every key after the query, and use $|r|$. Unidirectional: keep all buckets and use a distance that is 0 for keys after the query.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Compute both candidates for every distance, the distance itself and the log formula (its log needs a distance of at least 1), and choose with `torch.where` by `distance < max_exact`. Converting a non-negative float to an integer type rounds it down; cap the log bucket at the side's last one.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For `RelativeBias`, build the `(q_len, k_len)` table of $n - m$ from two `arange`s by broadcasting, bucket it, look the buckets up in `bias` (one value per head), and move the heads to the front.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "relative_bias", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def t5_bucket(relative: torch.Tensor, num_buckets: int = 32, max_distance: int = 128,
@@ -375,15 +557,64 @@ print("buckets for n - m = -10 .. 10:", t5_bucket(torch.arange(-10, 11), num_buc
 print("RelativeBias(num_heads=2)(3, 4) has shape", tuple(RelativeBias(num_heads=2)(3, 4).shape))
 
 # %% nbgrader={"grade": true, "grade_id": "test_relative_bias", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""t5_bucket: exact small offsets, log buckets further away, a last bucket beyond max_distance."""
+"""t5_bucket: exact small offsets, log buckets further away, a last bucket beyond max_distance; RelativeBias by n - m."""
 r = torch.tensor([-3, -1, 0, 1, 3, 7, 8, 12, 40, 127, 1000])
 got = t5_bucket(r, num_buckets=32, max_distance=128)
-# per side 16 buckets, max_exact 8; keys after the query (r > 0) use buckets 16..31
-assert got[:5].tolist() == [3, 1, 0, 17, 19], f"small offsets: {got[:5].tolist()}"
-assert got[5].item() == 16 + 7 and got[6].item() == 16 + 8, f"7 is exact, 8 starts the log range: {got[5:7].tolist()}"
-assert got[-1].item() == 31 and got[-2].item() == 31, "beyond max_distance: the last bucket"
+check_shape(got, (11,), "t5_bucket(r) for r of 11 offsets")
+# bidirectional, 32 buckets: 16 per side, max_exact 8; keys after the query (r > 0) use buckets 16..31
+small = got[:5].tolist()
+assert max(small) < 32, (f"r = -3, -1, 0, 1, 3 got buckets {small}, but num_buckets=32 has buckets 0 to 31 only: "
+                         "with bidirectional=True each side gets buckets_per_side = num_buckets // 2 = 16")
+assert max(small[:2]) < 16 and min(small[3:]) >= 16, (
+    f"r = -3, -1, 0, 1, 3 got buckets {small}: keys after the query (r > 0) use the shifted buckets 16 to 31, keys at "
+    "or before it (r <= 0) buckets 0 to 15")
+assert small == [3, 1, 0, 17, 19], (f"r = -3, -1, 0, 1, 3: expected buckets [3, 1, 0, 17, 19] (the distance |r|, plus "
+                                    f"16 for keys after the query), got {small}")
+assert got[5].item() == 16 + 7 and got[6].item() == 16 + 8, (
+    f"r = 7 and 8: expected buckets 23 and 24 (7 is below max_exact = 8, so exact; 8 is where the log range starts), "
+    f"got {got[5:7].tolist()}")
+
+
+def log_bucket(distance, rounding=math.floor):
+    """The prompt's formula with 16 buckets per side, max_exact = 8 and max_distance = 128."""
+    return 8 + rounding(math.log(distance / 8) / math.log(128 / 8) * (16 - 8))
+
+
+far = t5_bucket(torch.tensor([10, 20, -50]), num_buckets=32, max_distance=128).tolist()
+expected = [16 + log_bucket(10), 16 + log_bucket(20), log_bucket(50)]
+assert far[0] != 16 + 10, (f"r = 10 got bucket {far[0]}, its exact bucket, as if 10 were below max_exact: max_exact = "
+                           "buckets_per_side // 2 = 8, and distances from 8 on share the log buckets")
+assert far != [16 + log_bucket(10, round), 16 + log_bucket(20, round), log_bucket(50, round)], (
+    f"r = 10, 20, -50 got buckets {far}, expected {expected}: yours are the formula rounded to the nearest integer; "
+    "its bracket is a floor (round down)")
+end = got[9].item()
+assert end == 31, (f"r = 127, just below max_distance = 128, got bucket {end}, not the last of its side (31): the log "
+                   "range runs from max_exact up to max_distance; what is the log divided by?")
+assert got[10].item() == 31, (f"r = 1000, beyond max_distance = 128, got bucket {got[10].item()}: everything beyond "
+                              "max_distance falls in the last bucket of its side, 31")
+assert far == expected, f"r = 10, 20, -50: expected log buckets {expected} (the prompt's formula), got {far}"
+looking_back = t5_bucket(torch.tensor([-2, 3, -7]), num_buckets=32, max_distance=128, bidirectional=False).tolist()
+assert looking_back == [2, 0, 7], (
+    f"bidirectional=False: r = -2, 3, -7 got buckets {looking_back}, expected [2, 0, 7]: all 32 buckets are for the "
+    "past, the distance is max(-r, 0), so keys after the query fall in bucket 0")
 bias = RelativeBias(num_heads=3)
-check_shape(bias(5, 6), (3, 5, 6), "bias (heads, q_len, k_len)")
+check_shape(bias(5, 6), (3, 5, 6), "RelativeBias(num_heads=3)(q_len=5, k_len=6): (num_heads, q_len, k_len)")
+
+
+def bucket_of(entry, module):
+    """Which row of module.bias.weight the vector entry (one value per head) is, or None."""
+    same = (module.bias.weight.detach() == entry.detach()).all(1).nonzero().flatten().tolist()
+    return f"bucket {same[0]}" if same else "no row of bias.weight"
+
+
+used = bucket_of(bias(3, 3)[:, 0, 2], bias)
+assert used == "bucket 18", (f"RelativeBias: entry [h, 0, 2] (query 0, key 2) uses {used}; r = n - m is key minus "
+                             "query, +2 here, so it should use bucket 18")
+decoder_bias = RelativeBias(num_heads=2, bidirectional=False)
+used = bucket_of(decoder_bias(2, 2)[:, 0, 1], decoder_bias)
+assert used == "bucket 0", (f"RelativeBias(num_heads=2, bidirectional=False): entry [h, 0, 1] (the key just after "
+                            f"the query) uses {used}; with bidirectional=False keys after the query fall in bucket 0: "
+                            "does forward pass bidirectional on to t5_bucket?")
 ### BEGIN HIDDEN TESTS
 # log range: 12 -> 8 + floor(log(12/8)/log(16) * 8) = 8 + 1 = 9; 40 -> 8 + floor(log(5)/log(16) * 8) = 8 + 4 = 12
 assert got[7].item() == 16 + 9 and got[8].item() == 16 + 12, f"log buckets: {got[7:9].tolist()}"
@@ -409,6 +640,24 @@ assert torch.equal(c[:, 0, 2], one_way.bias.weight[0]) and torch.equal(c[:, 2, 0
 # Rotate each pair $(x_{2i}, x_{2i+1})$ at position $m$ by the angle $m\,\omega_i$
 # ($\omega_i = 10000^{-2i/d}$): $(x_{2i}\cos - x_{2i+1}\sin,\; x_{2i}\sin + x_{2i+1}\cos)$.
 # Then $\langle \text{rot}(q, m), \text{rot}(k, n)\rangle$ depends only on $n - m$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Slices with step 2 give the two members of every pair at once: the even coordinates and the odd ones, each `(..., seq, d/2)`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The angles are the positions (as a column) times the frequencies (as a row), `(seq, d/2)`; they broadcast against `(..., seq, d/2)`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Put each rotated pair back side by side: stack the two new coordinates on a new last axis, `(..., seq, d/2, 2)`, and merge the last two axes into `d`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "rotary", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def apply_rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -437,14 +686,47 @@ fig.colorbar(image, ax=ax)
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_rotary", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""apply_rotary: the score between a query at m and a key at n depends only on n - m."""
+"""apply_rotary: turns pair i at position m by m omega_i, so the score of a query at m and a key at n depends only on n - m."""
 g = torch.Generator().manual_seed(0)
 q, k = torch.randn(16, dtype=torch.float64, generator=g), torch.randn(16, dtype=torch.float64, generator=g)
+turned = apply_rotary(torch.ones(3, 16, dtype=torch.float64), torch.arange(3))
+assert tuple(turned.shape) == (3, 16), (
+    f"apply_rotary(x, positions) for x (seq=3, d=16) returned shape {tuple(turned.shape)}: the output has x's shape "
+    "(..., seq, d), each rotated pair back in its columns 2i and 2i + 1")
+lone = torch.tensor([[0.3, -1.2, 0.8, 0.5]], dtype=torch.float64)
+assert not torch.allclose(apply_rotary(lone, torch.tensor([3])), lone), (
+    "apply_rotary(x, positions=tensor([3])) returned one vector x unchanged, as if it were at position 0: the angle is "
+    "m omega_i with m taken from positions, not counted 0, 1, ... along seq")
+# the unit vectors e_0 .. e_3 of d = 4, each at position 1: pair i is (x_2i, x_2i+1), omega = (1, 10000^(-2/4))
+omega = [1.0, 10000 ** (-2 / 4)]
+units = [apply_rotary(torch.eye(4, dtype=torch.float64)[j:j + 1], torch.tensor([1]))[0] for j in range(4)]
+for j, out in enumerate(units):
+    outside = [c for c in range(4) if c // 2 != j // 2 and abs(out[c].item()) > 1e-12]
+    assert not outside, (f"apply_rotary(e_{j}, positions=tensor([1])) for d = 4 changed coordinates {outside}: "
+                         f"coordinate {j} is in pair {j // 2}, (x_{2 * (j // 2)}, x_{2 * (j // 2) + 1}); a pair is two "
+                         "neighbouring coordinates and turns on its own")
+for i in range(2):
+    out = units[2 * i]                                           # e_2i turned by omega_i: (cos, sin) in its pair
+    angle = math.atan2(out[2 * i + 1].item(), out[2 * i].item())
+    assert abs(angle + omega[i]) > 1e-9, (
+        f"apply_rotary(e_{2 * i}, positions=tensor([1])) turned pair {i} by {angle:.4g}, expected +omega_{i} = "
+        f"{omega[i]:.4g}: it turns the other way; the prompt's formula is (x_2i cos - x_2i+1 sin, x_2i sin + x_2i+1 cos)")
+    assert i == 0 or abs(angle - 10000 ** (-i / 4)) > 1e-9, (
+        f"pair {i} at position 1 turned by {angle:.4g} = 10000^(-{i}/4), expected omega_{i} = 10000^(-{2 * i}/4) = "
+        f"{omega[i]:.4g}: in omega_i = 10000^(-2i/d), is i the pair's number or a column's?")
+    assert abs(angle - omega[i]) < 1e-9, (f"pair {i} (coordinates {2 * i} and {2 * i + 1}) at position 1 turned by "
+                                          f"{angle:.4g}, expected omega_{i} = 10000^(-{2 * i}/4) = {omega[i]:.4g}")
+
+
 def score(m, n):
     return (apply_rotary(q[None], torch.tensor([m])) @ apply_rotary(k[None], torch.tensor([n])).T).item()
+
+
 for m, n, shift in [(0, 3, 5), (7, 2, 11), (4, 4, 30)]:
-    assert abs(score(m, n) - score(m + shift, n + shift)) < 1e-9, f"score({m},{n}) must equal score({m + shift},{n + shift})"
-assert abs(score(0, 0) - (q @ k).item()) < 1e-12, "position 0 leaves vectors unchanged"
+    assert abs(score(m, n) - score(m + shift, n + shift)) < 1e-9, (
+        f"the score of q at position {m} and k at {n} is {score(m, n):.6f}, but {score(m + shift, n + shift):.6f} with "
+        f"both moved {shift} on: it must depend only on n - m")
+assert abs(score(0, 0) - (q @ k).item()) < 1e-12, "at position 0 the angle is 0: q and k must come out unchanged"
 ### BEGIN HIDDEN TESTS
 batch = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=g)
 rotated = apply_rotary(batch, torch.arange(5))
