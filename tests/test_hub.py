@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import socket
@@ -26,6 +27,9 @@ import nbformat
 import pytest
 
 from course_tools.grading import with_answers
+from test_browser import _menu
+from test_browser import _wait as _until_js
+from test_browser import browser  # noqa: F401 (the fixture)
 from test_exchange import Users, _run, as_user, class_staff, py_as
 
 slow = pytest.mark.slow  # a hub, four servers and a grading run of 04_masking (under a minute here)
@@ -66,13 +70,14 @@ def klass():
     try:
         teachers, inst = class_staff(users, base)
         a, b, c = users.add("a"), users.add("b"), users.add("c")
-        passwords = {name: secrets.token_urlsafe(12) for name in (inst, a, b, c)}
+        d = users.add("d")   # the browser's student (test_a_student_in_chromium), after the others
+        passwords = {name: secrets.token_urlsafe(12) for name in (inst, a, b, c, d)}
         chpasswd = subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()),
                                   text=True, capture_output=True)
         assert chpasswd.returncode == 0, chpasswd.stderr
         course = course_copy(base, inst, teachers)
         exchange = base / "exchange"
-        hub, url, token = start_hub(base, inst, [a, b, c], course, exchange)
+        hub, url, token = start_hub(base, inst, [a, b, c, d], course, exchange)
 
         def up():
             try:
@@ -82,7 +87,7 @@ def klass():
         _wait(up, "the hub")
         admin = requests.Session()
         admin.headers["Authorization"] = f"token {token}"
-        yield {"url": url, "admin": admin, "inst": inst, "a": a, "b": b, "c": c, "passwords": passwords,
+        yield {"url": url, "admin": admin, "inst": inst, "a": a, "b": b, "c": c, "d": d, "passwords": passwords,
                "course": course, "exchange": exchange, "log": base / "hub.log", "hub": hub}
     finally:
         if hub is not None:
@@ -176,7 +181,7 @@ def test_a_class_end_to_end(klass):
 
     course, inst, a, b, c = klass["course"], klass["inst"], klass["a"], klass["b"], klass["c"]
     nb_env = ["env", f"COURSE_EXCHANGE={klass['exchange']}"]
-    as_user(inst, *nb_env, "nbgrader", "release_assignment", A_ID, cwd=course)
+    _release(klass)
 
     release = nbformat.read(ROOT / "notebooks" / A_ID / f"{A_ID}.ipynb", as_version=4)
     solution = nbformat.read(ROOT / "solutions" / A_ID / f"{A_ID}.ipynb", as_version=4)
@@ -272,6 +277,60 @@ def test_a_class_end_to_end(klass):
     for path in ("api/contents", "formgrader", "api/contents/grading/gradebook.db"):
         reply = session_c.get(f"{klass['url']}/user/{inst}/{path}", allow_redirects=False)
         assert reply.status_code == 403, (path, reply.status_code, reply.text[:300])
+
+
+def _release(klass) -> None:
+    """The instructor releases 04_masking into the exchange (once, whichever test comes first)."""
+    if not (klass["exchange"] / COURSE / "outbound" / A_ID).is_dir():
+        as_user(klass["inst"], "env", f"COURSE_EXCHANGE={klass['exchange']}", "nbgrader", "release_assignment", A_ID,
+                cwd=klass["course"])
+
+
+@slow
+def test_a_student_in_chromium(klass, browser, screenshot):  # noqa: F811 (browser is the fixture)
+    """Student D in Chromium: logs in on the hub's login page, gets JupyterLab with the student view, sees
+    04_masking in the Assignment List, fetches it, validates it there (the course's report: the blank
+    release fails its tests) and submits; the submission reaches the inbound folder as D's."""
+    url, d = klass["url"], klass["d"]
+    _release(klass)
+    browser.get(f"{url}/hub/login")
+    _until_js(browser, "!!document.getElementById('username_input')", "the hub's login form")
+    screenshot(browser, "hub-login")
+    browser.execute_script("""
+        document.getElementById('username_input').value = arguments[0];
+        document.getElementById('password_input').value = arguments[1];
+        document.getElementById('login_submit').click();""", d, klass["passwords"][d])
+    # the hub spawns D's server and sends the browser to its JupyterLab (a cap on polling, not a timed wait)
+    _until_js(browser, "[...document.querySelectorAll('.lm-MenuBar-item')].some(e => e.textContent.trim() === 'Nbgrader')",
+              "JupyterLab on D's own server, with the Nbgrader menu", 600)
+    assert browser.current_url.startswith(f"{url}/user/{d}/lab"), browser.current_url
+    config = browser.execute_script("return JSON.parse(document.getElementById('jupyter-config-data').textContent)")
+    assert "@jupyter/nbgrader:formgrader" in config["disabledExtensions"], "a student must not get the formgrader"
+    items = _menu(browser, "Nbgrader", click="Assignment List")
+    assert "Assignment List" in items and "Formgrader" not in items, items
+    button = "[...document.querySelectorAll('#{list} button')].find(b => b.innerText.trim() === '{text}')"
+    _until_js(browser, f"(b => b && b.closest('.list_item').textContent.includes('{A_ID}'))({button.format(list='released_assignments_list', text='Fetch')})",
+              "04_masking with a Fetch button in D's Assignment List", 120)
+    screenshot(browser, "hub-assignment-list")
+    browser.execute_script(f"{button.format(list='released_assignments_list', text='Fetch')}.click()")
+    _until_js(browser, f"!!{button.format(list='fetched_assignments_list', text='Validate')}",
+              "04_masking among D's fetched assignments, with a Validate button", 120)
+    assert (Path("/home") / d / A_ID / f"{A_ID}.ipynb").is_file(), "fetch wrote the notebook into D's home"
+    browser.execute_script(f"{button.format(list='fetched_assignments_list', text='Validate')}.click()")
+    message = _until_js(browser, "(() => { const m = document.getElementById('validation-message');"
+                                 " return m && m.innerText.includes('points') ? m.innerText : ''; })()",
+                        "the Validate dialog's results", 600)
+    assert "FAIL  test_masks" in message and "NotImplementedError" in message and "Traceback" not in message, message[:1500]
+    screenshot(browser, "hub-validate")
+    browser.execute_script("document.querySelector('.jp-Dialog .jp-mod-accept').click()")
+    browser.execute_script(f"{button.format(list='fetched_assignments_list', text='Submit')}.click()")
+    _until_js(browser, f"[...document.querySelectorAll('#submitted_assignments_list .list_item')]"
+                       f".some(e => e.textContent.includes('{A_ID}'))", "04_masking among D's submitted assignments", 120)
+    screenshot(browser, "hub-submitted")
+    inbound = klass["exchange"] / COURSE / "inbound"
+    mine = [p for p in inbound.iterdir() if p.name.startswith(f"{d}+{A_ID}+")]
+    assert len(mine) == 1 and mine[0].stat().st_uid == pwd.getpwnam(d).pw_uid, mine
+    assert (mine[0] / f"{A_ID}.ipynb").is_file()
 
 
 def test_hub_config_for_a_roster(tmp_path):
