@@ -129,6 +129,24 @@ def run_layers(layers: nn.ModuleList, x: torch.Tensor, attention_mask: torch.Ten
 # `discriminator_logits(input_ids, attention_mask=None)` returns `(batch, seq)` **logits** (no sigmoid),
 # and hands `attention_mask` (True for real tokens) to `run_layers`, so that padding changes nothing
 # at the real positions. Both networks must train the shared embeddings.
+#
+# <details><summary>Hint 1</summary>
+#
+# Both networks start from the same `embeddings(input_ids)`, then run their own layers and their own head. The generator works at `generator_width`: `generator_in` takes it there from `d_model`, and the first `Linear` of `generator_head` brings it back.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A tied decoder has no table of its own: the logit of token `j` is the score of the head's output against row `j` of `embeddings.token.weight`, plus `generator_bias[j]`. So the generator trains every row of the table, also the rows of tokens that are not in the input.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Select `positions` on the generator's hidden states before the head: a `(batch, seq, width)` tensor indexed by a `(batch, seq)` boolean mask gives `(n_chosen, width)`, in `input_ids[positions]` order. For the discriminator, hand `attention_mask` to `run_layers`, and drop the head's last dimension of size 1.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "electra_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class Electra(nn.Module):
@@ -181,37 +199,83 @@ print(f"parameters: shared embeddings {part('embeddings'):,}, generator {part('g
 """Electra: shapes, one shared embedding module, a tied generator decoder, the generator narrower than the discriminator."""
 torch.manual_seed(0)
 model = Electra(vocab_size=40, max_len=10, d_model=16, generator_width=8, n_layers=1, heads=2).eval()
-ids = torch.randint(5, 40, (2, 7))
-check_shape(model.generator_logits(ids), (2, 7, 40), "generator logits")
-check_shape(model.discriminator_logits(ids), (2, 7), "discriminator logits")
+ids = torch.randint(5, 40, (2, 7))                                   # tokens 0-4 never occur in ids
+check_shape(model.generator_logits(ids), (2, 7, 40), "generator_logits(ids) for ids (batch, seq) = (2, 7), V = 40: (batch, seq, V)")
+check_shape(model.discriminator_logits(ids), (2, 7), "discriminator_logits(ids) for ids (batch, seq) = (2, 7): (batch, seq)")
 chosen = torch.zeros(2, 7, dtype=torch.bool)
 chosen[0, 1] = chosen[1, 4] = True
-assert_close(model.generator_logits(ids, chosen), model.generator_logits(ids)[chosen], "logits at positions", atol=1e-5)
-big = [n for n, p in model.named_parameters() if p.shape == (40, 16)]
-assert big == ["embeddings.token.weight"], f"one (V, d_model) table shared by both networks, found {big}"
-model.zero_grad()
-model.discriminator_logits(ids).sum().backward()
-from_discriminator = model.embeddings.token.weight.grad.clone()
-model.zero_grad()
-model.generator_logits(ids).logsumexp(-1).sum().backward()
-assert from_discriminator.abs().sum() > 0 and model.embeddings.token.weight.grad.abs().sum() > 0, \
-    "both networks must train the shared embeddings"
+at_chosen = model.generator_logits(ids, chosen)
+assert at_chosen.shape == (2, 40), (f"generator_logits(ids, positions) with 2 positions True has shape {tuple(at_chosen.shape)}: "
+                                    "expected (n_chosen, V) = (2, 40), the logits at those positions only")
+assert_close(at_chosen, model.generator_logits(ids)[chosen],
+             "generator_logits(ids, positions) against generator_logits(ids)[positions]", atol=1e-5)
+tables = [n for n, p in model.named_parameters() if p.shape == (40, 16)]   # (V, d_model)
+parameters = dict(model.named_parameters())
+
+
+def table_gradients(output: torch.Tensor) -> dict:
+    """The gradient of output with respect to each (V, d_model) parameter; None where it does not reach it."""
+    found = torch.autograd.grad(output, [parameters[n] for n in tables], allow_unused=True)
+    return dict(zip(tables, found))
+
+
+from_generator = table_gradients(model.generator_logits(ids).logsumexp(-1).sum())
+from_discriminator = table_gradients(model.discriminator_logits(ids).sum())
+for name in tables:
+    if name != "embeddings.token.weight" and from_generator[name] is not None:
+        raise AssertionError(f"generator_logits uses a (V, d_model) table of its own, {name}: the prompt ties the generator's "
+                             "decoder to embeddings.token.weight, the table both networks share")
+    if name != "embeddings.token.weight" and from_discriminator[name] is not None:
+        raise AssertionError(f"discriminator_logits reads token embeddings of its own, {name}: both networks read the one "
+                             "embeddings module")
+assert tables == ["embeddings.token.weight"], f"one (V, d_model) table, embeddings.token.weight, shared by both networks: found {tables}"
+shared = from_discriminator["embeddings.token.weight"]
+assert shared is not None and shared.abs().sum() > 0, \
+    "discriminator_logits gives the shared embeddings no gradient: the discriminator must train them too; is something detached?"
+shared = from_generator["embeddings.token.weight"]
+assert shared is not None and shared.abs().sum() > 0, \
+    "generator_logits gives the shared embeddings no gradient: the generator must train them too; is something detached?"
+unseen_rows = shared[:5].abs().sum()     # ids 0-4 are not in the input: only the decoder reaches them
+assert unseen_rows > 0, ("generator_logits gives no gradient to the rows of tokens 0-4 of embeddings.token.weight, which are not "
+                         "in ids: a decoder tied to the table trains every row, since every token's logit reads its row; "
+                         "does the decoder use the table itself, not a detached copy?")
 widths = model.generator[0].self_attn.embed_dim, model.discriminator[0].self_attn.embed_dim
-assert widths == (8, 16), f"generator layers of generator_width 8, discriminator layers of d_model 16, got {widths}"
-unseen_rows = model.embeddings.token.weight.grad[:5].abs().sum()     # ids 0-4 are not in the input: only the decoder reaches them
+assert widths[0] == 8, (f"the generator's layers have width {widths[0]}: with generator_width=8 and d_model=16 they are "
+                        "encoder_layers(generator_width, ...), narrower than the discriminator's")
+assert widths[1] == 16, f"the discriminator's layers have width {widths[1]}: with d_model=16 they are encoder_layers(d_model, ...)"
 with torch.no_grad():
-    model.generator_bias.normal_()
+    before = model.generator_logits(ids)
+    shift = torch.randn(40)
+    model.generator_bias.add_(shift)
+    after = model.generator_logits(ids)
+    assert not torch.allclose(after, before), ("adding a random vector to generator_bias leaves generator_logits unchanged: "
+                                               "the prompt's decoder adds generator_bias (vocab_size,) to the logits")
+    assert_close(after - before, shift.expand(2, 7, 40), "adding a vector to generator_bias adds it to every position's logits",
+                 atol=1e-5)
     h = model.generator_head(run_layers(model.generator, model.generator_in(model.embeddings(ids))))
+    means, variances = h.mean(-1), h.var(-1, unbiased=False)
+    assert means.abs().max() < 1e-4 and (variances - 1).abs().max() < 1e-3, (
+        f"generator_head's outputs have a mean up to {means.abs().max():.3g} in size and a variance from {variances.min():.3g} "
+        f"to {variances.max():.3g} per position: the prompt's generator_head ends in LayerNorm(d_model), which, freshly built, "
+        "gives mean 0 and variance 1")
     assert_close(model.generator_logits(ids), h @ model.embeddings.token.weight.T + model.generator_bias,
-                 "generator logits = generator_head(...) @ embeddings.token.weight.T + generator_bias", atol=1e-5)
+                 "generator_logits(ids) against generator_head(...) @ embeddings.token.weight.T + generator_bias", atol=1e-5)
+    no_padding = model.discriminator_logits(ids, torch.ones(2, 7, dtype=torch.bool))
+    gap = (no_padding - model.discriminator_logits(ids)).abs().max().item()
+    assert gap <= 1e-5, (
+        f"with an attention_mask of all True (no padding), discriminator_logits gives "
+        f"{'NaN' if math.isnan(gap) else f'values up to {gap:.3g} away from those without a mask'}: True marks the real "
+        "tokens, which the discriminator must read")
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
     changed = ids.clone()
     changed[1, 4:] = 9
-    assert_close(model.discriminator_logits(changed, mask)[1, :4], model.discriminator_logits(ids, mask)[1, :4],
-                 "with attention_mask, the tokens at padding positions change nothing at the real ones", atol=1e-5)
+    assert torch.allclose(model.discriminator_logits(changed, mask)[1, :4], model.discriminator_logits(ids, mask)[1, :4],
+                          atol=1e-5), ("with attention_mask False at the last 3 positions of sequence 1, changing the tokens "
+                                       "there changed the logits at its 4 real positions: is attention_mask handed to run_layers?")
     model.discriminator_head[-1].bias.fill_(-30.0)
     squashed = model.discriminator_logits(ids)
-assert (squashed < -10).all(), f"discriminator_logits returns logits, not probabilities: with the last bias at -30 got {squashed.max():.2f}"
+assert (squashed < -10).all(), (f"with the last bias of discriminator_head at -30, discriminator_logits gives values up to "
+                                f"{squashed.max():.2f}, not below -10: it must return logits, not probabilities (no sigmoid)")
 ### BEGIN HIDDEN TESTS
 assert unseen_rows > 0, f"the generator's tied decoder must train every token row, also those not in the input: rows 0-4 got no gradient"
 assert_close(h.mean(-1), torch.zeros(2, 7), "the generator head ends in LayerNorm(d_model): mean 0 per position", atol=1e-5)
@@ -228,6 +292,24 @@ assert isinstance(model.discriminator_head[-1], nn.Linear) and model.discriminat
 # `generator`); elsewhere keep the original. No gradient may flow through the sample: the result is
 # a plain id tensor. Leave `original` and `generator_logits` as they were (no in-place operations on
 # them): the generator's MLM loss back-propagates through the same logits afterwards.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each row of `generator_logits` is one chosen position's scores over the vocabulary. Sampling draws one token per row from the distribution those scores give, so turn each row into probabilities first.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.multinomial` draws indices from each row of non-negative weights, one column per draw, and takes the `generator` as a keyword argument. The ids it returns carry no gradient; work on detached logits (or under `torch.no_grad()`) so that nothing is recorded on the way.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Copy `original`, then assign the samples to the copy at `chosen`: assignment through a boolean mask walks the positions in the same order as `original[chosen]`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "replace_tokens", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def replace_tokens(original: torch.Tensor, chosen: torch.Tensor, generator_logits: torch.Tensor,
@@ -265,19 +347,44 @@ leaf[2, 2] = leaf[2, 29] = 0.0                              # row 2 samples 2 or
 leaf.requires_grad_()
 logits = leaf * 1.0                                         # not a leaf, as the generator's logits are not
 before = logits.detach().clone()
-corrupted = replace_tokens(original, chosen, logits, torch.Generator().manual_seed(0))
-assert torch.equal(corrupted[~chosen], original[~chosen]), "positions that were not chosen keep their token"
-assert corrupted[0, 3] == 11 and corrupted[0, 8] == 17 and corrupted[1, 1] in (2, 29), \
-    f"row i of the logits is for the i-th chosen position in original[chosen] order: expected [11, 17, 2 or 29] at (0, 3), (0, 8), (1, 1), got {corrupted[chosen].tolist()}"
-assert not corrupted.requires_grad and corrupted.dtype == torch.long, "the sample is a plain id tensor"
-assert torch.equal(logits.detach(), before), "generator_logits must be left as they were (no in-place operation)"
+try:
+    corrupted = replace_tokens(original, chosen, logits, torch.Generator().manual_seed(0))
+except RuntimeError as error:
+    if "probability" not in str(error) and "multinomial" not in str(error):
+        raise
+    raise AssertionError(f"replace_tokens raised RuntimeError ({error}) for logits of 0 and -1e4: torch.multinomial takes "
+                         "non-negative weights such as probabilities, not logits") from None
+assert torch.equal(original, torch.arange(5, 25).view(2, 10)), \
+    "replace_tokens changed original in place: leave it as it was and put the samples into a copy"
+assert torch.equal(logits.detach(), before), \
+    "replace_tokens changed generator_logits in place: leave them as they were, the MLM loss reads them afterwards"
+assert torch.equal(corrupted[~chosen], original[~chosen]), "the positions that were not chosen must keep their original token"
+peaked = torch.full((50, 30), -1e4)
+peaked[:, 11] = 0.0                                         # every row puts all its probability on token 11
+on_peak = replace_tokens(torch.zeros(1, 50, dtype=torch.long), torch.ones(1, 50, dtype=torch.bool), peaked,
+                         torch.Generator().manual_seed(0))
+assert (on_peak == 11).all(), (
+    f"every row of generator_logits (50, 30) puts all its probability on token 11, yet {(on_peak != 11).sum().item()} of the "
+    "50 positions got another token: is the softmax taken over the vocabulary (the last dimension), one distribution per "
+    "chosen position?")
+got = corrupted[chosen].tolist()
+in_order = got[0] == 11 and got[1] == 17 and got[2] in (2, 29)
+assert in_order or sorted(got) not in ([2, 11, 17], [11, 17, 29]), (
+    f"replace_tokens put {got} at (0, 3), (0, 8), (1, 1), expected [11, 17, 2 or 29]: the right tokens at the wrong positions; "
+    "row i of generator_logits is for the i-th chosen position in original[chosen] order, row by row")
+assert in_order, \
+    f"row i of the logits is for the i-th chosen position in original[chosen] order: expected [11, 17, 2 or 29] at (0, 3), (0, 8), (1, 1), got {got}"
+assert corrupted.dtype == torch.long, f"replace_tokens returns {corrupted.dtype}: token ids are torch.long, as original is"
+assert not corrupted.requires_grad, "the result of replace_tokens requires grad: the sample is a plain id tensor, with no gradient through it"
 F.cross_entropy(logits, torch.tensor([11, 17, 2])).backward()     # the MLM loss still back-propagates through them
-assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), "the MLM loss must back-propagate through the logits afterwards"
-assert torch.equal(original, torch.arange(5, 25).view(2, 10)), "original must not be modified in place: return a copy"
+assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), "the MLM loss must back-propagate through generator_logits afterwards"
 uniform, blank, everywhere = torch.zeros(200, 30), torch.zeros(1, 200, dtype=torch.long), torch.ones(1, 200, dtype=torch.bool)
 draws = [replace_tokens(blank, everywhere, uniform, torch.Generator().manual_seed(7)) for _ in range(2)]
+assert len(draws[0].unique()) > 1, (f"uniform logits over 30 tokens at 200 positions: replace_tokens put token "
+                                    f"{draws[0][0, 0].item()} at all 200; is it an arg-max rather than a sample?")
 assert len(draws[0].unique()) >= 10, f"uniform logits over 30 tokens at 200 positions: a sample draws many tokens, got {len(draws[0].unique())}"
-assert torch.equal(draws[0], draws[1]), "sample with the given generator: the same seed must give the same tokens"
+assert torch.equal(draws[0], draws[1]), ("two calls with torch.Generator().manual_seed(7) drew different tokens: is the "
+                                         "generator handed to torch.multinomial?")
 ### BEGIN HIDDEN TESTS
 g = torch.Generator().manual_seed(1)
 many = torch.zeros(4000, 1, dtype=torch.long)
@@ -299,6 +406,18 @@ with mock.patch.object(torch.Tensor, "argmax", side_effect=AssertionError("sampl
 # original ("replaced", the class a positive logit predicts; the paper's $D$ = P(original) is the
 # other way round) and 0.0 where it is the same, **including** chosen positions where the generator
 # happened to sample the original token (the paper counts those as original).
+#
+# <details><summary>Hint 1</summary>
+#
+# Which positions were chosen does not enter: comparing the two tensors, position by position, says everything.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A comparison gives booleans, of the inputs' shape `(batch, seq)`; binary cross-entropy wants float labels of that same shape.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "rtd_labels", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def rtd_labels(corrupted: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -321,8 +440,14 @@ for word, label in zip((toy_words[i] for i in toy_corrupted[0].tolist()), rtd_la
 original = torch.tensor([[5, 6, 7, 8]])
 corrupted = torch.tensor([[5, 9, 7, 8]])                     # positions 1 and 2 were chosen; 2 sampled its own token
 labels = rtd_labels(corrupted, original)
-assert labels.dtype.is_floating_point, "float labels for binary cross-entropy"
-assert labels.tolist() == [[0.0, 1.0, 0.0, 0.0]], f"expected [[0, 1, 0, 0]], got {labels.tolist()}"
+check_shape(labels, (1, 4), "rtd_labels(corrupted, original) for (batch, seq) = (1, 4): one label per token, (batch, seq)")
+assert labels.dtype.is_floating_point, (f"rtd_labels returns {labels.dtype} labels: binary cross-entropy takes float "
+                                        "labels, 1.0 and 0.0")
+assert labels.tolist() != [[1.0, 0.0, 1.0, 1.0]], ("rtd_labels gives 1.0 where the token is the original and 0.0 where it "
+                                                   "changed: 1.0 marks a replaced token, the class a positive logit predicts")
+assert labels.tolist() == [[0.0, 1.0, 0.0, 0.0]], (
+    f"original [[5, 6, 7, 8]], corrupted [[5, 9, 7, 8]]: expected [[0.0, 1.0, 0.0, 0.0]], 1.0 only at position 1, whose token "
+    f"changed (position 2 was chosen, but its sample is the original token), got {labels.tolist()}")
 ### BEGIN HIDDEN TESTS
 assert rtd_labels(original, original).sum() == 0
 g = torch.Generator().manual_seed(3)
@@ -344,6 +469,24 @@ assert torch.equal(labels.bool(), picked & ~kept_own), "1 exactly at the positio
 # `mlm_targets (n_chosen,)`), plus `weight` times the discriminator's binary cross-entropy (with
 # logits) **averaged over the real tokens** (`attention_mask` True), not over padding.
 # Return `(total, mlm_loss, rtd_loss)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Both terms are means: the MLM term over the `n_chosen` chosen positions, the RTD term over the real tokens only. Padding must be left out of the sum **and** of the count.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Indexing `discriminator_logits` and `labels` with the boolean `attention_mask` keeps the real tokens only, as flat vectors; PyTorch's losses then average by default. The discriminator gives logits, any real numbers: take the binary cross-entropy that applies the sigmoid itself.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `weight` multiplies the RTD term only, and its default is the paper's $\lambda = 50$.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "electra_loss", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def electra_loss(generator_logits: torch.Tensor, mlm_targets: torch.Tensor, discriminator_logits: torch.Tensor,
@@ -376,19 +519,49 @@ print(f"MLM {mlm_term.item():.3f} (ln {vocab} = {math.log(vocab):.3f}), RTD {rtd
 mask = torch.tensor([[True] * 5, [True, True, False, False, False]])          # 7 real tokens, 3 padding
 torch.manual_seed(0)
 labels = torch.randint(0, 2, (2, 5)).float()
+try:
+    electra_loss(torch.zeros(3, 11), torch.tensor([1, 4, 9]), torch.full((2, 5), 2.0), labels, mask)
+except RuntimeError as error:
+    if "between 0 and 1" not in str(error):
+        raise
+    raise AssertionError(f"electra_loss raised RuntimeError ({error}) for discriminator logits of 2.0: logits may be any real "
+                         "number, not probabilities in [0, 1]; the prompt asks for the binary cross-entropy with logits") from None
 unsure = torch.zeros(2, 5).masked_fill(~mask, 1e4)                              # padding: huge logits that must not count
 total, mlm, rtd = electra_loss(torch.zeros(3, 11), torch.tensor([1, 4, 9]), unsure, labels.masked_fill(~mask, 0.0), mask)
-assert_close(mlm, torch.tensor(math.log(11)), "uniform generator logits over 11 tokens: MLM = ln 11", atol=1e-6)
-assert_close(rtd, torch.tensor(math.log(2)), "zero logits on the real tokens: RTD = ln 2 (padding left out)", atol=1e-6)
-assert_close(total, torch.tensor(math.log(11) + 50 * math.log(2)), "total = MLM + 50 x RTD", atol=1e-5)
+ln11, ln2 = math.log(11), math.log(2)
+assert not math.isclose(mlm.item(), 3 * ln11, rel_tol=1e-4), (
+    f"mlm_loss is {mlm.item():.4f} = 3 x ln 11 for uniform logits over 11 tokens at 3 chosen positions: that is the sum over "
+    "the 3 chosen positions; the MLM term is their mean")
+assert_close(mlm, torch.tensor(ln11), "uniform generator logits over 11 tokens: mlm_loss = ln 11", atol=1e-6)
+assert rtd < 100, (f"rtd_loss is {rtd.item():.4g} although the 7 real tokens have zero logits (ln 2 = 0.693 each): were the 3 "
+                   "padding positions, whose logits are 1e4, counted? Average over the tokens where attention_mask is True only")
+assert not math.isclose(rtd.item(), 0.7 * ln2, rel_tol=1e-4), (
+    f"rtd_loss is {rtd.item():.4f} = 7/10 x ln 2: the BCE of the 7 real tokens (ln 2 each, for zero logits) divided by all "
+    "10 positions; divide by the number of real tokens")
+assert not math.isclose(rtd.item(), 7 * ln2, rel_tol=1e-4), (
+    f"rtd_loss is {rtd.item():.4f} = 7 x ln 2: the sum of the BCE of the 7 real tokens (ln 2 each, for zero logits); the "
+    "RTD term is their mean")
+assert_close(rtd, torch.tensor(ln2), "zero logits on the real tokens: rtd_loss = ln 2 (padding left out)", atol=1e-6)
+assert not math.isclose(total.item(), 50 * ln11 + ln2, rel_tol=1e-4), (
+    f"total is {total.item():.3f} = 50 x MLM + RTD: the weight multiplies the discriminator's term, RTD")
+assert not math.isclose(total.item(), ln11 + ln2, rel_tol=1e-4), (
+    f"called without weight, electra_loss gives total {total.item():.3f} = MLM + RTD: the default weight is lambda = 50")
+assert_close(total, torch.tensor(ln11 + 50 * ln2), "called without weight: total = MLM + 50 x RTD", atol=1e-5)
 g_logits, targets = torch.randn(3, 11), torch.tensor([1, 4, 9])
 d_logits = torch.randn(2, 5)
 total, mlm, rtd = electra_loss(g_logits, targets, d_logits, labels, mask)
 per_token = -(labels * F.logsigmoid(d_logits) + (1 - labels) * F.logsigmoid(-d_logits))   # BCE from its definition
-assert_close(mlm, -g_logits.log_softmax(-1)[torch.arange(3), targets].mean(), "MLM: mean of -log p over the chosen positions", atol=1e-6)
-assert_close(rtd, (per_token * mask).sum() / mask.sum(), "RTD: mean over the 7 real tokens", atol=1e-6)
-assert_close(total, mlm + 50 * rtd, "lambda = 50", atol=1e-5)
-assert_close(electra_loss(g_logits, targets, d_logits, labels, mask, weight=2.0)[0], mlm + 2 * rtd, "weight=2: MLM + 2 x RTD", atol=1e-5)
+assert_close(mlm, -g_logits.log_softmax(-1)[torch.arange(3), targets].mean(), "mlm_loss: the mean of -log p over the chosen positions", atol=1e-6)
+per_sequence = torch.stack([per_token[b][mask[b]].mean() for b in range(2)]).mean()
+assert not torch.isclose(rtd, per_sequence), (
+    f"rtd_loss is {rtd.item():.4f}, the mean of the two sequences' means: the prompt averages over the 7 real tokens at once, "
+    "so the sequence of 5 real tokens weighs more than the one of 2")
+assert_close(rtd, (per_token * mask).sum() / mask.sum(), "rtd_loss: the mean BCE over the 7 real tokens", atol=1e-6)
+assert_close(total, mlm + 50 * rtd, "called without weight: total = mlm_loss + 50 x rtd_loss", atol=1e-5)
+two = electra_loss(g_logits, targets, d_logits, labels, mask, weight=2.0)[0]
+assert not torch.isclose(two, mlm + 50 * rtd), ("electra_loss(..., weight=2.0) gives total = mlm_loss + 50 x rtd_loss: is "
+                                                "weight used?")
+assert_close(two, mlm + 2 * rtd, "electra_loss(..., weight=2.0): total = mlm_loss + 2 x rtd_loss", atol=1e-5)
 ### BEGIN HIDDEN TESTS
 d2 = d_logits.clone()
 d2[~mask] = 1e4
@@ -621,8 +794,10 @@ print(" ".join(words))
 
 # %% nbgrader={"grade": true, "grade_id": "test_discriminator", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The trained discriminator catches at least 30% of replaced tokens while keeping at least 90% of original ones."""
-assert detection["accuracy on replaced"] >= 0.30, f"expected at least 30% of replaced tokens caught, got {detection['accuracy on replaced']:.1%}"
-assert detection["accuracy on original"] >= 0.90, f"expected at least 90% of original tokens kept, got {detection['accuracy on original']:.1%}"
+assert detection["accuracy on replaced"] >= 0.30, (f"the trained discriminator flags {detection['accuracy on replaced']:.1%} of "
+                                                   "the replaced held-out tokens: the target is at least 30%")
+assert detection["accuracy on original"] >= 0.90, (f"the trained discriminator leaves {detection['accuracy on original']:.1%} of "
+                                                   "the original held-out tokens unflagged: the target is at least 90%")
 ### BEGIN HIDDEN TESTS
 other_windows = masked_windows(stream[split:], 512, torch.Generator().manual_seed(7))
 with torch.no_grad():
