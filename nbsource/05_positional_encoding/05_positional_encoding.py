@@ -714,7 +714,7 @@ for i in range(2):
     assert i == 0 or abs(angle - 10000 ** (-i / 4)) > 1e-9, (
         f"pair {i} at position 1 turned by {angle:.4g} = 10000^(-{i}/4), expected omega_{i} = 10000^(-{2 * i}/4) = "
         f"{omega[i]:.4g}: in omega_i = 10000^(-2i/d), is i the pair's number or a column's?")
-    assert abs(angle - omega[i]) < 1e-9, (f"pair {i} (coordinates {2 * i} and {2 * i + 1}) at position 1 turned by "
+    assert abs(angle - omega[i]) < 1e-6, (f"pair {i} (coordinates {2 * i} and {2 * i + 1}) at position 1 turned by "
                                           f"{angle:.4g}, expected omega_{i} = 10000^(-{2 * i}/4) = {omega[i]:.4g}")
 
 
