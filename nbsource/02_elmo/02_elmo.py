@@ -261,7 +261,7 @@ assert not torch.allclose(y, x), (
     f"Highway(2, 1) with a gate half W_g x + b_g = (0, 0) returns x unchanged, {shown}, as if g were 0: "
     "the gate there should be 0.5, so half of the transform gets in; which function turns W_g x + b_g into g?")
 assert not torch.allclose(y, torch.tensor([[2.0, 0.0]], dtype=torch.float64)), (
-    f"Highway(2, 1) gives {shown}: the -3 of the transform half (2, -3) got into y; is the ReLU applied to the "
+    f"Highway(2, 1) gives {shown}, as if the -3 of the transform half (2, -3) got into y: is the ReLU applied to the "
     "transform half before the gate multiplies it?")
 as_if_gate_first = (1 - torch.sigmoid(torch.tensor([[2.0, -3.0]], dtype=torch.float64))) * x   # gate from (2, -3), transform relu(0)
 assert not torch.allclose(y, as_if_gate_first), (
@@ -284,8 +284,9 @@ with torch.no_grad():
 stacked = two(z)
 check_shape(stacked, (2, 3), "Highway(3, 2) on x of shape (2, 3)")
 assert not torch.allclose(stacked, z, atol=1e-9), (
-    "Highway(3, 2) with the first gate open and the second closed returns its input x unchanged: the second layer "
-    "carries what it reads, so it read x and the first layer's output was lost; does each layer's output feed the next?")
+    "Highway(3, 2) with the first gate open and the second closed returns its input x unchanged, as if the second "
+    "layer (which carries what it reads) had read x instead of the first layer's output: does each layer's output "
+    "feed the next?")
 assert_close(stacked, F.relu(two.layers[0](z)[..., :3]),
              "Highway(3, 2), first gate open, second closed: the first layer's relu(W_h x + b_h), carried through the second",
              atol=1e-12)
@@ -431,8 +432,8 @@ assert not torch.isclose(bank, torch.tanh(torch.tensor(0.05, dtype=torch.float64
     "bias 0.05), while every window inside the word scores below 0: padding won the max; are the windows that reach "
     "past the word's end masked before the max?")
 assert not torch.isclose(bank, torch.zeros((), dtype=torch.float64), atol=1e-9).any(), (
-    f"'bank' gives {said}: tanh(0) = 0, while every window inside the word scores below 0: the masked positions won "
-    "the max with their fill value 0; the fill value must lose to every real score (the prompt says which one)")
+    f"'bank' gives {said}: tanh(0) = 0, while every window inside the word scores below 0, as if the masked positions "
+    "won the max with their fill value 0: the fill value must lose to every real score (the prompt says which one)")
 mean_twin = torch.tanh(torch.tensor([[sum(w) / len(w) for w in (window_scores("bank", 1), window_scores("bank", 4))]],
                                     dtype=torch.float64))
 assert not torch.allclose(bank, mean_twin, atol=1e-9), (
@@ -626,11 +627,17 @@ assert_close(typed_grad, encoder_demo.project.weight.grad, "gradients equal to e
 #
 # <details><summary>Hint 1</summary>
 #
-# Position `t` of row `b` takes its value from position `lengths[b] - 1 - t` while `t < lengths[b]`, and from itself in the padding.
+# Reversing within the length only moves items inside the row, never across into the padding: every output position reads one input position of the same row, and a padding position reads itself. A table of those positions is all `gather` needs.
 #
 # </details>
 #
 # <details><summary>Hint 2</summary>
+#
+# Position `t` of row `b` reads position `lengths[b] - 1 - t` while `t < lengths[b]`, and position `t` in the padding.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
 #
 # Build that index for the whole batch at once by broadcasting a row of positions `(1, seq)` against the lengths `(batch, 1)`, then expand it over the trailing axes of `x` so that one `gather` along the sequence axis uses it.
 #
@@ -829,8 +836,7 @@ for j in range(2):
     assert_close(f_rows[j][1, :3], f_alone[j][0],
                  f"forward_layers[{j}] of a row of 3 tokens and 2 padding against the same 3 tokens alone", atol=1e-12)
     assert torch.allclose(b_rows[j][1, :3], b_alone[j][0], atol=1e-12), (
-        f"backward_layers[{j}] of a row of 3 tokens and 2 padding differs from the same 3 tokens alone (the full row "
-        "beside it is right): the backward LM must start at the row's last real token, not in its padding")
+        f"backward_layers[{j}] of a row of 3 tokens and 2 padding differs from the same 3 tokens alone: the backward LM must start at the row's last real token, not in its padding")
 nudged = copy.deepcopy(lm_demo)
 with torch.no_grad():
     for p in nudged.forward_lstms.parameters():
