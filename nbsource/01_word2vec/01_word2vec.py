@@ -128,6 +128,18 @@ plt.show()
 #
 # **We implement the C code's formula.** Write `keep_probabilities(counts, sample)`:
 # `counts` `(V,)`, returns `(V,)` in $[0, 1]$.
+#
+# <details><summary>Hint 1</summary>
+#
+# $f(w)$ is a word's share of all tokens: turn the counts into frequencies first. Everything after that is element-wise on `(V,)` tensors.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Check one value by hand: with $t = 0.01$ a word with $f = 0.25$ gives $(\sqrt{25} + 1) \times 0.04 = 0.24$, and a word with $f = 0.01$ gives $2$, which the clip turns into $1$. The clip is an upper bound, and `Tensor.clamp` has one argument for each side: which one is it?
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "keep_probabilities", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tensor:
@@ -148,12 +160,34 @@ print(f"expected fraction of tokens kept: {(keep[corpus_ids]).mean().item():.2f}
 
 # %% nbgrader={"grade": true, "grade_id": "test_keep_probabilities", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """keep_probabilities: the C code's formula on hand-computed counts, clipped at 1."""
-counts_demo = torch.tensor([2500.0, 100.0, 7400.0], dtype=torch.float64)   # total 10,000
+counts_demo = torch.tensor([2500.0, 100.0, 7400.0], dtype=torch.float64)   # total 10,000: f = 0.25, 0.01, 0.74
 got = keep_probabilities(counts_demo, sample=0.01)
-check_shape(got, (3,), "keep probabilities")
+call = "keep_probabilities(tensor([2500., 100., 7400.]), sample=0.01)"
+check_shape(got, (3,), call)
+shown = [round(x, 4) for x in got.tolist()]
+scaled = keep_probabilities(counts_demo * 7, sample=0.01)
+assert torch.allclose(scaled, got, atol=1e-12), (
+    f"{call} = {shown}, but with every count 7 times larger {[round(x, 4) for x in scaled.tolist()]}: "
+    "f(w) in the formula is a relative frequency (count / total), so scaling every count changes nothing")
+assert not torch.allclose(got, torch.ones(3, dtype=torch.float64)), (
+    f"{call} = {shown}: every word is kept, even the one with f = 0.74; the C code keeps it about 13% of the "
+    "time: check the square root in the first term")
+assert not (got >= 1).all(), (
+    f"{call} = {shown}: every probability is at least 1, even for the word with f = 0.74; "
+    "the formula is clipped to at most 1: does your clip work from below?")
+assert not (got > 1).any(), (
+    f"{call} = {shown}: a probability above 1 (the rare word, f = 0.01, gives 2 before clipping): "
+    "the prompt's formula is clipped to at most 1")
+frequency_demo = counts_demo / counts_demo.sum()
+assert not torch.allclose(got, (0.01 / frequency_demo).sqrt().clamp(max=1.0), atol=1e-9), (
+    f"{call} = {shown}: these are the paper's sqrt(t / f(w)); the prompt asks for the C code's formula")
+inverted = ((0.01 / frequency_demo).sqrt() + 1) * 0.01 / frequency_demo
+assert not torch.allclose(got, inverted.clamp(max=1.0), atol=1e-9), (
+    f"{call} = {shown}, 0.048 instead of 0.24 for f = 0.25: your square root looks like sqrt(t / f(w)); "
+    "inside the square root of the prompt's formula the frequency is on top")
 # f = 0.25: (sqrt(25) + 1) * 0.01 / 0.25 = 0.24;  f = 0.01: (1 + 1) * 1 = 2 -> clipped to 1
 expected = torch.tensor([0.24, 1.0, (math.sqrt(74) + 1) * 0.01 / 0.74], dtype=torch.float64)
-assert_close(got, expected, "keep probabilities for counts 2500, 100, 7400 (t = 0.01)", atol=1e-9)
+assert_close(got, expected, f"{call}: the C code's formula for f = 0.25, 0.01 and 0.74", atol=1e-9)
 ### BEGIN HIDDEN TESTS
 rare = keep_probabilities(torch.tensor([1.0, 1.0, 1e6], dtype=torch.float64), sample=1e-3)
 assert (rare <= 1).all() and (rare >= 0).all(), f"probabilities must lie in [0, 1], got {rare}"
@@ -178,6 +212,24 @@ assert (many[1:] <= many[:-1] + 1e-12).all(), "more frequent words must be kept 
 # `torch.randint(1, window + 1, (n,), generator=generator)`; then loop over the **offsets**
 # $d = 1..\text{window}$ (not over positions) and keep the pairs whose center has $b \ge d$.
 # Never pair a word with itself, and never cross the ends of `ids`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Think in offsets, not positions: for one distance $d$, the centers that look right are the positions $0 .. n - 1 - d$ and their contexts lie $d$ further on; looking left is the mirror image.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Draw all the $b$'s once, before the loop over $d$. For each $d$, a boolean mask `reach >= d` over the centers keeps those whose window reaches that far, on both sides alike.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Index `ids` with the kept center positions and with the shifted context positions, stack the two as columns, and concatenate the pieces of every offset and both sides. With a short `ids` and a large window some offsets have no center at all, and a slice that ends at a negative index wraps around in Python.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "skipgram_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def skipgram_pairs(ids: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
@@ -203,18 +255,44 @@ demo = skipgram_pairs(torch.tensor([word_to_id[w] for w in ["the", "city", "was"
 print([(vocab[c], vocab[o]) for c, o in demo.tolist()])
 
 # %% nbgrader={"grade": true, "grade_id": "test_skipgram_pairs", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""skipgram_pairs: exact pairs for window 1, and distance d used with probability (W - d + 1) / W."""
+"""skipgram_pairs: exact pairs for window 1; distance d used with probability (W - d + 1) / W, one b per center."""
 got = skipgram_pairs(torch.tensor([10, 11, 12]), 1, torch.Generator().manual_seed(0))
-check_shape(got, (None, 2), "pairs")
-assert sorted(map(tuple, got.tolist())) == [(10, 11), (11, 10), (11, 12), (12, 11)], \
-    f"window 1: expected the pairs [(10, 11), (11, 10), (11, 12), (12, 11)] in any order, got {got.tolist()}"
+call = "skipgram_pairs(tensor([10, 11, 12]), window=1, generator)"
+check_shape(got, (None, 2), call)
+found = sorted(map(tuple, got.tolist()))
+wanted = [(10, 11), (11, 10), (11, 12), (12, 11)]
+assert set(got.flatten().tolist()) <= {10, 11, 12}, (
+    f"{call} = {found}: the pairs hold numbers that are not in ids; are they positions 0, 1, 2 "
+    "instead of the ids at those positions?")
+assert len(found) > 0, (f"{call} gives no pair at all: with window 1 every b is 1, and a center with b = 1 "
+                        "uses distance 1 (the distances 1..b, b included)")
+assert not (set(found) & {(10, 12), (12, 10)}), (
+    f"{call} = {found}: 10 and 12 are paired, but they are two apart: does the window wrap around the ends "
+    "of ids? A center near an end has fewer contexts on that side")
+assert any(center > context for center, context in found), (
+    f"{call} = {found}: no context lies to the left of its center; the words at distance 1..b on the "
+    "left count too")
+assert set(found) >= set(wanted), (
+    f"{call} = {found}, missing {sorted(set(wanted) - set(found))}: with window 1, b can only be 1, so every "
+    "center uses both of its neighbours: from which range is b drawn?")
+assert found == wanted, f"{call}: expected the pairs {wanted} in any order, got {found}"
 positions = torch.arange(40_000)
 pairs = skipgram_pairs(positions, 4, torch.Generator().manual_seed(1))
 distance = (pairs[:, 0] - pairs[:, 1]).abs()
 share = torch.stack([(distance == d).sum() for d in range(1, 5)]).double()
 share = share / share[0]
+call = "skipgram_pairs(torch.arange(40_000), window=4, generator)"
+assert not ((share - share.round()).abs() < 0.01).all(), (
+    f"{call}: distances 1-4 occur {[round(x, 2) for x in share.tolist()]} times as often as distance 1, as if "
+    "every center had the same b: b is drawn for each center, uniformly from 1..window")
+used = torch.zeros(40_000, 5, dtype=torch.bool)                # used[center, distance], right-hand side
+right_side = pairs[:, 1] > pairs[:, 0]
+used[pairs[right_side, 0], distance[right_side]] = True
+gaps = (used[:-4, 2:] & ~used[:-4, 1:-1]).sum().item()
+assert gaps == 0, (f"{call}: {gaps} centers use a distance d but not d - 1; with one b per center, "
+                   "a center uses every distance from 1 to its b: is b drawn once per center, or again for each d?")
 assert_close(share, torch.tensor([1.0, 0.75, 0.5, 0.25], dtype=torch.float64),
-             "how often distances 1-4 occur, relative to distance 1", atol=0.03)
+             f"{call}: how often distances 1-4 occur, relative to distance 1 ((W - d + 1) / W)", atol=0.03)
 ### BEGIN HIDDEN TESTS
 assert distance.min() >= 1 and distance.max() <= 4, "no self-pairs and nothing beyond the window"
 again = skipgram_pairs(positions, 4, torch.Generator().manual_seed(1))
@@ -242,6 +320,18 @@ assert abs(len(pairs) - expected_pairs) < 0.01 * expected_pairs, f"expected abou
 # with ids drawn independently from `noise` (one vectorised call, e.g. `torch.multinomial`
 # with replacement, then reshape). Raising counts to $0.75$ flattens the distribution: rare
 # words are drawn more often than their frequency alone would give.
+#
+# <details><summary>Hint 1</summary>
+#
+# Raise, then normalise: a distribution sums to 1. Compute in float64 if you like; the prompt asks for float32 at the end.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.multinomial` draws indices from a vector of weights, a flat number of them: ask for as many as the shape holds (`math.prod(shape)`) and reshape. Far more draws than ids means drawing with replacement, and the generator goes to that call.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "negative_sampling", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def noise_distribution(counts: torch.Tensor, power: float = 0.75) -> torch.Tensor:
@@ -269,16 +359,40 @@ for w in ["the", "music", "quantum"]:
         print(f"{w:>8}: unigram {unigram[i].item():.2e}   noise {noise[i].item():.2e}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_negative_sampling", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""noise_distribution and sample_negatives: closed-form probabilities and sampled frequencies."""
+"""noise_distribution and sample_negatives: closed-form probabilities, sampled frequencies, the generator used."""
 p = noise_distribution(torch.tensor([1.0, 16.0, 81.0]))
+call = "noise_distribution(tensor([1., 16., 81.]))"
+check_shape(p, (3,), call)
+shown = [round(x, 4) for x in p.tolist()]
+assert abs(p.sum().item() - 1) < 1e-5, f"{call} = {shown} sums to {p.sum().item():.4g}, not 1: P_n is a distribution"
+unigram_demo = torch.tensor([1.0, 16.0, 81.0]) / 98
+assert not torch.allclose(p.double(), unigram_demo.double(), atol=1e-6), (
+    f"{call} = {shown} is count / total, the plain unigram distribution: the counts are raised to the power "
+    "0.75 first (is power used?)")
+assert p[0] > unigram_demo[0], (
+    f"{call} = {shown}: the rarest word (count 1) gets {p[0].item():.4f}, less than its unigram frequency 1/98 = "
+    f"{1 / 98:.4f}; a power below 1 flattens the distribution, yours sharpens it: which power did the counts get?")
 # 1 ** 0.75 = 1, 16 ** 0.75 = 8, 81 ** 0.75 = 27
-assert_close(p, torch.tensor([1.0, 8.0, 27.0]) / 36, "noise distribution of counts 1, 16, 81", atol=1e-6)
-assert p.dtype == torch.float32, f"expected float32, got {p.dtype}"
-draws = sample_negatives(p, (50_000, 4), torch.Generator().manual_seed(0))
-check_shape(draws, (50_000, 4), "negatives")
-assert draws.dtype == torch.long, f"expected int64 ids, got {draws.dtype}"
+assert_close(p, torch.tensor([1.0, 8.0, 27.0]) / 36, f"{call}: counts ** 0.75 = 1, 8, 27, normalised", atol=1e-6)
+assert p.dtype == torch.float32, f"{call} returns {p.dtype}; the prompt asks for float32"
+try:
+    draws = sample_negatives(p, (50_000, 4), torch.Generator().manual_seed(0))
+except RuntimeError as error:
+    raise AssertionError(f"sample_negatives(noise, (50_000, 4), generator) raised RuntimeError ({error}): "
+                         "200,000 draws from 3 ids bring every id back many times: "
+                         "do your draws allow that (with replacement)?") from None
+call = "sample_negatives(noise, (50_000, 4), generator)"
+check_shape(draws, (50_000, 4), call)
+assert draws.dtype == torch.long, f"{call} returns {draws.dtype}; the prompt asks for int64 ids (a LongTensor)"
 freq = torch.bincount(draws.flatten(), minlength=3).double() / draws.numel()
-assert_close(freq, p.double(), "sampled frequencies (200,000 draws)", atol=0.005)
+assert not torch.allclose(freq, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.01), (
+    f"{call}: the 3 ids come out equally often, {[round(x, 3) for x in freq.tolist()]}, although noise is "
+    f"{shown}: the draws ignore noise")
+assert_close(freq, p.double(), f"{call}: how often each id is drawn, against noise", atol=0.005)
+first = sample_negatives(p, (7, 3), torch.Generator().manual_seed(5))
+second = sample_negatives(p, (7, 3), torch.Generator().manual_seed(5))
+assert torch.equal(first, second), ("sample_negatives: two calls with generators seeded alike gave different "
+                                    "negatives: is the generator passed to the random draw?")
 ### BEGIN HIDDEN TESTS
 assert_close(noise_distribution(torch.tensor([2.0, 6.0]), power=1.0), torch.tensor([0.25, 0.75]),
              "power = 1 gives the unigram distribution", atol=1e-6)
@@ -300,6 +414,24 @@ assert 0.0009 < skewed[0].item() < 0.0011, f"counts 1 and 10,000: expected ~1e-3
 # `forward(center (B,), context (B,), negatives (B, K))` returns the loss $\mathcal{L}$ above,
 # **summed over the K negatives and averaged over the batch**, using `F.logsigmoid`
 # (numerically safe, unlike `torch.log(torch.sigmoid(...))`). No loops.
+#
+# <details><summary>Hint 1</summary>
+#
+# Three look-ups: the centers in `in_embed` `(B, D)`, the contexts in `out_embed` `(B, D)`, the noise words in `out_embed` `(B, K, D)`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Every score is a dot product with the center's vector: multiply element-wise and sum over $D$ for the context; for the $K$ noise words a batched matrix product (or broadcasting) gives `(B, K)`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The true pair should score high and the noise words low, hence the minus sign inside the noise term's `F.logsigmoid`. Sum the noise terms over $K$, add the positive term, negate, and average over $B$.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "skipgram_model", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class SkipGramNS(nn.Module):
@@ -337,20 +469,57 @@ touched = gradient.to_dense().abs().sum(1).nonzero().flatten().tolist()
 print(f"out_embed's gradient is sparse: {gradient.is_sparse}; the rows it touches: {touched} (contexts and noise words)")
 
 # %% nbgrader={"grade": true, "grade_id": "test_skipgram_model", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""SkipGramNS: separate tables, the C code's initialisation, and the loss on a hand-computed case."""
+"""SkipGramNS: separate sparse tables, the C code's initialisation, the loss on a hand-computed case, finite for large scores."""
 torch.manual_seed(0)
 model_demo = SkipGramNS(3, 2)
-assert model_demo.in_embed is not model_demo.out_embed, "input and output embeddings must be separate"
-assert model_demo.out_embed.weight.abs().sum() == 0, "out_embed starts at zero"
-assert model_demo.in_embed.weight.abs().max() <= 0.25, "in_embed starts uniform in [-0.5/D, 0.5/D]"
+assert model_demo.in_embed is not model_demo.out_embed, (
+    "SkipGramNS(3, 2): in_embed and out_embed are the same table; the prompt asks for two separate "
+    "nn.Embedding tables, one for centers and one for contexts and noise words")
+for name in ("in_embed", "out_embed"):
+    assert getattr(model_demo, name).sparse, (
+        f"SkipGramNS(3, 2).{name} is a dense nn.Embedding: the prompt asks for sparse=True "
+        "(SparseAdam, used for training below, needs sparse gradients)")
+assert model_demo.out_embed.weight.abs().sum() == 0, (
+    f"SkipGramNS(3, 2).out_embed.weight is not all zeros at initialisation (largest |w| = "
+    f"{model_demo.out_embed.weight.abs().max().item():.3g}): the C code starts out_embed at zeros")
+largest = model_demo.in_embed.weight.abs().max().item()
+assert largest <= 0.25, (f"SkipGramNS(3, 2).in_embed.weight reaches |w| = {largest:.3g}; with dim = 2 the C code's "
+                         "range [-0.5/D, 0.5/D] is [-0.25, 0.25]")
+assert largest > 0, "SkipGramNS(3, 2).in_embed.weight is all zeros: it starts uniform in [-0.5/D, 0.5/D]"
 with torch.no_grad():
     model_demo.in_embed.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
     model_demo.out_embed.weight.copy_(torch.tensor([[0.5, 0.0], [0.0, 2.0], [-1.0, 1.0]]))
 loss = model_demo(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 2]]))
+call = "loss for center 0, context 1, negatives [[2, 2]]"
+check_shape(loss, (), f"{call}: one number")
 # v = (1, 0); u_o = (0, 2): u_o.v = 0; noise u = (-1, 1): u.v = -1, twice
 logsig = lambda x: -math.log1p(math.exp(-x))
 expected = -(logsig(0.0) + 2 * logsig(1.0))
-assert abs(loss.item() - expected) < 1e-6, f"expected loss {expected:.6f}, got {loss.item():.6f}"
+assert abs(loss.item() - (-(logsig(0.0) + 2 * logsig(-1.0)))) > 1e-6, (
+    f"{call}: {loss.item():.4f} instead of {expected:.4f}; the noise word scores u.v = -1 and yours counts it "
+    "as log sigma(-1): the noise term is log sigma(-u.v), a noise word with a low score should cost little")
+assert abs(loss.item() - (-(logsig(0.0) + logsig(1.0)))) > 1e-6, (
+    f"{call}: {loss.item():.4f} instead of {expected:.4f}, which is what the 2 noise terms give averaged: "
+    "the loss sums them over the K negatives")
+assert abs(loss.item() - expected) < 1e-6, (f"{call}: expected -log sigma(0) - 2 log sigma(1) = {expected:.6f} "
+                                            f"(in_embed and out_embed set by hand), got {loss.item():.6f}")
+twice = model_demo(torch.tensor([0, 0]), torch.tensor([1, 1]), torch.tensor([[2, 2], [2, 2]]))
+assert abs(twice.item() - expected) < 1e-6, (
+    f"the same example twice in a batch gives {twice.item():.4f}, once {expected:.4f}: the loss is averaged "
+    "over the batch" + (", not summed" if abs(twice.item() - 2 * expected) < 1e-6 else ""))
+loss.backward()
+gradient = model_demo.in_embed.weight.grad
+rows = (gradient.to_dense() if gradient.is_sparse else gradient).abs().sum(1).nonzero().flatten().tolist()
+assert rows == [0], (f"{call}: the gradient reaches in_embed rows {rows}; only the center (row 0) is looked up in "
+                     "in_embed, the context and the noise words come from out_embed")
+model_demo.zero_grad()
+big_model = SkipGramNS(2, 1)
+with torch.no_grad():
+    big_model.in_embed.weight.fill_(1000.0)
+    big_model.out_embed.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+big = big_model(torch.tensor([0]), torch.tensor([0]), torch.tensor([[1]]))
+assert torch.isfinite(big), (f"scores of -1000 for the context and +1000 for a noise word give a loss of {big.item()}: "
+                             "sigma(-1000) rounds to 0 and its log is -inf; the prompt's F.logsigmoid stays finite")
 ### BEGIN HIDDEN TESTS
 # the mean over the batch: two different examples average, duplicates change nothing
 loss2 = model_demo(torch.tensor([0, 2]), torch.tensor([1, 0]), torch.tensor([[2, 2], [1, 1]]))
@@ -381,6 +550,24 @@ assert torch.isfinite(big) and abs(big.item() - 2000.0) < 1e-2, \
 # * `three_cos_add(vectors, a, b, c)`: for id tensors `a, b, c` `(Q,)` answer "a is to b as c
 #   is to ?" with $\arg\max_x \cos(x, \hat b - \hat a + \hat c)$ over unit vectors, **excluding
 #   a, b and c themselves** (without that the answer is usually b or c); returns `(Q,)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Cosine similarity is the dot product of unit vectors: normalise the rows and the query, and one matrix-vector product scores every word.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Exclude before you pick the top `k`: give the excluded ids a score that nothing can fall below, and `topk` takes the `k` best among the others.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For 3CosAdd, build the `(Q, D)` targets from the unit vectors of a, b and c, score them against every unit vector to get `(Q, V)`, and in each row push that question's own a, b and c out of reach before the `argmax`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "similarity", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def most_similar(vectors: torch.Tensor, query: torch.Tensor, k: int = 10, exclude: tuple[int, ...] = ()) -> list[int]:
@@ -417,15 +604,86 @@ toy_answer = three_cos_add(toy_vectors, torch.tensor([0]), torch.tensor([2]), to
 print("man : king :: woman :", toy_words[toy_answer.item()])
 
 # %% nbgrader={"grade": true, "grade_id": "test_similarity", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""most_similar and three_cos_add on hand-made vectors; the query words are excluded."""
+"""most_similar and three_cos_add on hand-made vectors: cosine, best first, each question's own words excluded."""
 vecs = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
-assert most_similar(vecs, torch.tensor([2.0, 0.0]), k=2) == [0, 1], "cosine, not dot product: scale must not matter"
-assert most_similar(vecs, torch.tensor([1.0, 0.0]), k=2, exclude=(0,)) == [1, 4], "excluded ids never returned"
+# cosines with the query [2, 0]: 1, 0.99, 0, -1, 0.71
+got = most_similar(vecs, torch.tensor([2.0, 0.0]), k=2)
+call = "most_similar(vecs, tensor([2., 0.]), k=2)"
+assert len(got) == 2, f"{call} returned {len(got)} ids, {got}: k=2 asks for 2"
+assert got != [3, 2], f"{call} = {got}: the least similar rows (cosines -1 and 0); best first is the highest cosine first"
+assert got == [0, 1], f"{call}: expected [0, 1] (cosines 1 and 0.99), got {got}"
+got = most_similar(torch.tensor([[3.0, 0.0], [0.6, 0.8]]), torch.tensor([1.0, 0.0]), k=2)
+assert got == [0, 1], (
+    f"most_similar(tensor([[3., 0.], [0.6, 0.8]]), tensor([1., 0.]), k=2) = {got}, expected [0, 1]: row 0 points "
+    "exactly along the query (cosine 1), row 1 does not (cosine 0.6) but lies nearer to it: is your score a "
+    "distance? Cosine similarity compares directions only")
+got = most_similar(torch.tensor([[1.0, 0.0], [5.0, 1.0], [0.0, 1.0]]), torch.tensor([5.0, 0.0]), k=2)
+assert got == [0, 1], (
+    f"most_similar(tensor([[1., 0.], [5., 1.], [0., 1.]]), tensor([5., 0.]), k=2) = {got}, expected [0, 1]: "
+    "row 0 points exactly along the query (cosine 1), row 1 is longer but at an angle (cosine 0.98): "
+    "do the lengths of the rows change your scores?")
+got = most_similar(vecs, torch.tensor([1.0, 0.0]), k=2, exclude=(0,))
+call = "most_similar(vecs, tensor([1., 0.]), k=2, exclude=(0,))"
+assert len(got) == 2, f"{call} returned {got}, {len(got)} id for k=2: the k best among the ids not excluded"
+assert 0 not in got, f"{call} = {got} returns the excluded id 0"
+assert got == [1, 4], f"{call}: expected [1, 4] (cosines 0.99 and 0.71), got {got}"
+got = most_similar(vecs, torch.tensor([1.0, 0.0]), k=4, exclude=(1,))
+call = "most_similar(vecs, tensor([1., 0.]), k=4, exclude=(1,))"
+assert 1 not in got, (f"{call} = {got} returns the excluded id 1: an excluded id ranks below every other id, "
+                      "even one with a negative cosine (row 3 has -1)")
+assert got == [0, 4, 2, 3], f"{call}: expected the 4 ids left after excluding id 1, best first, [0, 4, 2, 3]; got {got}"
+
+
+def answer_of(vectors: torch.Tensor, a: int, b: int, c: int) -> int:
+    """three_cos_add for one question, as a plain id."""
+    answer = three_cos_add(vectors, torch.tensor([a]), torch.tensor([b]), torch.tensor([c]))
+    check_shape(answer, (1,), f"three_cos_add(vectors, tensor([{a}]), tensor([{b}]), tensor([{c}])): (Q,) with Q = 1")
+    return answer.item()
+
+
 toy = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.2, 1.0, 1.0], [0.0, 1.0, 0.0]])
-# man:king :: woman:?  with man = e1, king = e1 + e2, woman = e3 -> queen = e2 + e3
-answer = three_cos_add(toy, torch.tensor([1]), torch.tensor([0]), torch.tensor([2]))
-check_shape(answer, (1,), "answers")
-assert answer.item() == 3, f"expected id 3 (queen), got {answer.item()}"
+# ids: 0 king, 1 man, 2 woman, 3 queen, 4 royal.  man:king :: woman:?  king - man + woman is near queen = e2 + e3
+call = "three_cos_add(toy, a=[1] (man), b=[0] (king), c=[2] (woman))"
+got = answer_of(toy, 1, 0, 2)
+for role, word in (("a", 1), ("b", 0), ("c", 2)):
+    assert got != word, f"{call} = [{got}], that question's own {role}: a, b and c themselves are never the answer"
+assert got == 3, f"{call}: expected [3] (queen), got [{got}]"
+# a, b and c all lie nearer the target b - a + c than the only other word, 3
+close = torch.tensor([[1.0, 1.1], [1.1, 1.0], [1.0, 1.0], [1.0, -1.0]])
+call = "three_cos_add(close, a=[0], b=[1], c=[2])"
+got = answer_of(close, 0, 1, 2)
+for role, word in (("a", 0), ("b", 1), ("c", 2)):
+    assert got != word, (f"{call} = [{got}], that question's own {role}: a, b and c all lie nearer the target than "
+                         "word 3, and each of the three is excluded")
+assert got == 3, f"{call}: expected [3], the only word that is not a, b or c; got [{got}]"
+scaled = toy.clone()
+scaled[4] *= 50
+got = answer_of(scaled, 1, 0, 2)
+assert got == 3, (f"toy with row 4 (royal) 50 times longer: three_cos_add answers [{got}] instead of [3]: a candidate's "
+                  "length changes your scores; cosine similarity compares directions only")
+long_b = toy.clone()
+long_b[0] *= 20
+got = answer_of(long_b, 1, 0, 2)
+assert got == 3, (f"toy with row 0 (king, the question's b) 20 times longer: three_cos_add answers [{got}] instead of "
+                  "[3]: the length of b changes your answer; the prompt's target, unit(b) - unit(a) + unit(c), "
+                  "is made of unit vectors")
+with_distractor = torch.cat([toy, torch.tensor([[1.0, -1.0, 1.0]])])
+got = answer_of(with_distractor, 1, 0, 2)
+assert got == 3, (f"toy with a row 5 = [1, -1, 1], close to unit(man) - unit(king) + unit(woman) (cosine 0.92) "
+                  f"and at a right angle to unit(king) - unit(man) + unit(woman): three_cos_add answers [{got}] "
+                  "instead of [3] (queen): is your offset the wrong way round? a is to b as c is to ?")
+generator = torch.Generator().manual_seed(0)
+random_vectors = torch.randn(12, 3, generator=generator)
+qa, qb, qc = torch.randint(0, 12, (3, 60), generator=generator)
+together = three_cos_add(random_vectors, qa, qb, qc)
+check_shape(together, (60,), "three_cos_add(vectors, a, b, c) for 60 questions: (Q,)")
+alone = torch.tensor([answer_of(random_vectors, qa[i].item(), qb[i].item(), qc[i].item()) for i in range(60)])
+differ = (together != alone).nonzero().flatten().tolist()
+assert not differ, (
+    f"{len(differ)} of 60 questions asked together get another answer than asked alone; question {differ[0]} "
+    f"(a={qa[differ[0]].item()}, b={qb[differ[0]].item()}, c={qc[differ[0]].item()}) gets "
+    f"{together[differ[0]].item()} in the batch, {alone[differ[0]].item()} alone: "
+    "each question excludes only its own a, b and c")
 ### BEGIN HIDDEN TESTS
 # without exclusion the best match would be b itself
 same = torch.tensor([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.5, 0.5]])
@@ -589,7 +847,8 @@ plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test_trained_vectors", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """Your trained vectors reach at least 0.9 x gensim's WordSim-353 Spearman on the same corpus."""
-assert ours_ws >= 0.9 * gensim_ws, f"expected rho >= 0.9 x {gensim_ws:.3f} = {0.9 * gensim_ws:.3f}, got {ours_ws:.3f}"
+assert ours_ws >= 0.9 * gensim_ws, (f"your vectors' WordSim-353 Spearman rho is {ours_ws:.3f}; the test asks for at least "
+                                    f"0.9 x gensim's {gensim_ws:.3f} = {0.9 * gensim_ws:.3f}")
 print(f"yours {ours_ws:.3f} vs gensim {gensim_ws:.3f}")
 ### BEGIN HIDDEN TESTS
 fresh_ws, _ = wordsim_spearman(model.in_embed.weight.detach().cpu())
