@@ -37,6 +37,7 @@ c.Exchange.root = os.environ.get("COURSE_EXCHANGE") or os.path.join(_here, "exch
 c.ExchangeFactory.collect = "course_tools.exchange.OwnerCheckedCollect"
 c.ExchangeFactory.submit = "course_tools.exchange.PrivateSubmit"
 c.ExchangeFactory.release_feedback = "course_tools.exchange.PrivateReleaseFeedback"
+c.ExchangeFactory.fetch_feedback = "course_tools.exchange.MathJaxFetchFeedback"
 _scripts = os.path.dirname(sys.executable)
 if _scripts not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join([_scripts, os.environ.get("PATH", "")])

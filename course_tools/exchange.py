@@ -2,7 +2,7 @@
 
 nbgrader's own classes are kept and configured in through its extension point
 (`c.ExchangeFactory.collect = "course_tools.exchange.OwnerCheckedCollect"`, and so on; the
-course's `nbgrader_config.py` sets all three). What each adds:
+course's `nbgrader_config.py` sets all four). What each adds:
 
 * `OwnerCheckedCollect` refuses a submission unless the folder and everything in it belongs
   to the Unix user its name claims (nbgrader's own collect only logs "cheating attempt?" and
@@ -15,7 +15,10 @@ course's `nbgrader_config.py` sets all three). What each adds:
   whoever learns its name can read and replace the files; here it is 0770, its group the
   instructors' group that the set-gid inbound folder gives it).
 * `PrivateReleaseFeedback` keeps the released feedback folder unlistable (0711: a page is
-  found only by the hash of its submission's secret) and each page read-only.
+  found only by the hash of its submission's secret) and each page read-only, and puts one
+  copy of the pages' MathJax there (`_mathjax/`, readable by all: it is MathJax's code).
+* `MathJaxFetchFeedback` links a student's fetched feedback to that copy, so that the page's
+  equations typeset offline where the student opens it.
 
 `prepare_exchange` lays out the exchange with these permissions; `audit_exchange` lists what
 differs from them.
@@ -35,9 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.exchange.default.collect import ExchangeCollect
+from nbgrader.exchange.default.fetch_feedback import ExchangeFetchFeedback
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import ignore_patterns
+
+from course_tools.feedback import MATHJAX_DIR
 
 # The layout nbgrader documents, with the root sticky so that no student can rename or remove
 # a course folder it did not create (nbgrader's release makes the root 0777, which allows both).
@@ -258,6 +264,41 @@ class PrivateReleaseFeedback(ExchangeReleaseFeedback):
         for entry in os.scandir(self.dest_path):
             if entry.is_file(follow_symlinks=False) and entry.stat().st_uid == os.getuid():
                 os.chmod(entry.path, 0o644)
+        # the pages' MathJax, once, for every student's fetch_feedback (a link to it: see MathJaxFetchFeedback)
+        feedback_root = os.path.normpath(self.coursedir.format_path(self.coursedir.feedback_directory, ".", "."))
+        source, dest = os.path.join(feedback_root, MATHJAX_DIR), os.path.join(self.dest_path, MATHJAX_DIR)
+        if os.path.isfile(os.path.join(source, "MathJax.js")) and not os.path.isfile(os.path.join(dest, "MathJax.js")):
+            shutil.copytree(source, dest, symlinks=False, dirs_exist_ok=True)
+            for folder, dirs, files in os.walk(dest):
+                os.chmod(folder, 0o755)
+                for name in files:
+                    os.chmod(os.path.join(folder, name), 0o644)
+            self.log.info("MathJax for the feedback pages: %s", dest)
+
+
+class MathJaxFetchFeedback(ExchangeFetchFeedback):
+    """nbgrader's fetch_feedback, with the page's equations typeset offline: the course's pages load
+    MathJax from ``../../_mathjax/`` (right in ``grading/feedback/<student>/<assignment>/``); a fetched page
+    lies in ``<assignment>/feedback/<timestamp>/``, so its copy loads ``../_mathjax/``, a link in the
+    student's feedback folder to the exchange's one copy (nbgrader's submit leaves ``feedback/`` out)."""
+
+    def copy_files(self):
+        super().copy_files()
+        shared = os.path.join(self.outbound_path, MATHJAX_DIR)
+        if not os.path.isfile(os.path.join(shared, "MathJax.js")):
+            return
+        link = os.path.join(self.dest_path, MATHJAX_DIR)
+        if not os.path.lexists(link) and os.path.isdir(self.dest_path):
+            os.symlink(shared, link)
+        graded, fetched = f'src="../../{MATHJAX_DIR}/MathJax.js', f'src="../{MATHJAX_DIR}/MathJax.js'
+        for notebook_id, timestamp, _ in self.feedback_files:
+            page = os.path.join(self.dest_path, timestamp, notebook_id + ".html")
+            if os.path.isfile(page) and not os.path.islink(page):
+                with open(page, encoding="utf-8") as f:
+                    text = f.read()
+                if graded in text:
+                    with open(page, "w", encoding="utf-8") as f:
+                        f.write(text.replace(graded, fetched, 1))
 
 
 def prepare_exchange(root: str | Path, course_id: str, owner: str, group: str) -> Path:

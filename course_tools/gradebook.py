@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from course_tools.feedback import MATHJAX_DIR
 from course_tools.grading import GradeRow, course_config
 
 SCORES = "scores"  # course grade's per-cell scores: OUT/scores/<student>/<assignment>/scores.json
@@ -130,6 +132,11 @@ def record_grades(root: Path, assignment: str, rows: list[GradeRow], out: Path,
                 shutil.copyfile(folder / "timestamp.txt", dest / "timestamp.txt")
                 shutil.copyfile(secret, dest / "submission_secret.txt")
                 done.feedback.append(dest / page.name)
+    # the pages load MathJax from ../../_mathjax: beside the students' folders, as in OUT/feedback
+    mathjax = out / "feedback" / MATHJAX_DIR
+    shared = Path(os.path.normpath(coursedir.format_path(coursedir.feedback_directory, ".", "."))) / MATHJAX_DIR
+    if done.feedback and (mathjax / "MathJax.js").is_file() and not (shared / "MathJax.js").is_file():
+        shutil.copytree(mathjax, shared, dirs_exist_ok=True)
     return done
 
 

@@ -83,7 +83,8 @@ def _nbgrader_config(settings: HubSettings, instructor: bool) -> str:
              f"c.Exchange.root = {str(settings.exchange)!r}",
              'c.ExchangeFactory.submit = "course_tools.exchange.PrivateSubmit"',
              'c.ExchangeFactory.collect = "course_tools.exchange.OwnerCheckedCollect"',
-             'c.ExchangeFactory.release_feedback = "course_tools.exchange.PrivateReleaseFeedback"']
+             'c.ExchangeFactory.release_feedback = "course_tools.exchange.PrivateReleaseFeedback"',
+             'c.ExchangeFactory.fetch_feedback = "course_tools.exchange.MathJaxFetchFeedback"']
     if instructor:
         lines.append(f"c.CourseDirectory.root = {str(settings.course_dir)!r}")
     return "\n".join(lines) + "\n"

@@ -246,7 +246,15 @@ def test_a_class_end_to_end(klass):
         [page] = (Path("/home") / student / A_ID / "feedback").rglob(f"{A_ID}.html")
         pages[student] = page.read_bytes()
         mine = (course / "grading" / A_ID / "feedback" / student / A_ID / f"{A_ID}.html").read_bytes()
-        assert pages[student] == mine, f"{student} fetched someone else's feedback"
+        assert pages[student].replace(b'src="../_mathjax/', b'src="../../_mathjax/') == mine, \
+            f"{student} fetched someone else's feedback"
+        # the page typesets offline where the student opens it: its MathJax URL resolves on their own server
+        assert b'src="../_mathjax/MathJax.js' in pages[student]
+        link = Path("/home") / student / A_ID / "feedback" / "_mathjax"
+        assert link.is_symlink() and (link / "MathJax.js").is_file()
+        served = session.get(f"{base}/api/contents/{A_ID}/feedback/_mathjax/MathJax.js", params={"type": "file"})
+        assert served.status_code == 200 and "MathJax" in served.json()["content"][:2000], \
+            f"{student}'s own server cannot read the page's MathJax: {served.status_code}"
         text = pages[student].decode()
         assert "BEGIN HIDDEN TESTS" not in text and not [line for line in hidden if line in text]
     assert len(set(pages.values())) == 3
