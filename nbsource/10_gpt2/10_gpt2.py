@@ -252,16 +252,80 @@ print("'你' is", bpe_encode("你", merges), "; its first byte alone decodes to"
 
 # %% nbgrader={"grade": true, "grade_id": "test_bpe", "locked": true, "points": 4.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """BPE: merges in frequency order, the same tokens as transformers' GPT-2 tokenizer, and decode(encode(s)) == s for any string."""
+merged = merge_pair((1, 2, 3), (1, 2), 9)
+assert isinstance(merged, tuple), \
+    f"merge_pair((1, 2, 3), (1, 2), 9) returned a {type(merged).__name__}: return a tuple (chunks are dictionary keys)"
+merged = merge_pair((5, 5, 5), (5, 5), 7)
+assert merged == (7, 5), (f"merge_pair((5, 5, 5), (5, 5), 7) gave {merged}, expected (7, 5): a symbol took part in two "
+                          "merges; matches do not overlap, so after a match the scan goes on after both symbols")
+merged = merge_pair((1, 2, 1, 2, 3), (1, 2), 9)
+assert merged == (9, 9, 3), (f"merge_pair((1, 2, 1, 2, 3), (1, 2), 9) gave {merged}, expected (9, 9, 3): "
+                             "replace every occurrence of the pair, not only the first")
 toy = train_bpe("aaab aaab aaab", 258)
-assert toy[0] == (97, 97), f"the most frequent pair in 'aaab aaab aaab' is (a, a), got {toy[0]}"
-assert bpe_encode("aaab", toy) != list(b"aaab"), "encoding must apply the merges"
-assert merge_pair((1, 2, 1, 2, 3), (1, 2), 9) == (9, 9, 3), f"merge_pair((1, 2, 1, 2, 3), (1, 2), 9) gave {merge_pair((1, 2, 1, 2, 3), (1, 2), 9)}"
+assert toy[:1] != [(32, 97)], (f"train_bpe('aaab aaab aaab', 258) starts with {toy[0]}, (space, a), the least frequent "
+                               "pair (twice, against 6 times for (a, a)): merge the most frequent one")
+assert toy[:1] == [(97, 97)], f"the most frequent pair in 'aaab aaab aaab' is (a, a), 6 times: expected (97, 97) first, got {toy[:1]}"
+assert len(set(toy)) == len(toy), (f"train_bpe('aaab aaab aaab', 258) gave {toy}: the same pair merged twice. After a "
+                                   "merge, is the pair replaced by the new id in every chunk?")
+assert len(toy) == 2, f"train_bpe(text, 258) learns 258 - 256 = 2 merges (vocab_size - 256), got {len(toy)}: {toy}"
+assert toy[1] == (97, 98), (
+    f"in 'aaab aaab aaab' after (a, a) -> 256, the pairs (a, b) and (256, a) tie at 3: the smaller pair as a tuple, "
+    f"(97, 98), wins; got {toy[1]}")
+tie = train_bpe("ab cd", 257)
+assert tie == [(32, 99)], (f"train_bpe('ab cd', 257) gave {tie}: (a, b), (space, c) and (c, d) occur once each, and a tie "
+                           "goes to the smallest pair as a tuple, (32, 99); not to the first pair counted, nor the largest")
+weighted = train_bpe("abab cd cd cd", 257)
+assert weighted == [(32, 99)], (
+    f"train_bpe('abab cd cd cd', 257) gave {weighted}: ' cd' occurs 3 times, so (space, c) and (c, d) occur 3 times "
+    "each, (a, b) only twice. A chunk's pairs count as often as the chunk occurs in the text")
 repeats = train_bpe("abababab xy xy", 257)
-assert repeats == [(97, 98)], \
-    f"every occurrence counts: (a, b) occurs 4 times in 'abababab', (space, x) and (x, y) twice each; expected [(97, 98)], got {repeats}"
-assert bpe_vocab([(97, 98), (256, 99)])[257] == b"abc", f"merge (256, 99) after (97, 98) is b'abc', got {bpe_vocab([(97, 98), (256, 99)])[257]!r}"
-partial = bpe_decode(list("你".encode())[:2], merges)
-assert partial == "\ufffd", f"two of the three bytes of '你' decode to '\\ufffd' (errors='replace'), got {partial!r}"
+assert repeats == [(97, 98)], (
+    f"train_bpe('abababab xy xy', 257) gave {repeats}: (a, b) occurs 4 times in 'abababab', (space, x) and (x, y) twice "
+    "each; every occurrence in a chunk counts, not one per chunk")
+assert bpe_encode("aaab", toy) != list(b"aaab"), "bpe_encode('aaab', merges learned from it) must apply the merges"
+one = bpe_encode("ab", [(97, 98)])
+assert one == [256], f"bpe_encode('ab', [(97, 98)]) gave {one}: merge r becomes id 256 + r, so (97, 98) is 256"
+bpe_encode("xy", [])
+fresh = bpe_encode("xy", [(120, 121)])
+assert fresh != [120, 121], (f"bpe_encode('xy', [(120, 121)]) gave {fresh}, the ids of the previous call, bpe_encode('xy', []): "
+                             "the dict of encoded chunks holds one call's ids (for its merges); start it afresh in each call")
+assert fresh == [256], f"bpe_encode('xy', [(120, 121)]) gave {fresh}: the chunk 'xy' merges into 256"
+thrice = bpe_encode("ab ab ab", [(97, 98)])
+assert thrice == [256, 32, 256, 32, 256], (
+    f"bpe_encode('ab ab ab', [(97, 98)]) gave {thrice}: the chunk ' ab' occurs twice, so its ids go into the output "
+    "each time it occurs, not only when it is first encoded")
+apart = bpe_encode("ab cd", [(98, 32)])
+assert apart == [97, 98, 32, 99, 100], (f"bpe_encode('ab cd', [(98, 32)]) gave {apart}: 'ab' and ' cd' are two chunks "
+                                        "of pretokenize, and merges never cross chunk boundaries")
+contraction = bpe_encode("'s", [(39, 115)])
+assert contraction == [256], (f"bpe_encode(\"'s\", [(39, 115)]) gave {contraction}: \"'s\" is one chunk of pretokenize "
+                              "(GPT-2's pattern keeps contractions whole), so its merge applies. Do you cut the text "
+                              "with pretokenize?")
+first = bpe_encode("abc", [(97, 98), (98, 99)])
+assert first == [256, 99], (f"bpe_encode('abc', [(97, 98), (98, 99)]) gave {first}: (a, b) has rank 0, (b, c) rank 1; "
+                            "apply the lowest-ranked (earliest learned) merge present first")
+anywhere = bpe_encode("abc", [(98, 99), (97, 98)])
+assert anywhere == [97, 256], (f"bpe_encode('abc', [(98, 99), (97, 98)]) gave {anywhere}: (b, c) has rank 0; the "
+                               "lowest-ranked merge present goes first wherever it is in the chunk, not the leftmost")
+single = bpe_vocab([(97, 98)])
+assert set(single) == set(range(257)), (f"bpe_vocab([(97, 98)]) has the ids {sorted(set(single) - set(range(256)))} "
+                                        "after the 256 bytes: merge r is id 256 + r, so this one merge is 256")
+assert single[256] == b"ab", (f"bpe_vocab([(97, 98)])[256] is {single[256]!r}: the pair's bytes join in the pair's "
+                              "order, a's then b's, b'ab'")
+assert bpe_vocab([(97, 98), (256, 99)])[257] == b"abc", \
+    f"merge (256, 99) after (97, 98) is b'abc', got {bpe_vocab([(97, 98), (256, 99)])[257]!r}"
+whole = bpe_decode(list("你".encode()), [])
+assert whole != "\ufffd" * 3, (f"bpe_decode of the 3 byte ids of '你' gave {whole!r}: each token was decoded on its own. "
+                               "A character's bytes can be spread over several tokens; decode the bytes of all the "
+                               "tokens together")
+assert whole == "你", f"bpe_decode of the 3 byte ids of '你' gave {whole!r}: GPT-2's bytes are UTF-8"
+try:
+    partial = bpe_decode(list("你".encode())[:2], merges)
+except UnicodeDecodeError as error:
+    raise AssertionError(f"bpe_decode of two of the three bytes of '你' raised UnicodeDecodeError ({error}): a token "
+                         "can hold part of a character; decode with errors='replace', as the prompt says") from None
+assert partial == "\ufffd", (f"two of the three bytes of '你' decode to {partial!r}: a partial character must decode to "
+                             "the replacement character '\\ufffd', not vanish (errors='replace')")
 reference, pieces = gpt2_tokenizer(merges), bpe_vocab(merges)
 for sentence in ("Hello world, it's 2024!  Ça va? 你好 🙂", "They'll say I'd've won; she's 3.14159 km away...\n\n  tabs\tand   spaces ",
                  "DON'T SHOUT: l'été, naïve café, ２０２４年", "x²+y² = z², ½ ⅓ Ⅻ ٣ 🙂🙂"):
@@ -271,7 +335,7 @@ rng = random.Random(0)
 ranges = [(32, 126), (160, 400), (0x300, 0x36F), (0x4E00, 0x4FFF), (0x1F600, 0x1F64F), (0x600, 0x6FF), (9, 13)]
 for _ in range(300):
     s = "".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randint(0, 25)))
-    assert bpe_decode(bpe_encode(s, merges), merges) == s, f"round trip failed for {s!r}"
+    assert bpe_decode(bpe_encode(s, merges), merges) == s, f"bpe_decode(bpe_encode(s)) gave back another string for s = {s!r}"
 ### BEGIN HIDDEN TESTS
 assert len(merges) == 256 and all(isinstance(a, int) and isinstance(b, int) for a, b in merges)
 assert merge_pair((5, 5, 5), (5, 5), 7) == (7, 5), "merge left to right without overlap"
@@ -399,12 +463,54 @@ def first_difference(mine: list, expected: list) -> str:
     return f"merge {r}: {mine[r] if r < len(mine) else 'none'} instead of {expected[r] if r < len(expected) else 'none'}"
 
 
-toy = train_bpe_fast("aaab aaab aaab", 258)
-assert toy == [(97, 97), (97, 98)], \
-    f"in 'aaab aaab aaab': (a, a), then (a, b) and (aa, a) tie at 3 and the smaller pair wins: expected [(97, 97), (97, 98)], got {toy}"
+def forbidden(*args, **kwargs):
+    raise AssertionError("train_bpe_fast called train_bpe: the prompt asks for the same merges without calling it")
+
+
+with mock.patch.dict(globals(), train_bpe=forbidden):
+    train_bpe_fast("ab ab", 257)
 repeats = train_bpe_fast("abababab xy xy", 257)
-assert repeats == [(97, 98)], \
-    f"every occurrence counts: (a, b) occurs 4 times in 'abababab', (space, x) and (x, y) twice each; expected [(97, 98)], got {repeats}"
+assert repeats == [(97, 98)], (
+    f"train_bpe_fast('abababab xy xy', 257) gave {repeats}: (a, b) occurs 4 times in 'abababab', (space, x) and (x, y) "
+    "twice each; every occurrence in a chunk counts, not one per chunk")
+try:
+    toy = train_bpe_fast("aaab aaab aaab", 258)
+except KeyError as error:
+    if error.args[:1] != ((97, 97),):
+        raise
+    raise AssertionError(
+        "train_bpe_fast('aaab aaab aaab', 258) raised KeyError (97, 97): it took (a, a) from the heap again after merging "
+        "it, though the merge left none of it. Are the old chunk's pairs taken out of pairs?") from None
+assert toy == [(97, 97), (97, 98)], (
+    f"in 'aaab aaab aaab': (a, a), then (a, b) and (aa, a) tie at 3 and the smaller pair wins: expected "
+    f"[(97, 97), (97, 98)], got {toy}")
+try:
+    two = train_bpe_fast("ab ab ab cd", 258)
+except KeyError as error:
+    if error.args[:1] != ((32, 256),):
+        raise
+    raise AssertionError(
+        "train_bpe_fast('ab ab ab cd', 258) raised KeyError (32, 256): where has no entry for (32, 256), a pair that the "
+        "first merge created. A merged chunk goes into where of its new pairs too") from None
+assert two[:1] == [(97, 98)], f"in 'ab ab ab cd', (a, b) occurs 3 times: expected (97, 98) first, got {two[:1]}"
+assert two[1:] != [(32, 257)], (f"train_bpe_fast('ab ab ab cd', 258) gave {two}: the second merge names id 257, but the "
+                                "first merge made id 256 (merge r makes id 256 + r)")
+left = {(32, 256): 2, (32, 99): 1, (99, 100): 1}       # the pairs after (a, b) -> 256
+assert len(two) == 2, f"train_bpe_fast('ab ab ab cd', 258) learns 258 - 256 = 2 merges, got {two}"
+assert two[1] == (32, 256), (
+    f"train_bpe_fast('ab ab ab cd', 258) gave {two}: after (a, b) -> 256, {two[1]} occurs {left.get(two[1], 0)} time(s) "
+    "and (32, 256) twice, so your heap gave a pair that is not the most frequent with its current count (an entry with "
+    "an old count, or pushed without the minus sign?)")
+try:
+    short = train_bpe_fast("ab ab", 300)
+except KeyError as error:
+    if error.args[:1] not in (((97, 98),), ((32, 256),)):
+        raise
+    raise AssertionError(
+        f"train_bpe_fast('ab ab', 300) raised KeyError {error}: 'ab ab' has only 2 merges to learn (train_bpe stops "
+        "there), yet yours took another pair from the heap, one whose count fell to 0. Push a pair only while its count "
+        "is above 0") from None
+assert short == [(97, 98), (32, 256)], f"train_bpe_fast('ab ab', 300): 2 merges, then no pair is left; got {short}"
 mine = train_bpe_fast(bpe_text, 512)
 assert mine == merges, f"at 512 symbols on bpe_text, yours differ from train_bpe's at {first_difference(mine, merges)}"
 expected, naive_1024_seconds = timed(train_bpe, bpe_text, 1_024)
@@ -415,8 +521,9 @@ mine, seconds = min(runs, key=lambda run: run[1])
 assert mine == expected, f"at 1,024 symbols on bpe_text, yours differ from train_bpe's at {first_difference(mine, expected)}"
 speed_up = naive_1024_seconds / seconds
 print(f"1,024 symbols: train_bpe {naive_1024_seconds:.2f} s, train_bpe_fast {seconds:.3f} s (best of {len(runs)}): {speed_up:.0f}x")
-assert speed_up >= 10, (f"expected at least 10x faster than train_bpe at 1,024 symbols on bpe_text, measured {speed_up:.1f}x "
-                        f"({seconds:.2f} s against {naive_1024_seconds:.2f} s)")
+assert speed_up >= 10, (f"train_bpe_fast learns train_bpe's merges at 1,024 symbols on bpe_text, but only {speed_up:.1f} "
+                        f"times as fast ({seconds:.2f} s against {naive_1024_seconds:.2f} s), not 10: does each merge visit "
+                        "only the chunks that hold its pair (where[best])?")
 ### BEGIN HIDDEN TESTS
 got = train_bpe_fast("ab cd", 257)
 assert got == [(32, 99)], f"(a, b), (space, c) and (c, d) occur once each: the smallest pair, (32, 99), wins; got {got}"
@@ -587,21 +694,43 @@ print(f"(8 layers: 0.02 / sqrt(16) = {0.02 / 4:.4f})")
 torch.manual_seed(0)
 model = GPT2(TINY).eval()
 ids = torch.randint(0, 50, (2, 9))
-logits, presents = model(ids)
-check_shape(logits, (2, 9, 50), "logits")
-assert len(presents) == 2 and presents[0][0].shape == (2, 4, 9, 4), "one (k, v) per block, (batch, heads, t, d_head)"
-changed = ids.clone()
-changed[:, 5] = (ids[:, 5] + 1) % 50
-assert_close(model(changed)[0][:, :5], logits[:, :5], "positions before 5 must not see token 5", atol=1e-5)
-assert [n for n, p in model.named_parameters() if p.shape == (50, 16)] == ["wte.weight"], "the output projection is wte"
+try:
+    logits, presents = model(ids)
+except RuntimeError as error:
+    if "view size is not compatible" not in str(error):
+        raise
+    raise AssertionError(f"GPT2(TINY) on ids (2, 9) raised RuntimeError ({str(error)[:60]}...): each third of c_attn's "
+                         "output is a view of it, with d as its last dimension; such a view can split that dimension "
+                         "into (n_head, d_head), but cannot move positions into heads") from None
+check_shape(logits, (2, 9, 50), "logits of GPT2(TINY) for ids (2, 9)")
+assert len(presents) == 2 and presents[0][0].shape == (2, 4, 9, 4), "presents: one (k, v) per block, each (batch, heads, t, d_head)"
+assert [n for n, p in model.named_parameters() if p.shape == (50, 16)] == ["wte.weight"], \
+    "the output projection is wte (tied): GPT2 has no other (vocab, n_embd) parameter"
+with torch.no_grad():
+    model.ln_f.weight.mul_(2)
+    doubled = model(ids)[0]
+    model.ln_f.weight.div_(2)
+assert not torch.allclose(doubled, logits), ("the logits do not change when ln_f's weight doubles: is the final "
+                                             "LayerNorm ln_f applied before the output projection?")
 
 
-def multihead_reference(attn: CausalSelfAttention, d: int, n_head: int) -> nn.MultiheadAttention:
-    """nn.MultiheadAttention holding attn's weights: in_proj is c_attn (q, k, v), out_proj is c_proj."""
+def multihead_reference(attn: CausalSelfAttention, d: int, n_head: int, q_scale: float = 1.0, swap_qk: bool = False,
+                        interleave: bool = False) -> nn.MultiheadAttention:
+    """nn.MultiheadAttention holding attn's weights: in_proj is c_attn (q, k, v), out_proj is c_proj.
+    q_scale, swap_qk and interleave build the twins of some mistakes, to recognise them."""
     mha = nn.MultiheadAttention(d, n_head, batch_first=True)
+    weight, bias = attn.c_attn.weight.detach().clone(), attn.c_attn.bias.detach().clone()
+    if swap_qk:
+        weight, bias = torch.cat([weight[d:2 * d], weight[:d], weight[2 * d:]]), torch.cat([bias[d:2 * d], bias[:d], bias[2 * d:]])
+    if interleave:                                       # head h from features h, h + n_head, h + 2 n_head, ...
+        order = torch.arange(d).view(d // n_head, n_head).t().flatten()
+        order = torch.cat([order, order + d, order + 2 * d])
+        weight, bias = weight[order], bias[order]
+    weight[:d] *= q_scale
+    bias[:d] *= q_scale
     with torch.no_grad():
-        mha.in_proj_weight.copy_(attn.c_attn.weight)
-        mha.in_proj_bias.copy_(attn.c_attn.bias)
+        mha.in_proj_weight.copy_(weight)
+        mha.in_proj_bias.copy_(bias)
         mha.out_proj.weight.copy_(attn.c_proj.weight)
         mha.out_proj.bias.copy_(attn.c_proj.bias)
     return mha.eval()
@@ -614,12 +743,99 @@ with torch.no_grad():
     nn.init.normal_(attn.c_proj.bias, std=0.5)
     x = torch.randn(2, 7, 16)
     future = torch.ones(7, 7, dtype=torch.bool).triu(1)              # nn.MultiheadAttention: True = may NOT attend
-    expected = multihead_reference(attn, 16, 4)(x, x, x, attn_mask=future, need_weights=False)[0]
-    assert_close(attn(x)[0], expected, "causal attention vs nn.MultiheadAttention with your c_attn and c_proj", atol=1e-5)
+    twin = lambda mask=future, **change: multihead_reference(attn, 16, 4, **change)(x, x, x, attn_mask=mask, need_weights=False)[0]
+    out, (k, v) = attn(x)
+    check_shape(out, (2, 7, 16), "attn(x) for x (batch=2, t=7, d=16): its output")
+    near = lambda a, b: torch.allclose(a, b, atol=1e-5)
+    assert not near(out, twin(q_scale=2.0)), ("attention equals nn.MultiheadAttention's with scores sqrt(d_head) = 2 "
+                                              "times larger: are the scores divided by sqrt(d_head)?")
+    assert not near(out, twin(q_scale=0.5)), ("attention equals nn.MultiheadAttention's with scores 2 times smaller: "
+                                              "divided by sqrt(n_embd) = 4, not by sqrt(d_head) = sqrt(n_embd // n_head) = 2?")
+    assert not near(out, twin(swap_qk=True)), ("attention equals nn.MultiheadAttention's with q and k swapped: "
+                                               "c_attn's output holds q, k, v in that order")
+    assert not near(out, twin(interleave=True)), (
+        "attention equals nn.MultiheadAttention's with head i taking features i, i + n_head, i + 2 n_head, ...: "
+        "head i takes the consecutive features i d_head to (i + 1) d_head - 1")
+    assert not near(out, twin(mask=torch.ones(7, 7, dtype=torch.bool).tril(-1))), (
+        "attention equals nn.MultiheadAttention's with the mask the wrong way round: query i sees keys i to t - 1, "
+        "the future, and not the past; it should see keys 0 to i")
+    moved = x.clone()
+    moved[:, 5] += 1
+    out_moved, (k_moved, v_moved) = attn(moved)
+    assert torch.equal(k_moved[:, :, :5], k[:, :, :5]) and torch.equal(v_moved[:, :, :5], v[:, :, :5]), (
+        "changing x at position 5 changes the keys or values that attn returns (present) at positions 0 to 4: a "
+        "position's key and value come from that position alone. Does splitting into heads keep positions apart, "
+        "(batch, t, d) -> (batch, heads, t, d_head)?")
+    assert near(out_moved[:, :5], out[:, :5]), (
+        "changing x at position 5 changes attn(x) at positions 0 to 4, though the keys and values there stay the same: "
+        "a later position leaks into earlier outputs, through the mask or where the heads are merged back "
+        "((batch, heads, t, d_head) -> (batch, t, d))")
+    assert_close(out, twin(), "causal attention vs nn.MultiheadAttention with your c_attn and c_proj", atol=1e-5)
+
+block = GPT2(TINY).blocks[0].eval()
+with torch.no_grad():
+    x = torch.randn(2, 6, 16)
+    for norm in (block.ln_1, block.ln_2):
+        norm.weight.zero_()
+    same = block(x)[0]
+assert torch.allclose(same, x, atol=1e-6), (
+    "with ln_1's and ln_2's weights at 0 (and the biases at their initial 0), a pre-LN block gives back x, since each "
+    "sub-layer then adds 0 to it; yours does not. Is a LayerNorm applied to the residual stream itself rather than "
+    "inside the branch, x + Attn(LN_1(x))?")
+
+
+def encoder_layer_reference(block: Block, approximate: str) -> nn.TransformerEncoderLayer:
+    """nn.TransformerEncoderLayer (pre-LN, norm_first=True) holding block's weights, with the GELU given."""
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=64, dropout=0.0, activation=lambda h: F.gelu(h, approximate=approximate),
+                                       layer_norm_eps=TINY.eps, batch_first=True, norm_first=True)
+    mlp = block.mlp
+    c_fc, c_proj = (mlp["c_fc"], mlp["c_proj"]) if isinstance(mlp, nn.ModuleDict) else (mlp.c_fc, mlp.c_proj)
+    with torch.no_grad():
+        for mine, theirs in ((block.attn.c_attn, layer.self_attn.in_proj_weight), (block.attn.c_proj, layer.self_attn.out_proj),
+                             (c_fc, layer.linear1), (c_proj, layer.linear2), (block.ln_1, layer.norm1), (block.ln_2, layer.norm2)):
+            if isinstance(theirs, nn.Parameter):
+                theirs.copy_(mine.weight)
+                layer.self_attn.in_proj_bias.copy_(mine.bias)
+            else:
+                theirs.weight.copy_(mine.weight)
+                theirs.bias.copy_(mine.bias)
+    return layer.eval()
+
+
+block = GPT2(TINY).blocks[0].eval()
+mlp = block.mlp
+with torch.no_grad():
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.5)                                  # large pre-activations: the two GELUs differ
+    x = torch.randn(2, 6, 16)
+    mine = block(x)[0]
+    causal = torch.ones(6, 6, dtype=torch.bool).triu(1)
+    exact_gelu, tanh_gelu = (encoder_layer_reference(block, a)(x, src_mask=causal) for a in ("none", "tanh"))
+assert not torch.allclose(mine, exact_gelu, atol=1e-5), ("your block equals nn.TransformerEncoderLayer's with the exact GELU: "
+                                                    "GPT-2's MLP uses the tanh approximation, F.gelu(x, approximate=\"tanh\")")
+assert_close(mine, tanh_gelu, "your Block vs nn.TransformerEncoderLayer (pre-LN, tanh GELU) with its weights", atol=1e-4)
+changed = ids.clone()
+changed[:, 5] = (ids[:, 5] + 1) % 50
+with torch.no_grad():
+    logits = model(ids)[0]
+assert_close(model(changed)[0][:, :5], logits[:, :5], "GPT2's logits at positions 0 to 4 when token 5 changes (they must not see it)", atol=1e-5)
 big = GPT2(GPTConfig(vocab_size=100, n_positions=32, n_embd=256, n_layer=8, n_head=4))
 std = lambda p: p.detach().std().item()
-assert abs(std(big.blocks[0].attn.c_attn.weight) - 0.02) < 0.002, "weights drawn with std 0.02"
-assert abs(std(big.blocks[3].attn.c_proj.weight) - 0.02 / 4) < 0.001, "residual projections: std 0.02 / sqrt(2 n_layer)"
+assert abs(std(big.blocks[0].attn.c_attn.weight) - 0.02) < 0.002, \
+    f"GPT2 with 8 layers: blocks[0].attn.c_attn.weight has std {std(big.blocks[0].attn.c_attn.weight):.4f}: weights are drawn with std 0.02"
+residual = std(big.blocks[3].attn.c_proj.weight)
+assert abs(residual - 0.02) > 0.002, (f"GPT2 with 8 layers: blocks[3].attn.c_proj.weight has std {residual:.4f}, as the "
+                                      "other weights: the residual projections are drawn with 0.02 / sqrt(2 n_layer)")
+assert abs(residual - 0.02 / math.sqrt(8)) > 0.0005, (
+    f"GPT2 with 8 layers: blocks[3].attn.c_proj.weight has std {residual:.4f}, 0.02 / sqrt(n_layer): N counts the "
+    "residual additions, two per block, so the std is 0.02 / sqrt(2 n_layer)")
+assert abs(residual - 0.02 / 4) < 0.001, \
+    f"GPT2 with 8 layers: blocks[3].attn.c_proj.weight has std {residual:.4f}, expected 0.02 / sqrt(2 n_layer) = 0.005"
+big_mlp = big.blocks[5].mlp
+mlp_residual = std(big_mlp["c_proj"].weight if isinstance(big_mlp, nn.ModuleDict) else big_mlp.c_proj.weight)
+assert abs(mlp_residual - 0.02 / 4) < 0.001, (
+    f"GPT2 with 8 layers: blocks[5].mlp.c_proj.weight has std {mlp_residual:.4f}: the MLP's c_proj writes into the "
+    "residual stream too, std 0.02 / sqrt(2 n_layer) = 0.005")
 ### BEGIN HIDDEN TESTS
 assert abs(std(big.blocks[5].mlp["c_proj"].weight if isinstance(big.blocks[5].mlp, nn.ModuleDict) else big.blocks[5].mlp.c_proj.weight) - 0.005) < 0.001
 assert big.blocks[0].attn.c_attn.bias.abs().sum() == 0 and (big.ln_f.weight == 1).all()
@@ -688,10 +904,45 @@ with torch.no_grad():
 """With the reference's weights, your GPT2 gives the same logits within 1e-5."""
 theirs = reference_gpt2(TINY)
 mine = GPT2(TINY).eval()
-load_hf_gpt2(mine, theirs.state_dict())
+given, load_error = {}, None
+original_load = nn.Module.load_state_dict
+
+
+def spy_load(self, state_dict, *args, **kwargs):
+    """What load_hf_gpt2 hands to load_state_dict, to name what does not fit."""
+    given.update(state=dict(state_dict), strict=kwargs.get("strict", args[0] if args else True))
+    return original_load(self, state_dict, *args, **kwargs)
+
+
+with mock.patch.object(GPT2, "load_state_dict", spy_load):
+    try:
+        load_hf_gpt2(mine, theirs.state_dict())
+    except RuntimeError as error:
+        load_error = error
+if given:
+    ours = dict(mine.state_dict())
+    unknown = sorted(set(given["state"]) - set(ours))
+    silenced = " (strict=False let them pass silently)" if not given["strict"] else ""
+    assert unknown != ["lm_head.weight"], ("load_hf_gpt2 passes lm_head.weight, which GPT2 does not have: the output "
+                                           "projection is tied to wte, so skip it")
+    assert not unknown, (f"load_hf_gpt2 passes names that match no parameter of GPT2{silenced}: {unknown[:4]}"
+                         f"{' ...' if len(unknown) > 4 else ''}; GPT2's are {sorted(ours)[:3]} ...")
+    missing = sorted(set(ours) - set(given["state"]))
+    assert not missing, f"load_hf_gpt2 leaves out {missing[:4]}{' ...' if len(missing) > 4 else ''}: every parameter of GPT2 is in the reference"
+    wrong = [name for name, tensor in given["state"].items() if tensor.shape != ours[name].shape]
+    assert not wrong, (f"load_hf_gpt2 passes {wrong[:4]} with the reference's (in, out) shape {tuple(given['state'][wrong[0]].shape)}; "
+                       f"GPT2 has nn.Linear's (out, in), {tuple(ours[wrong[0]].shape)}: transpose every Conv1D weight "
+                       "(c_attn, c_proj and c_fc)")
+    reshaped = [name for name, tensor in given["state"].items() if tensor.dim() == 2 and "wte" not in name and "wpe" not in name
+                and torch.equal(tensor, theirs.state_dict()["transformer." + re.sub(r"^blocks\.", "h.", name)].reshape(tensor.shape))]
+    assert not reshaped, (f"load_hf_gpt2 passes {reshaped[:2]} as the reference's weight reshaped: a reshape keeps the "
+                          "numbers in their order, where a transpose swaps rows and columns")
+    assert given["strict"], "load with strict=True, as the prompt asks: it names any key that does not fit"
+if load_error is not None:
+    raise load_error
 ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
 with torch.no_grad():
-    assert_close(mine(ids)[0], theirs(ids).logits, "logits vs transformers.GPT2LMHeadModel", atol=1e-5)
+    assert_close(mine(ids)[0], theirs(ids).logits, "your GPT2's logits vs transformers.GPT2LMHeadModel's with the same weights", atol=1e-5)
 ### BEGIN HIDDEN TESTS
 cfg = replace(TINY, n_layer=3, n_head=2, n_embd=24, vocab_size=61)
 theirs = reference_gpt2(cfg, seed=5)
@@ -763,15 +1014,54 @@ for label, settings in (("T = 1", {}), ("T = 0.5", {"temperature": 0.5}), ("T = 
 """top-k keeps k tokens, top-p keeps the smallest nucleus reaching p, temperature sharpens, 0 is arg-max."""
 logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
 kept = lambda f: (~f.isinf()).squeeze(0).tolist()
-assert kept(filter_logits(logits, top_k=2)) == [True, True, False, False, False], "top_k=2"
-assert kept(filter_logits(logits, top_p=0.6)) == [True, True, False, False, False], "0.5 < 0.6 <= 0.7: keep two"
-assert kept(filter_logits(logits, top_p=0.45)) == [True, False, False, False, False], "0.5 already reaches p=0.45: keep one"
-assert kept(filter_logits(logits, top_p=0.86)) == [True, True, True, True, False], "0.85 < 0.86: keep four"
-assert (sample_next(logits.repeat(5, 1), temperature=0) == 0).all(), "temperature 0 is arg-max"
+given = logits.clone()
+filter_logits(given, top_k=2)
+assert torch.equal(given, logits), "filter_logits changed the logits it was given: it returns a copy, the input stays as it was"
+top2 = kept(filter_logits(logits, top_k=2))
+assert sum(top2) != 1, ("filter_logits(logits, top_k=2) keeps 1 token, for probabilities [0.5, 0.2, 0.15, 0.1, 0.05]: "
+                        "the k-th largest logit itself is kept, so top_k=2 keeps two")
+assert top2 == [True, True, False, False, False], f"top_k=2 keeps the two largest logits, [0.5, 0.2]; kept {top2}"
+nucleus = kept(filter_logits(logits, top_p=0.6))
+assert nucleus != [True, False, False, False, False], (
+    "filter_logits(logits, top_p=0.6) keeps only the most probable token (0.5), for probabilities "
+    "[0.5, 0.2, 0.15, 0.1, 0.05]: 0.5 < 0.6, so the nucleus also needs the token that crosses p (0.5 + 0.2 = 0.7)")
+assert not nucleus[-1], (f"filter_logits(logits, top_p=0.6) keeps {nucleus} for probabilities [0.5, 0.2, 0.15, 0.1, 0.05], "
+                         "the least probable token too: the nucleus takes tokens from the most probable down")
+assert nucleus == [True, True, False, False, False], f"top_p=0.6: 0.5 < 0.6 <= 0.5 + 0.2, keep two; kept {nucleus}"
+one = kept(filter_logits(logits, top_p=0.45))
+assert one == [True, False, False, False, False], f"top_p=0.45: 0.5 already reaches p, keep one; kept {one}"
+four = kept(filter_logits(logits, top_p=0.86))
+assert four == [True, True, True, True, False], f"top_p=0.86: 0.85 < 0.86 <= 0.95, keep four; kept {four}"
+order = torch.tensor([3, 0, 4, 1, 2])                                # the same logits in another order
+shuffled = kept(filter_logits(logits[:, order], top_p=0.86))
+expected = [four[i] for i in order.tolist()]
+assert sum(shuffled) == sum(four), (
+    f"the same probabilities in another order, [0.1, 0.5, 0.05, 0.2, 0.15], keep {sum(shuffled)} tokens at top_p=0.86, "
+    "where the sorted ones keep 4: the nucleus goes by probability, the most probable first, wherever the tokens are")
+assert shuffled == expected, (
+    f"the same probabilities in another order, [0.1, 0.5, 0.05, 0.2, 0.15], at top_p=0.86: kept {shuffled}, expected "
+    f"{expected}. As many as in order, but not the same tokens: is the mask put back in the order of the logits?")
+greedy = sample_next(torch.stack([logits[0], logits[0].flip(0)]), temperature=0)
+check_shape(greedy, (2,), "sample_next(logits (2, 5), temperature=0): one id per row")
+assert greedy.tolist() == [0, 4], f"temperature 0 is the arg-max of each row: rows [0.5 ... 0.05] and [0.05 ... 0.5] give [0, 4], got {greedy.tolist()}"
 g = torch.Generator().manual_seed(0)
+share_0 = lambda draws: (draws == 0).double().mean().item()
+cold = share_0(sample_next(logits.repeat(4000, 1), temperature=0.5, generator=g))
+sharpened = 0.5 ** 2 / sum(p ** 2 for p in (0.5, 0.2, 0.15, 0.1, 0.05))     # p^(1/T), normalised
+assert cold > 0.56, (f"at temperature 0.5, token 0 (probability 0.5) was drawn {cold:.0%} of the time, expected "
+                     f"{sharpened:.0%}: a temperature below 1 sharpens the distribution"
+                     + (", yours flattens it: divide the logits by the temperature" if cold < 0.44 else
+                        ", yours leaves it as it was: does the temperature act on the logits, before the softmax?"))
+assert abs(cold - sharpened) < 0.03, f"at temperature 0.5, token 0 was drawn {cold:.0%} of the time, expected {sharpened:.0%}"
+hot_nucleus = sample_next(logits.repeat(4000, 1), temperature=4.0, top_p=0.5, generator=g)
+assert set(hot_nucleus.tolist()) == {0, 1, 2}, (
+    f"sample_next(temperature=4.0, top_p=0.5) drew only tokens {sorted(set(hot_nucleus.tolist()))}: at T=4 the "
+    "probabilities flatten to about [0.27, 0.21, 0.2, 0.18, 0.15] and their 0.5-nucleus holds tokens 0, 1, 2; "
+    "divide by the temperature, then filter")
 draws = sample_next(logits.repeat(4000, 1), top_k=3, generator=g)
 share = torch.bincount(draws, minlength=5).double() / 4000
-assert share[3:].sum() == 0 and abs(share[0] - 0.5 / 0.85) < 0.03, f"top-3 renormalised, got {share.tolist()}"
+assert share[3:].sum() == 0 and abs(share[0] - 0.5 / 0.85) < 0.03, \
+    f"top_k=3 draws from the three best, renormalised: token 0 {0.5 / 0.85:.0%} of the time; got shares {[round(s, 3) for s in share.tolist()]}"
 ### BEGIN HIDDEN TESTS
 shuffled = torch.log(torch.tensor([[0.1, 0.5, 0.05, 0.2, 0.15]]))
 assert kept(filter_logits(shuffled, top_p=0.6)) == [False, True, False, True, False], "top-p on unsorted logits"
@@ -836,19 +1126,79 @@ print("   greedy:", generate(tiny_gpt, tiny_prompt, 6, temperature=0).tolist())
 torch.manual_seed(0)
 model = GPT2(TINY).eval()
 ids = torch.randint(0, 50, (2, 10))
+attn = model.blocks[0].attn
 with torch.no_grad():
+    x = torch.randn(2, 6, 16)
+    whole, _ = attn(x)
+    _, cache = attn(x[:, :4])
+    new, present = attn(x[:, 4:], cache)
+    assert present[0].shape == (2, 4, 6, 4), \
+        f"attn(x[:, 4:], past) with a past of 4 positions returns keys of shape {tuple(present[0].shape)}: (batch, heads, 4 + 2, d_head)"
+    assert torch.equal(present[0][:, :, :4], cache[0]) and torch.equal(present[1][:, :, :4], cache[1]), (
+        "attn(x[:, 4:], past): the keys and values it returns do not start with the past's; the past goes in front "
+        "of the new positions")
+    other = (cache[0], cache[1].clone())
+    other[1][:, :, 3] += 1
+    moved, _ = attn(x[:, 4:], other)
+    assert not torch.equal(moved[:, 0], new[:, 0]), (
+        "attn(x[:, 4:], past): the output of position 4 does not change when the past's value at position 3 does: with "
+        "a past, the new queries are the last positions and see every past key (the causal mask offset by the past length)")
+    assert_close(new, whole[:, 4:], "attn(x[:, 4:], past of x[:, :4]) vs attn(x)[:, 4:], the last two positions", atol=1e-5)
+    looked_up = []
+    hook = model.wpe.register_forward_hook(lambda module, inputs, output: looked_up.append(inputs[0].tolist()))
+    try:
+        logits, past = model(ids[:, :4])
+        step, _ = model(ids[:, 4:5], past)
+    finally:
+        hook.remove()
+    assert looked_up[1:] != [[0]], ("GPT2.forward(ids[:, 4:5], past) with a past of 4 positions looked up wpe at position "
+                                    "0: positions continue after the past, so this token is at position 4")
     full, _ = model(ids)
-    logits, past = model(ids[:, :4])
     steps = [logits]
     for t in range(4, 10):
         logits, past = model(ids[:, t:t + 1], past)
         steps.append(logits)
-assert_close(torch.cat(steps, dim=1), full, "cached step-by-step logits vs one full pass", atol=1e-5)
-assert past[0][0].shape == (2, 4, 10, 4), "the cache holds all 10 positions"
+assert_close(torch.cat(steps, dim=1), full, "GPT2's logits decoded one token at a time with the cache vs one full pass", atol=1e-5)
+assert past[0][0].shape == (2, 4, 10, 4), f"after 10 positions the cache's keys are (batch, heads, 10, d_head), got {tuple(past[0][0].shape)}"
+calls, cached, fed = [], [], []
+original_forward = GPT2.forward
+
+
+def spy(self, x, past=None):
+    """What generate hands to the model at each call."""
+    calls.append(x.shape[1])
+    cached.append(0 if past is None else past[0][0].shape[2])
+    fed.append(x[:, -1].tolist())
+    return original_forward(self, x, past)
+
+
+with mock.patch.object(GPT2, "forward", spy):
+    spied = generate(model, ids[:, :3], 2, use_cache=True, generator=torch.Generator().manual_seed(1))
+assert calls[0] == 3 and all(c == 1 for c in calls[1:]), (
+    f"generate(model, prompt of 3 tokens, 2, use_cache=True) fed the model sequences of lengths {calls}: the prompt "
+    "first, then, with the cache, only the new token at each step")
+assert cached[1:] == list(range(3, 3 + len(cached) - 1)), (
+    f"generate(..., use_cache=True) called the model with caches of lengths {cached}: each step passes the previous "
+    "call's presents as past, one position longer each time")
+newest = spied[:, spied.shape[1] - (len(fed) - 1):].t().tolist()
+assert fed[1:] == newest, (f"generate(..., use_cache=True) fed the tokens {fed[1:]} after the prompt, but the tokens it "
+                           f"had just sampled are {newest}: feed the token just sampled")
 a = generate(model, ids[:, :3], 8, use_cache=True, generator=torch.Generator().manual_seed(1))
 b = generate(model, ids[:, :3], 8, use_cache=False, generator=torch.Generator().manual_seed(1))
-check_shape(a, (2, 11), "prompt + 8 new tokens")
-assert torch.equal(a, b), "with the same random numbers, the cache must not change what is generated"
+assert a.shape[1] != 8, "generate(model, prompt (2, 3), 8) returned 8 ids per row, only the new ones: it returns the prompt followed by them"
+assert a.shape[1] != 10, "generate(model, prompt (2, 3), 8) returned 10 ids per row: 3 + 7, one new token short of 8"
+check_shape(a, (2, 11), "generate(model, prompt (2, 3), 8): the prompt followed by 8 new tokens")
+with torch.no_grad():
+    prompt_logits = model(ids[:, :3])[0]
+best_last, best_first = prompt_logits[:, -1].argmax(-1), prompt_logits[:, 0].argmax(-1)
+chosen = generate(model, ids[:, :3], 1, temperature=0)[:, -1]
+assert torch.equal(chosen, best_last) or not torch.equal(chosen, best_first), (
+    "generate(model, prompt, 1, temperature=0) picked the arg-max of the logits at the prompt's first position: the "
+    "next token's distribution is the one at the last position")
+assert torch.equal(chosen, best_last), (
+    f"generate(model, prompt, 1, temperature=0) gave {chosen.tolist()}, not the arg-max of the logits at the prompt's "
+    f"last position, {best_last.tolist()}: are temperature, top_k and top_p passed on to the sampling?")
+assert torch.equal(a, b), "with the same random numbers, use_cache=True and use_cache=False must generate the same tokens"
 ### BEGIN HIDDEN TESTS
 assert torch.equal(a[:, :3], ids[:, :3]), "the output starts with the prompt"
 with torch.no_grad():
