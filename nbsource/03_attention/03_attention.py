@@ -164,14 +164,13 @@ wide = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)  
 eye3, ones3 = torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
 q3 = torch.tensor([[0.5, -1.0, 0.25]], dtype=torch.float64)
 k3 = torch.tensor([[[1.0, 0.0, -1.0], [0.5, 0.5, 0.5], [0.0, 2.0, 0.0]]], dtype=torch.float64)
-for name, args, shape in (("w_query", (q, k3, wide, eye3), "(d_attn, d_query) = (3, 2)"),
-                          ("w_key", (q3, k, eye3, wide), "(d_attn, d_key) = (3, 2)")):
+for name, args, shape, product in (("w_query", (q, k3, wide, eye3), "(d_attn, d_query) = (3, 2)", "W_q q turns the query"),
+                                   ("w_key", (q3, k, eye3, wide), "(d_attn, d_key) = (3, 2)", "W_k k_j turns each key")):
     try:
         got_wide = additive_scores(*args, ones3)
     except RuntimeError as error:
         raise AssertionError(f"additive_scores with {name} of shape {shape} raised RuntimeError ({error}): "
-                             f"the prompt gives {name} with d_attn rows, as nn.Linear stores its weight; "
-                             "the projection must turn each input vector into d_attn numbers") from None
+                             f"the prompt gives {name} d_attn rows, and {product} into d_attn numbers") from None
     check_shape(got_wide, (1, 3), f"additive_scores with {name} of shape {shape}")
 # |tanh| < 1, so |v . tanh(x)| <= |v_1| + ... + |v_d_attn|: 2 for v = [1, 1]
 big = additive_scores(torch.tensor([[3.0, 3.0]], dtype=torch.float64), torch.tensor([[[4.0, 4.0]]], dtype=torch.float64),
@@ -184,7 +183,7 @@ assert big.abs().max() <= 2 + 1e-12, (
 v = torch.tensor([2.0, -3.0], dtype=torch.float64)
 once, twice = additive_scores(q, k, eye, eye, v), additive_scores(q, k, eye, eye, 2 * v)
 assert not torch.allclose(once, twice), ("additive_scores gives the same scores for v and for 2 v: is v used? "
-                                         "The score is the dot product of v with the tanh, over the d_attn axis")
+                                         "Each score is v . tanh(...), a dot product over the d_attn axis")
 # With W_q = W_k = I: e_j = v_1 tanh(q1 + k_j1) + v_2 tanh(q2 + k_j2)
 expected = torch.tensor([[math.tanh(1.5) + math.tanh(0.0), math.tanh(0.0) + math.tanh(1.0),
                           math.tanh(0.5) + math.tanh(-1.0)]], dtype=torch.float64)
@@ -323,7 +322,7 @@ assert (w[~m] == 0).all(), "masked keys must get weight 0"
 assert_close(w[0, 1], torch.zeros(5, dtype=torch.float64), "all-masked query row")
 assert_close(ctx[0, 1], torch.zeros(6, dtype=torch.float64), "context of an all-masked row")
 rows = m.any(-1)
-assert_close(w.sum(-1)[rows], torch.ones(int(rows.sum()), dtype=torch.float64), "weights sum to 1")
+assert_close(w.sum(-1)[rows], torch.ones(int(rows.sum()), dtype=torch.float64), "weights of the rows with an allowed key, summed over the keys")
 assert_close(ctx, w @ vals, "context = weights @ values", atol=1e-12)
 # no mask at all, and gradients without NaN for all-masked rows
 _, w_plain = attend(s, vals)
@@ -333,7 +332,7 @@ _, w16 = attend(s16, torch.randn(1, 3, 2, dtype=torch.float16), torch.tensor([[[
 assert not torch.isnan(w16).any(), "float16 masking produced NaN: use torch.finfo(dtype).min"
 s_grad = s.clone().requires_grad_(True)
 attend(s_grad, vals, m)[0].sum().backward()
-assert not torch.isnan(s_grad.grad).any(), "NaN gradient through an all-masked row"
+assert not torch.isnan(s_grad.grad).any(), "NaN in the gradient with respect to scores when a row has every key masked"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_additive_attention", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -607,7 +606,7 @@ expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 with mock.patch.object(F, "scaled_dot_product_attention", side_effect=AssertionError("do not call F.scaled_dot_product_attention")):
     out, w = scaled_dot_product_attention(q, k, v, mask)
 assert_close(out, expected, "output with padding and an all-masked row", atol=1e-6)
-assert not torch.isnan(out).any(), "NaN in the output"
+assert not torch.isnan(out).any(), "NaN in the output of scaled_dot_product_attention when a query row has every key masked"
 # scale by sqrt(d_k), not d_k, on a different d_k; and d_v != d_k
 q2, k2 = torch.randn(1, 3, 16, dtype=torch.float64, generator=g), torch.randn(1, 5, 16, dtype=torch.float64, generator=g)
 v2 = torch.randn(1, 5, 3, dtype=torch.float64, generator=g)
@@ -666,8 +665,8 @@ for stretch in (0.0, 1.0, 3.0, 10.0, 30.0):
 # %% nbgrader={"grade": true, "grade_id": "test_softmax_jacobian_norm", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """softmax_jacobian_norm: one norm per row, the closed form for a uniform row, and (almost) zero for a saturated row."""
 uniform = softmax_jacobian_norm(torch.zeros(1, 4, dtype=torch.float64))
-assert uniform.shape != (1, 4), ("softmax_jacobian_norm returns shape (1, 4) for scores (1, 4), one number per row of "
-                                 "each J: the Frobenius norm of J runs over all its k_len x k_len entries")
+assert uniform.shape != (1, 4), ("softmax_jacobian_norm returns shape (1, 4) for scores (1, 4): the prompt asks for "
+                                 "shape (n,), one norm per row of scores, taken over all k_len x k_len entries of its J")
 check_shape(uniform, (1,), "softmax_jacobian_norm(scores) for scores (n=1, k_len=4)")
 # p = 1/4 everywhere: diagonal 1/4 - 1/16 = 3/16, off-diagonal -1/16
 expected = math.sqrt(4 * (3 / 16) ** 2 + 12 * (1 / 16) ** 2)
@@ -681,7 +680,7 @@ assert abs(got - math.sqrt(4 * (5 / 16) ** 2 + 12 * (1 / 16) ** 2)) > 1e-12, (
 assert abs(got - expected) < 1e-12, f"uniform row of 4 (p = 1/4 each): expected {expected:.6f}, got {got:.6f}"
 saturated = softmax_jacobian_norm(torch.tensor([[50.0, 0.0, 0.0]], dtype=torch.float64))
 assert saturated.item() < 1e-10, (
-    f"scores [50, 0, 0] give p = (1, 0, 0) to float precision, where diag(p) - p p^T is the zero matrix, yet the norm is "
+    f"scores [50, 0, 0] give p within 1e-21 of (1, 0, 0), where diag(p) - p p^T is almost the zero matrix, yet the norm is "
     f"{saturated.item():.3g}: p p^T is the outer product, a k_len x k_len matrix with entry (i, j) = p_i p_j")
 ### BEGIN HIDDEN TESTS
 scores = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
@@ -689,7 +688,7 @@ got = softmax_jacobian_norm(scores)
 check_shape(got, (5,), "one norm per row")
 for row in range(5):
     jac = torch.autograd.functional.jacobian(lambda e: torch.softmax(e, -1), scores[row])
-    assert abs(got[row].item() - jac.norm().item()) < 1e-10, f"row {row}: expected {jac.norm().item():.6f}, got {got[row].item():.6f}"
+    assert abs(got[row].item() - jac.norm().item()) < 1e-10, f"row {row} of random scores (5, 7): expected {jac.norm().item():.6f} (autograd's Jacobian), got {got[row].item():.6f}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_7_measure_saturation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
@@ -756,8 +755,8 @@ assert unscaled_big[0] != scaled_big[0], (
     f"saturation(1024, True) and saturation(1024, False) give the same mean largest weight, {scaled_big[0]:.3f}, "
     f"but Jacobian norms {scaled_big[1]:.3f} and {unscaled_big[1]:.3f}: are the weights taken from the scaled scores?")
 assert scaled_big[0] > 2 / 16, (
-    f"saturation(1024, True): mean largest weight {scaled_big[0]:.3f}, close to the uniform 1/16: scaled scores keep "
-    "variance 1 (q . k has variance d_k), far from uniform; are they divided by sqrt(d_k), not by d_k?")
+    f"saturation(1024, True): mean largest weight {scaled_big[0]:.3f}, not above 2/16 (uniform weights give 1/16); scaled "
+    "scores keep variance 1 (q . k has variance d_k), far from uniform: are they divided by sqrt(d_k), not by d_k?")
 assert abs(scaled_small[0] - scaled_big[0]) < 0.1, (f"scaled: the mean largest weight should not depend on d_k, got "
                                                     f"{scaled_small[0]:.3f} at d_k = 8 and {scaled_big[0]:.3f} at 1024")
 assert unscaled_big[0] > 0.9, (f"unscaled at d_k = 1024: expected a saturated softmax (mean largest weight > 0.9), "
@@ -771,7 +770,7 @@ assert saturation(64, True, n_queries=64, seed=1) != saturation(64, True, n_quer
 ### BEGIN HIDDEN TESTS
 a, b = saturation(64, True, n_queries=100, k_len=10, seed=3), saturation(64, True, n_queries=100, k_len=10, seed=3)
 assert a == b, "the same seed must give the same result"
-assert saturation(64, True, seed=1) != saturation(64, True, seed=2), "the seed must be used"
+assert saturation(64, True, seed=1) != saturation(64, True, seed=2), "saturation(64, True, seed=1) and seed=2 give the same result: the seed must be used"
 assert isinstance(a[0], float) and isinstance(a[1], float), f"expected two Python floats, got {type(a[0]).__name__}, {type(a[1]).__name__}"
 # scaled scores keep unit variance: far from uniform (1/16) as well as from saturated, even at d_k = 1024
 assert 2 / 16 < scaled_big[0] < 0.5, f"scaled at d_k = 1024: expected a largest weight near 0.25, got {scaled_big[0]:.3f} (divided by sqrt(d_k)?)"
@@ -938,7 +937,7 @@ assert not torch.equal(new_hidden, hidden), ("the returned hidden state is the o
 assert new_hidden.requires_grad, ("the returned hidden state is cut from the graph (requires_grad is False): training "
                                   "backpropagates through it into the earlier steps; is it detached?")
 _, _, weights_other = toy.decoder(torch.tensor([1, 1]), hidden + 0.5, memory, mask)
-assert not torch.allclose(weights, weights_other), "the weights do not change when hidden changes: the query is hidden"
+assert not torch.allclose(weights, weights_other), "the weights stay the same when the hidden argument changes: it is the attention's query (step 2)"
 _, _, weights_other = toy.decoder(torch.tensor([3, 3]), hidden, memory, mask)
 assert_close(weights_other, weights, "weights when only prev_token changes (the query is the hidden state passed in, "
              "from before the GRU step)", atol=1e-12)
@@ -1075,7 +1074,7 @@ assert tokens.shape[1] == 6, (f"greedy_decode(..., max_len=6) returns {tokens.sh
                               "run exactly max_len steps, one token each")
 check_shape(tokens, (2, 6), "tokens (batch, max_len)")
 check_shape(weights, (2, 6, src.shape[1]), "weights (batch, max_len, src_len)")
-# a model that answers <eos> to <bos> and to nothing else
+# a model that always answers <eos> to <bos>: a logit boost of 1e4 whenever the input token is <bos>
 class EosAfterBos(nn.Module):
     def __init__(self, inner):
         super().__init__()
@@ -1091,12 +1090,12 @@ class EosAfterBos(nn.Module):
 eos_tokens, _ = greedy_decode(EosAfterBos(toy), src, lengths, max_len=5)
 shown = [[tgt_vocab.itos[i] for i in row] for row in eos_tokens.tolist()]
 assert not (eos_tokens[:, 0] == tgt_vocab.pad_id).all(), (
-    f"a model that answers <eos> to <bos> gives {shown}: its first <eos> became <pad> too; "
+    f"a model that always answers <eos> to <bos> gives {shown}: its first <eos> became <pad> too; "
     "only the tokens after the first <eos> become <pad>, the <eos> itself stays")
 assert (eos_tokens[:, 0] == tgt_vocab.eos_id).all(), (
-    f"a model that answers <eos> to <bos> (and to nothing else) gives {shown}: does decoding start from <bos>?")
+    f"a model that always answers <eos> to <bos> gives {shown}: does decoding start from <bos>?")
 assert (eos_tokens[:, 1:] == tgt_vocab.pad_id).all(), (
-    f"a model that answers <eos> to <bos> gives {shown}: every token after the first <eos> must be <pad>")
+    f"a model that always answers <eos> to <bos> gives {shown}: every token after the first <eos> must be <pad>")
 # teacher forcing on the decoded prefix gives the logits each step saw, if each arg-max was fed back
 bos = torch.full((2, 1), tgt_vocab.bos_id)
 with torch.no_grad():
@@ -1113,7 +1112,7 @@ for b in range(2):
 assert greedy_decode(toy, src, lengths, max_len=3)[0].shape == (2, 3), "greedy_decode(..., max_len=3): exactly max_len steps"
 tokens, _ = greedy_decode(EosAfterBos(toy), src, lengths, max_len=8)
 assert (tokens[:, 0] == tgt_vocab.eos_id).all() and (tokens[:, 1:] == tgt_vocab.pad_id).all(), \
-    f"max_len=8, a model that answers <eos> to <bos>: tokens after the first <eos> must be <pad>, got {tokens.tolist()}"
+    f"max_len=8, a model that always answers <eos> to <bos>: tokens after the first <eos> must be <pad>, got {tokens.tolist()}"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "training", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
