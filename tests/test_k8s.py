@@ -37,3 +37,37 @@ def test_dockerfile_installs_the_locked_course():
     assert not re.search(r"\btorch==", install), "torch comes from the lock, not a separate pin"
     values = yaml.safe_load((K8S / "values.yaml").read_text())
     assert f"COURSE_EXCHANGE={values['singleuser']['extraEnv']['COURSE_EXCHANGE']}" in text
+
+
+def test_the_formgrader_service_is_defined():
+    """hub/k8s/formgrader.yaml defines the `course-formgrader` that the values name: a Service at the URL
+    the hub proxies, a pod running jupyterhub-singleuser as that service with the token the chart keeps
+    for it, the course image, the course's budget and the same exchange volume as the students'."""
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    docs = {d["kind"]: d for d in yaml.safe_load_all((K8S / "formgrader.yaml").read_text())}
+    assert set(docs) == {"PersistentVolumeClaim", "Deployment", "Service"}
+    [(name, service)] = values["hub"]["services"].items()
+    role = values["hub"]["loadRoles"]["instructors"]
+    assert f"access:services!service={name}" in role["scopes"] and role["groups"] == ["instructors"]
+    host, port = re.fullmatch(r"http://([a-z-]+):(\d+)", service["url"]).groups()
+    assert docs["Service"]["metadata"]["name"] == host == name
+    assert [p["port"] for p in docs["Service"]["spec"]["ports"]] == [int(port)]
+    pod = docs["Deployment"]["spec"]["template"]
+    assert docs["Service"]["spec"]["selector"] == pod["metadata"]["labels"]
+    [container] = pod["spec"]["containers"]
+    single = values["singleuser"]
+    assert container["image"] == f"{single['image']['name']}:{single['image']['tag']}"
+    assert container["command"][0] == "jupyterhub-singleuser" and f"--port={port}" in container["command"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JUPYTERHUB_SERVICE_NAME"]["value"] == name
+    assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == f"/services/{name}/"
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": f"hub.services.{name}.apiToken"}
+    assert env["COURSE_EXCHANGE"]["value"] == single["extraEnv"]["COURSE_EXCHANGE"]
+    assert "labconfig/student" not in env["JUPYTER_CONFIG_PATH"]["value"], "instructors get the formgrader"
+    assert container["resources"]["limits"] == {"cpu": single["cpu"]["limit"], "memory": single["memory"]["limit"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]}
+    student_claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in single["storage"]["extraVolumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert claims["nbgrader-exchange"] == student_claims["nbgrader-exchange"]
+    assert mounts["nbgrader-exchange"] == env["COURSE_EXCHANGE"]["value"]
+    assert claims["course"] == docs["PersistentVolumeClaim"]["metadata"]["name"], "the course folder has its own volume"
