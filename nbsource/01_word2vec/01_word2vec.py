@@ -221,7 +221,7 @@ assert (many[1:] <= many[:-1] + 1e-12).all(), "more frequent words must be kept 
 #
 # <details><summary>Hint 2</summary>
 #
-# Draw all the $b$'s once, before the loop over $d$. For each $d$, a boolean mask `reach >= d` over the centers keeps those whose window reaches that far, on both sides alike.
+# Draw all the $b$'s once, before the loop over $d$. For each $d$, a boolean mask $b \ge d$ over the centers keeps those whose window reaches that far, on both sides alike.
 #
 # </details>
 #
