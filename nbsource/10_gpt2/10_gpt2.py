@@ -127,6 +127,24 @@ print("the same pieces as tokenizers' ByteLevel pre-tokenizer")
 # Hugging Face's copies are named `vocab.json` and `merges.txt`), so
 # `gpt2_tokenizer(merges)` below builds `transformers`' `GPT2Tokenizer` from yours, offline; the test
 # checks that your `bpe_encode` cuts text into the same tokens as it does.
+#
+# <details><summary>Hint 1</summary>
+#
+# Everything works on tuples of ids. A chunk starts as the tuple of its UTF-8 bytes, and training repeats one step: count every adjacent pair over all distinct chunks, each weighted by how often its chunk occurs, take the best pair, and replace it everywhere by the new id.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Python compares tuples element by element, so a sort key can be a tuple: first what decides (the count, the most frequent first), then what breaks ties (the pair itself, the smallest first).
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# A merge's rank is its index in `merges`. To encode a chunk, look up the rank of each adjacent pair, merge the one with the lowest rank (it becomes id `256 + rank`), and stop when no adjacent pair is a merge. To decode, join the bytes of all the ids first and decode them once.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "gpt2_tokenizer", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 def bytes_to_unicode() -> dict[int, str]:
@@ -390,6 +408,24 @@ assert bpe_vocab([])[200] == bytes([200]) and len(bpe_vocab(merges)) == 512
 #    cost a pass over all pairs at each merge, the cost the heap avoids;
 # 3. at each merge, for the chunks in `where[best]` only: take the old chunk's pairs out of `pairs`, merge
 #    (`merge_pair`), put the new chunk's pairs in, and add the chunk to `where` of its pairs.
+#
+# <details><summary>Hint 1</summary>
+#
+# A merge changes only the chunks listed in `where[best]`. For each of them the counts change by the old chunk's pairs taken out and the new chunk's pairs put in, both times the chunk's count $n_w$.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The heap may hold several entries for one pair, with old counts: an entry that comes out is valid only if its count is the pair's count in `pairs` now. After each merge, push one fresh entry for every pair whose count changed and is still above 0.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The new id is 256 plus the number of merges learned before this one, and the new chunk joins `where` of each of its pairs, so that later merges find it.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bpe_fast", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def train_bpe_fast(text: str, vocab_size: int) -> list[tuple[int, int]]:
@@ -570,6 +606,24 @@ with mock.patch.dict(globals(), train_bpe=forbidden):
 # first) and returns `(output, present)` with `present = (k, v)` including the new positions.
 # `GPT2.forward(ids, past=None)` returns `(logits (batch, seq, vocab), presents)` where `presents` is a
 # list with one `(k, v)` per block; positions continue after the past.
+#
+# <details><summary>Hint 1</summary>
+#
+# Write the attention first and compare it with `nn.MultiheadAttention` as the test does: `c_attn(x)` splits into three `(batch, t, d)` thirds, q, k and v; each becomes `(batch, heads, t, d_head)`; the scores are $q k^\top / \sqrt{d_\text{head}}$, masked above the diagonal.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Viewing `(batch, t, d)` as `(batch, t, n_head, d_head)` gives head $i$ its consecutive features; moving the heads to dimension 1 is a transpose. Merging the heads back is the same two steps in reverse, ending at `(batch, t, d)`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For the initialisation, loop over `named_parameters()`: the names tell biases, LayerNorm weights and the two `c_proj` weights apart from the rest.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "config", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 @dataclass(frozen=True)
@@ -858,6 +912,18 @@ assert_close(block(x)[0], mid + c_proj(F.gelu(c_fc(block.ln_2(mid)), approximate
 # `GPT2LMHeadModel` state dict into your model (drop the `transformer.` prefix, `h.{i}` -> `blocks.{i}`,
 # transpose the `c_attn`, `c_proj` and `c_fc` weights, skip `lm_head.weight`, which is tied to `wte`,
 # and any attention-mask buffers). Load with `strict=True`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Print the names and shapes of both state dicts side by side (the cell after `reference_gpt2` prints a few): they differ by the `transformer.` prefix, `h.` for `blocks.`, the transposed weights and one extra key.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `re.sub` with a pattern anchored at the start of the name turns `h.3.` into `blocks.3.`; the `Conv1D` weights are the names that end in `c_attn.weight`, `c_proj.weight` or `c_fc.weight`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "load_hf", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def load_hf_gpt2(model: GPT2, state: dict[str, torch.Tensor]) -> None:
@@ -967,6 +1033,24 @@ with torch.no_grad():
 # * `sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)`: `(batch, vocab)`
 #   -> `(batch,)` ids: divide by the temperature, filter, sample from the softmax; `temperature=0`
 #   means arg-max.
+#
+# <details><summary>Hint 1</summary>
+#
+# top-k: the k-th largest logit of each row (`topk`) is a threshold, and every logit below it becomes `-inf`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# top-p: sort each row in descending order and take the softmax; for each token, the mass of the better tokens is the cumulative sum minus its own probability. A token goes when that mass already reaches `p`. The mask is then in sorted order: put it back in the order of the logits (the sort returns the indices).
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `sample_next`: divide by the temperature, filter, take the softmax, and draw with `torch.multinomial`, passing the generator on.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sampling", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -1088,10 +1172,28 @@ assert sample_next(two_rows, temperature=0).tolist() == [0, 4], "row-wise"
 # which do not change. Keep them: feed only the new token with `past` = the previous call's
 # `presents`. Make your attention concatenate `past` keys and values in front of the new ones
 # (and the causal mask offset by the past length), and `GPT2.forward` continue positions after it.
-# If you wrote exercise 3 with `past` already, the test's first part (cached logits against one full
-# pass) passes at once; the rest grades `generate`.
+# If you wrote exercise 3 with `past` already, the test's first part (the attention with a past, and
+# cached logits against one full pass) passes at once; the rest grades `generate`.
 # Complete `generate(model, prompt, n_new, use_cache, temperature, top_k, top_p, generator)` too:
 # returns the prompt followed by `n_new` sampled ids, `(batch, t + n_new)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Run the model once on the whole prompt: its logits at the last position give the first new token, and its `presents` are the cache.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# At each step, append the token just sampled. With the cache, feed only that token, `(batch, 1)`, with `past` set to the previous call's `presents`, and keep the new `presents`; without it, feed the whole sequence so far.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# In the attention, the past's keys and values go in front of the new ones along the position dimension, and the causal mask's diagonal moves right by the past length (notebook 04's `causal_mask` with `k_len > q_len`); in `GPT2.forward`, the positions start at the past's length.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 @torch.no_grad()
