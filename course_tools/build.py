@@ -97,6 +97,26 @@ def _files(folder: Path) -> dict[str, bytes]:
             if p.is_file() and not IGNORED_PARTS & set(p.relative_to(folder).parts)}
 
 
+def _build_editions(root: Path, assignment: str, release: Path, check: bool) -> list[str]:
+    """notebooks/<lang>/<assignment>/<assignment>.ipynb for each language with a catalogue: the release
+    with its markdown translated (``course_tools.i18n.edition``); the same code cells, ids and points."""
+    from course_tools.i18n import LANGUAGES, catalogue_path, edition, edition_path
+
+    changed = []
+    english = nbformat.read(release / f"{assignment}.ipynb", as_version=4)
+    for lang in LANGUAGES:
+        if not catalogue_path(root, assignment, lang).is_file():
+            continue
+        path = edition_path(root, assignment, lang)
+        fresh = nbformat.writes(edition(root, english, assignment, lang)) + "\n"
+        if not path.is_file() or path.read_text(encoding="utf-8") != fresh:
+            changed.append(str(path.relative_to(root)))
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(fresh, encoding="utf-8")
+    return changed
+
+
 def build(root: Path, assignments: list[str] | None = None, check: bool = False) -> list[str]:
     """Regenerate notebooks/ (or with ``check`` only compare); return the stale or written paths."""
     known = list_assignments(root)
@@ -122,6 +142,7 @@ def build(root: Path, assignments: list[str] | None = None, check: bool = False)
                 if current_dir.exists():
                     shutil.rmtree(current_dir)
                 shutil.copytree(Path(tmp) / assignment, current_dir)
+            changed += _build_editions(root, assignment, Path(tmp) / assignment, check)
     if assignments is None:  # a release whose solution is gone is stale too
         for orphan in sorted((root / "notebooks").glob(ASSIGNMENT_PATTERN)):
             if orphan.is_dir() and orphan.name not in known:

@@ -218,6 +218,43 @@ SHOWN = ("Your notebook as it was graded, with its outputs. Each test shows its 
          "its message.")
 
 
+class ShowEdition(Preprocessor):
+    """The Chinese edition's feedback page shows its instructions in Chinese: ``course grade`` keeps the
+    edition's translated markdown (from the course's catalogue, keyed by cell id) in the notebook's
+    metadata, since nbgrader's autograde restores the release's own; it is put back here. A student's
+    own markdown (a solution cell) is never replaced."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb, resources):  # noqa: D102 - nbconvert API
+        translated = nb.metadata.pop("course_edition", None)
+        if isinstance(translated, dict):
+            for cell in nb.cells:
+                text = translated.get(cell.get("id"))
+                if (cell.cell_type == "markdown" and isinstance(text, str)
+                        and not cell.get("metadata", {}).get("nbgrader", {}).get("solution")):
+                    cell.source = text
+        return nb, resources
+
+
+# the page's own words, by the graded notebook's language (metadata.language: the Chinese edition says
+# zh_CN); the tests' names and messages are the tests' own
+PAGE_TEXT = {
+    "en": {"html_lang": "en", "shown": SHOWN, "score": "Score", "test": "Test", "what": "What it checks",
+           "points": "Points", "result": "Result", "passed": "passed", "failed": "failed",
+           "hidden": "(hidden tests too)",
+           "checked": ("{here} of these {total} points came from tests your own run could check in full; the other "
+                       "{rest} also needed hidden tests, which only the grader runs (marked \u201chidden tests too\u201d).")},
+    "zh_CN": {"html_lang": "zh-CN",
+              "shown": ("这是你的笔记本评分时的样子，连同输出。每个测试显示其可见代码；隐藏测试的代码从不显示："
+                        "下表列出每个测试的名称、分数，以及未通过时的提示信息。"),
+              "score": "得分", "test": "测试", "what": "检查内容", "points": "分数", "result": "结果",
+              "passed": "通过", "failed": "未通过", "hidden": "（另有隐藏测试）",
+              "checked": ("这 {total} 分中，有 {here} 分来自你自己运行时就能完整检查的测试；其余 {rest} 分还需要"
+                          "隐藏测试，只有评分程序会运行（标有“另有隐藏测试”）。")},
+}
+
+
 class SummariseTests(Preprocessor):
     """Gather, for the course's feedback template, every graded test: its name (grade id), what it checks
     (its docstring's first line), its score and points and, when it fails, its message. Runs after
@@ -236,10 +273,11 @@ class SummariseTests(Preprocessor):
                               "points": points, "passed": score >= points, "message": _message(cell),
                               "hidden": bool(cell.metadata.pop("course_hidden_tests", False))})
         total, rest = sum(t["points"] for t in tests), sum(t["points"] for t in tests if t["hidden"])
-        checked = (f"{total - rest:g} of these {total:g} points came from tests your own run could check in full; "
-                   f"the other {rest:g} also needed hidden tests, which only the grader runs (marked "
-                   f"\u201chidden tests too\u201d)." if rest else "")
-        resources["course"] = {"tests": tests, "shown": SHOWN, "checked": checked, "mathjax_url": self.mathjax_url,
+        lang = nb.metadata.get("language") if nb.metadata.get("language") in PAGE_TEXT else "en"
+        text = PAGE_TEXT[lang]
+        checked = text["checked"].format(here=f"{total - rest:g}", total=f"{total:g}", rest=f"{rest:g}") if rest else ""
+        resources["course"] = {"tests": tests, "shown": text["shown"], "checked": checked, "labels": text,
+                               "lang": text["html_lang"], "mathjax_url": self.mathjax_url,
                                "cdn_mathjax": CDN_MATHJAX, "mathjax_fonts": MATHJAX_FONTS}
         return nb, resources
 

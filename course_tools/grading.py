@@ -64,6 +64,7 @@ from course_tools.integrity import (
     scan_notebook,
     symlinks_in,
 )
+from course_tools.i18n import edition, notebook_language
 from course_tools.sandbox import die_with_parent
 from course_tools.terminal import printable
 
@@ -229,7 +230,7 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         f"c.KernelManager.connection_file = {runtime + '/kernel.json'!r}",
         'c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", '
         '"course_tools.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_tools.feedback.HideTestTracebacks", '
-        '"course_tools.feedback.WithholdAfterHold", "course_tools.feedback.SanitiseOutputs", "course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
+        '"course_tools.feedback.WithholdAfterHold", "course_tools.feedback.SanitiseOutputs", "course_tools.feedback.ShowEdition", "course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
         # the course's feedback page (course_tools/templates/feedback/course_feedback.html.j2), MathJax from OUT/feedback/_mathjax
         *(f"c.HTMLExporter.{key} = {value!r}" for key, value in FEEDBACK_TEMPLATE.items()),
@@ -285,7 +286,10 @@ def _template_digest(root: Path, source: Path) -> str:
     files = sorted(p for p in source.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts
                    and "__pycache__" not in p.parts)
     parts = [nbgrader.__version__.encode(), (root / "nbgrader_config.py").read_bytes(),
-             Path(__file__).read_bytes(), (Path(__file__).parent / "release.py").read_bytes()]
+             Path(__file__).read_bytes(), (Path(__file__).parent / "release.py").read_bytes(),
+             (Path(__file__).parent / "i18n.py").read_bytes()]
+    for catalogue in sorted((root / "locale").glob(f"*/{source.name}.po")):  # the editions' instructions
+        parts += [catalogue.relative_to(root).as_posix().encode(), catalogue.read_bytes()]
     for path in files:
         parts += [path.relative_to(source).as_posix().encode(), path.read_bytes()]
     return _sha(*parts)
@@ -400,12 +404,23 @@ def prepare(job: Job, row: GradeRow) -> nbformat.NotebookNode:
     if path.name != f"{assignment}.ipynb":
         row.flags.append(f"notebook named {path.name}, expected {assignment}.ipynb")
     try:
-        rebuilt = reconstruct(load_submission(path), job.template.release, assignment)
+        submitted = load_submission(path)
+        rebuilt = reconstruct(submitted, job.template.release, assignment)
     except BadSubmission:
         raise
     except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as error:
         raise BadSubmission(f"not a valid notebook: {type(error).__name__}") from None
     row.reason = "; ".join(rebuilt.notes)
+    lang = notebook_language(submitted)
+    if lang is not None:
+        # the Chinese edition: its feedback page in its language. nbgrader's autograde puts the release's
+        # (locked, English) instructions back, so the translated ones travel in the notebook's metadata
+        # (which `reconstruct` took from the release, not the submission) for the feedback page
+        translated = edition(job.template.root, rebuilt.notebook, assignment, lang)
+        rebuilt.notebook.metadata["language"] = lang
+        rebuilt.notebook.metadata["course_edition"] = {
+            cell.id: new.source for cell, new in zip(rebuilt.notebook.cells, translated.cells)
+            if cell.cell_type == "markdown" and new.source != cell.source}
     flags = scan_notebook(rebuilt.notebook, rebuilt.student_cells)
     row.flags += flags
     mark_holds(rebuilt.notebook, flags)

@@ -157,3 +157,30 @@ def translate_notebook(nb: nbformat.NotebookNode, po: polib.POFile, lang: str = 
             english.append(cell.id)
     out.metadata["language"] = lang
     return out, english
+
+
+# ----------------------------------------------------------------------------- editions
+
+EDITIONS_DIR = "zh_CN"   # notebooks/<lang>/<assignment>/: the release in another language
+
+
+def notebook_language(nb) -> str | None:
+    """The edition a (submitted) notebook says it is in: one of LANGUAGES, else None (English).
+    Whatever else a submission's metadata holds is ignored."""
+    lang = nb.get("metadata", {}).get("language") if hasattr(nb, "get") else None
+    return lang if isinstance(lang, str) and lang in LANGUAGES else None
+
+
+def edition(root: Path, nb: nbformat.NotebookNode, assignment: str, lang: str) -> nbformat.NotebookNode:
+    """The release notebook NB in LANG: its markdown cells translated where the catalogue has a usable
+    translation of exactly that English, everything else (code, ids, nbgrader metadata) unchanged."""
+    path = catalogue_path(root, assignment, lang)
+    if not path.is_file():
+        out = nbformat.from_dict(nb)
+        out.metadata["language"] = lang
+        return out
+    return translate_notebook(nb, load_catalogue(root, assignment, lang), lang)[0]
+
+
+def edition_path(root: Path, assignment: str, lang: str) -> Path:
+    return root / "notebooks" / lang / assignment / f"{assignment}.ipynb"
