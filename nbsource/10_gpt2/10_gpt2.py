@@ -285,7 +285,7 @@ assert toy[:1] != [(32, 97)], (f"train_bpe('aaab aaab aaab', 258) starts with {t
 assert toy[:1] == [(97, 97)], f"the most frequent pair in 'aaab aaab aaab' is (a, a), 6 times: expected (97, 97) first, got {toy[:1]}"
 assert len(set(toy)) == len(toy), (f"train_bpe('aaab aaab aaab', 258) gave {toy}: the same pair merged twice. After a "
                                    "merge, is the pair replaced by the new id in every chunk?")
-assert len(toy) == 2, f"train_bpe(text, 258) learns 258 - 256 = 2 merges (vocab_size - 256), got {len(toy)}: {toy}"
+assert len(toy) == 2, f"train_bpe('aaab aaab aaab', 258) learns 258 - 256 = 2 merges (vocab_size - 256), got {len(toy)}: {toy}"
 assert toy[1] == (97, 98), (
     f"in 'aaab aaab aaab' after (a, a) -> 256, the pairs (a, b) and (256, a) tie at 3: the smaller pair as a tuple, "
     f"(97, 98), wins; got {toy[1]}")
@@ -831,9 +831,12 @@ with torch.no_grad():
     x = torch.randn(2, 6, 16)
     for norm in (block.ln_1, block.ln_2):
         norm.weight.zero_()
+    for name, p in block.named_parameters():
+        if name.endswith("bias"):
+            p.zero_()
     same = block(x)[0]
 assert torch.allclose(same, x, atol=1e-6), (
-    "with ln_1's and ln_2's weights at 0 (and the biases at their initial 0), a pre-LN block gives back x, since each "
+    "with ln_1's and ln_2's weights and every bias at 0, a pre-LN block gives back x, since each "
     "sub-layer then adds 0 to it; yours does not. Is a LayerNorm applied to the residual stream itself rather than "
     "inside the branch, x + Attn(LN_1(x))?")
 
