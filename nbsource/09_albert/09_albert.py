@@ -100,6 +100,24 @@ TINY = AlbertConfig(vocab_size=50, embedding_size=8, hidden=16, layers=3, heads=
 # (0, 1, ..., seq - 1) embeddings, normalise, project; `segment_ids=None` means segment 0 everywhere.
 # The test copies your weights into Hugging Face's `AlbertEmbeddings` and the projection of its
 # encoder (`embedding_hidden_mapping_in`) and compares the outputs.
+#
+# <details><summary>Hint 1</summary>
+#
+# The three lookups all have width E, so they can be added as they are; the LayerNorm and then the projection act on that sum, at each position on its own.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Every sequence of the batch has the same positions, 0 to seq - 1, one per column of `input_ids`: a `(seq, E)` lookup of them broadcasts over the batch.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# BERT and ALBERT differ only in the last step: with `embedding_size` `None`, E is H and there is nothing to project.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "factorised_embeddings", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class FactorisedEmbeddings(nn.Module):
@@ -145,6 +163,31 @@ emb = FactorisedEmbeddings(TINY).double()
 ids, seg = torch.tensor([[2, 7, 9, 3, 11]]), torch.tensor([[0, 0, 0, 1, 1]])
 check_shape(emb(ids, seg), (1, 5, 16), "output (batch, seq, hidden)")
 assert emb.token.weight.shape == (50, 8), f"token table must be (V, E) = (50, 8), got {tuple(emb.token.weight.shape)}"
+near = lambda a, b: a.shape == b.shape and torch.allclose(a, b, atol=1e-10)
+assert not near(emb(ids, seg), emb(ids, 1 - seg)), \
+    "emb(ids, segment_ids) does not change when segment_ids change: is the segment embedding added to the sum?"
+same_token = torch.full((1, 5), 7)
+rows = emb(same_token)[0]
+assert not near(rows, rows[:1].expand(5, -1)), \
+    "token 7 at positions 0 to 4 gives the same output at every position: is the position embedding added to the sum?"
+assert near(emb(ids), emb(ids, torch.zeros_like(ids))), \
+    "emb(ids) without segment_ids differs from emb(ids, segment_ids of zeros): segment_ids=None means segment 0 everywhere"
+eps = getattr(emb.norm, "eps", None)
+assert eps == TINY.eps, (f"your LayerNorm's eps is {eps}" + (", PyTorch's default" if eps == 1e-5 else "")
+                         + f"; the prompt asks for nn.LayerNorm(E, eps) with the config's eps, {TINY.eps}")
+assert getattr(emb.projection, "bias", None) is not None, \
+    "your projection has no bias: the prompt's nn.Linear(E, H) has one, and so does the twin's embedding_hidden_mapping_in"
+bert_style = FactorisedEmbeddings(replace(TINY, embedding_size=None))
+assert bert_style.token.weight.shape == (50, 16), \
+    f"with embedding_size=None (BERT) the token table is (V, H) = (50, 16), got {tuple(bert_style.token.weight.shape)}"
+assert isinstance(bert_style.projection, nn.Identity), \
+    f"with embedding_size=None (BERT) the projection must be nn.Identity() (E = H, nothing to project), got {bert_style.projection}"
+with torch.no_grad():
+    plain = bert_style(ids, seg)                   # a fresh LayerNorm (weight 1, bias 0) and no projection
+found_mean, found_var = plain.mean(-1).abs().max().item(), plain.var(-1, unbiased=False).mean().item()
+assert found_mean < 1e-5 and abs(found_var - 1) < 1e-3, \
+    (f"with embedding_size=None the output is the LayerNorm's, so each position should have mean 0 and variance 1 over H; "
+     f"found a mean of up to {found_mean:.3g} and a variance of {found_var:.3g}: is the sum normalised before the projection?")
 import transformers  # Hugging Face's ALBERT as the twin: its embeddings (size E), then the E -> H mapping of its encoder
 
 twin = transformers.AlbertModel(transformers.AlbertConfig(
@@ -161,9 +204,12 @@ with torch.no_grad():
             theirs.bias.normal_()
             ours.bias.copy_(theirs.bias)
     expected = twin.encoder.embedding_hidden_mapping_in(twin.embeddings(ids, token_type_ids=seg))
-assert_close(emb(ids, seg), expected, "against transformers' AlbertEmbeddings + embedding_hidden_mapping_in", atol=1e-10)
-bert_style = FactorisedEmbeddings(replace(TINY, embedding_size=None))
-assert bert_style.token.weight.shape == (50, 16) and isinstance(bert_style.projection, nn.Identity), "BERT: V x H, no projection"
+    from_one = twin.encoder.embedding_hidden_mapping_in(twin.embeddings(ids, token_type_ids=seg,
+                                                                        position_ids=torch.arange(1, 6)[None]))
+    got = emb(ids, seg)
+assert not near(got, from_one), \
+    "your output is the twin's with positions 1, 2, ..., seq: the prompt numbers positions 0, 1, ..., seq - 1"
+assert_close(got, expected, "against transformers' AlbertEmbeddings + embedding_hidden_mapping_in", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 assert isinstance(emb.projection, nn.Linear) and emb.projection.in_features == 8 and emb.projection.out_features == 16
 assert emb.position.weight.shape == (12, 8) and emb.segment.weight.shape == (2, 8)
@@ -192,6 +238,24 @@ assert emb.norm.normalized_shape == (8,) and emb.norm.eps == 1e-12, "LayerNorm o
 # Share by assigning the same module object (PyTorch then counts its parameters once and sums
 # their gradients). Any other value of `share` raises `ValueError`. `forward(x, attention_mask=None)`
 # runs the layers in order (`attention_mask` True = real token).
+#
+# <details><summary>Hint 1</summary>
+#
+# Two layers share a module when they hold the same Python object: PyTorch finds its parameters once through every path that reaches it.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For `"attention"` and `"ffn"`, build `config.layers` separate layers first, then point the later layers' sub-modules at the first layer's; the LayerNorms stay per layer.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# PyTorch's `src_key_padding_mask` is True where a position is to be ignored: the opposite of `attention_mask`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "shared_encoder", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class SharedEncoder(nn.Module):
@@ -240,21 +304,81 @@ print("output", tuple(stack(torch.randn(2, 5, 16)).shape), "(batch, seq, H), the
 # %% nbgrader={"grade": true, "grade_id": "test_shared_encoder", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """SharedEncoder shares exactly what `share` says; "all" applies one layer L times."""
 torch.manual_seed(0)
+try:
+    SharedEncoder(replace(TINY, share="everything"))
+    raise AssertionError("SharedEncoder(share='everything') built an encoder: a share other than none, attention, ffn "
+                         "or all must raise ValueError")
+except ValueError:
+    pass
+parts = ("self_attn", "linear1", "linear2", "norm1", "norm2")
+shared_parts = {"none": (), "attention": ("self_attn",), "ffn": ("linear1", "linear2"), "all": parts}
+for share, shared in shared_parts.items():
+    stack = SharedEncoder(replace(TINY, share=share))
+    n = len(stack.layers)
+    assert n == 3, (f"share={share!r}: self.layers has {n} entr{'y' if n == 1 else 'ies'}; it must have config.layers = 3, "
+                    "shared or not (with share='all' the same layer object appears 3 times)")
+    if share == "all":
+        n = len({id(layer) for layer in stack.layers})
+        assert n == 1, f"share='all': self.layers should hold the same layer object 3 times; yours holds {n} distinct layers"
+        continue
+    distinct = {part: len({id(getattr(layer, part)) for layer in stack.layers}) for part in parts}
+    wanted = {part: 1 if part in shared else 3 for part in parts}
+    if distinct != wanted:
+        like = [other for other, theirs in shared_parts.items() if distinct == {p: 1 if p in theirs else 3 for p in parts}]
+        raise AssertionError(
+            f"share={share!r}: the 3 layers should have {' and '.join('one ' + p for p in shared) or 'nothing'} in common; counting "
+            f"distinct module objects, yours have " + ", ".join(f"{distinct[p]} {p}" for p in parts)
+            + (f" (that is share={like[0]!r})" if like else "")
+            + ("; only what the table lists is shared, each layer keeps its own LayerNorms"
+               if share in ("attention", "ffn") and distinct["norm1"] + distinct["norm2"] < 6 else ""))
 counts = {share: count_parameters(SharedEncoder(replace(TINY, share=share))) for share in ("none", "attention", "ffn", "all")}
 one_layer = count_parameters(nn.TransformerEncoderLayer(16, 4, 32, batch_first=True))
 attention = 4 * (16 * 16 + 16)
 ffn = 2 * 16 * 32 + 32 + 16
-assert counts["none"] == 3 * one_layer, f"none: expected {3 * one_layer}, got {counts['none']}"
-assert counts["all"] == one_layer, f"all: expected {one_layer}, got {counts['all']}"
-assert counts["attention"] == 3 * one_layer - 2 * attention, f"attention: expected {3 * one_layer - 2 * attention}, got {counts['attention']}"
-assert counts["ffn"] == 3 * one_layer - 2 * ffn, f"ffn: expected {3 * one_layer - 2 * ffn}, got {counts['ffn']}"
-encoder = SharedEncoder(TINY).eval()
+assert counts["none"] == 3 * one_layer, f"share='none': expected 3 x {one_layer} parameters, got {counts['none']}"
+assert counts["all"] == one_layer, f"share='all': expected one layer's {one_layer} parameters, got {counts['all']}"
+assert counts["attention"] == 3 * one_layer - 2 * attention, \
+    f"share='attention': expected {3 * one_layer - 2 * attention} parameters, got {counts['attention']}"
+assert counts["ffn"] == 3 * one_layer - 2 * ffn, f"share='ffn': expected {3 * one_layer - 2 * ffn} parameters, got {counts['ffn']}"
+l0 = SharedEncoder(replace(TINY, share="none")).layers[0].eval()
 x = torch.randn(2, 5, 16)
+twins = {(activation, norm_first): nn.TransformerEncoderLayer(16, 4, 32, 0.0, activation=activation, layer_norm_eps=1e-12,
+                                                              batch_first=True, norm_first=norm_first).eval()
+         for activation in ("gelu", "relu") for norm_first in (False, True)}
+for twin in twins.values():
+    twin.load_state_dict(l0.state_dict())
+close = lambda a, b: a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+with torch.no_grad():
+    one = l0(x)
+    assert not close(one, twins["relu", False](x)), \
+        "your layer gives the output of a ReLU layer (nn.TransformerEncoderLayer's default activation): the prompt asks for GELU"
+    assert not close(one, twins["gelu", True](x)), \
+        "your layer gives the output of a pre-LN layer (norm_first=True): the prompt's layer is post-LN, PyTorch's default"
+    assert close(one, twins["gelu", False](x)), ("a layer with the same weights as nn.TransformerEncoderLayer(H, heads, I, "
+                                                 "dropout, activation='gelu', layer_norm_eps=eps, batch_first=True) must "
+                                                 "give the same output")
+encoder = SharedEncoder(TINY).eval()
 layer = encoder.layers[0]
-assert_close(encoder(x), layer(layer(layer(x))), "share='all' is one layer applied three times", atol=1e-5)
-separate = SharedEncoder(replace(TINY, share="none")).eval()
-first, second, third = separate.layers
-assert_close(separate(x), third(second(first(x))), "share='none': the three layers, in order", atol=1e-5)
+with torch.no_grad():
+    assert_close(encoder(x), layer(layer(layer(x))), "share='all' is one layer applied three times", atol=1e-5)
+    separate = SharedEncoder(replace(TINY, share="none")).eval()
+    first, second, third = separate.layers
+    got = separate(x)
+    assert not close(got, first(first(first(x)))), \
+        "share='none': your encoder runs layers[0] three times; each entry of self.layers runs once"
+    assert not close(got, first(second(third(x)))), "share='none': your encoder runs the layers last to first; layers[0] runs first"
+    assert_close(got, third(second(first(x))), "share='none': the three layers, in order", atol=1e-5)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])          # True = real token; sequence 1 has 2 padded
+    out = encoder(x, mask)
+    assert not close(out, encoder(x)), \
+        "encoder(x, attention_mask) gives the output of encoder(x): is attention_mask passed on to the layers?"
+    assert close(out[0], encoder(x)[0]), \
+        ("sequence 0 has no padding (attention_mask all True), yet its output changes when attention_mask is given: "
+         "attention_mask True = real token, while PyTorch's src_key_padding_mask True = ignore")
+    changed = x.clone()
+    changed[1, 3:] = 5.0
+    assert close(encoder(changed, mask)[1, :3], out[1, :3]), \
+        "changing sequence 1's padded positions (attention_mask False) changed its outputs at the real positions"
 ### BEGIN HIDDEN TESTS
 att = SharedEncoder(replace(TINY, share="attention"))
 assert att.layers[0].self_attn is att.layers[2].self_attn and att.layers[0].linear1 is not att.layers[2].linear1
@@ -288,6 +412,18 @@ assert_close(l0.eval()(x), twin(x), "a layer with the same weights as nn.Transfo
 # (tables, LayerNorm, projection if any), the encoder according to `share`, the pooler.
 # The check instantiates each model on PyTorch's **meta** device, where tensors have shapes but
 # no memory, so even xxlarge, with over 200M parameters, costs nothing to build.
+#
+# <details><summary>Hint 1</summary>
+#
+# Count as the model is built, module by module: an `nn.Embedding(n, E)` has n x E parameters, an `nn.Linear(a, b)` has a x b + b, a LayerNorm over d has 2d.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# One `nn.TransformerEncoderLayer` has an attention block (four H x H projections, each with a bias), a feed-forward block (`linear1`, `linear2`) and two LayerNorms; `share` says which of them are counted once and which L times.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "albert_model", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 class AlbertModel(nn.Module):
@@ -359,9 +495,38 @@ for name, (config, paper) in PAPER.items():
 
 # %% nbgrader={"grade": true, "grade_id": "test_parameter_count", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """albert_parameter_count equals models built on the meta device, and the paper's table within 6%."""
+probe = replace(TINY, embedding_size=6, hidden=20, intermediate=44, segments=3)   # sizes chosen so that each part has its own size
+with mock.patch.object(nn.Module, "__init__", side_effect=AssertionError("albert_parameter_count built a module")):
+    try:
+        albert_parameter_count(probe)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: count in closed form, from the config's sizes alone (no module, not even on the "
+                             "meta device)") from None
+for share in ("none", "attention", "ffn", "all"):
+    for e in (6, None):
+        cfg = replace(probe, share=share, embedding_size=e)
+        got, built = albert_parameter_count(cfg), meta_count(cfg)
+        if got == built:
+            continue
+        h, i, big_l, ee = cfg.hidden, cfg.intermediate, cfg.layers, e or cfg.hidden
+        copies = lambda part_shared: 1 if cfg.share in (part_shared, "all") else big_l   # how many copies a part has
+        sizes = {"H * H + H, the size of the pooler Linear(H, H)": h * h + h,
+                 "2E, the size of the embeddings' LayerNorm (a weight and a bias of size E)": 2 * ee,
+                 "H, the size of the projection's bias": h if e else 0,
+                 "E, one row of the segment table: the config has 3 segments, so the table has 3 rows": ee,
+                 "2H per layer, the size of one LayerNorm: each layer has two, norm1 and norm2":
+                     2 * h * (1 if share == "all" else big_l),
+                 "4H per attention block: the biases of the query, key, value and output projections": 4 * h * copies("attention"),
+                 "I per feed-forward block: the bias of linear1": i * copies("ffn"),
+                 "4H per layer but one: with share='attention' each layer keeps its own LayerNorms": 4 * h * (big_l - 1)
+                     if share == "attention" else 0}
+        named = [what for what, size in sizes.items() if size and size == built - got]
+        raise AssertionError(f"share={share!r}, E={e}, H=20, I=44, L=3, 3 segments: albert_parameter_count gives {got:,}, "
+                             f"the model built on the meta device has {built:,}"
+                             + (f": you are {built - got:,} short, which is {named[0]}" if named else ""))
 for name, (config, paper) in PAPER.items():
     ours = albert_parameter_count(config)
-    assert ours == meta_count(config), f"{name}: formula {ours:,} vs model {meta_count(config):,}"
+    assert ours == meta_count(config), f"{name}: albert_parameter_count gives {ours:,}, the model built on meta {meta_count(config):,}"
     assert abs(ours - paper) / paper < 0.06, f"{name}: {ours:,} is not within 6% of the paper's {paper:,.0f}"
 ### BEGIN HIDDEN TESTS
 for share in ("none", "attention", "ffn", "all"):
@@ -381,6 +546,18 @@ for share in ("none", "attention", "ffn", "all"):
 # Complete `sop_pairs(documents, n, rng)`: `n` triples `(a, b, in_order)`, each from one document
 # with a sentence and its successor, swapped with probability 1/2 (every document has at least two
 # sentences). Use only `rng`, never the `random` module's own functions.
+#
+# <details><summary>Hint 1</summary>
+#
+# Draw a document, then a position in it whose sentence has a successor: the last sentence cannot start a pair, every other one can.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Draw everything with `rng`'s own methods (`rng.randrange`, `rng.random`): then the same seed gives the same pairs.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sop_pairs", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def sop_pairs(documents: list[list[str]], n: int, rng: random.Random) -> list[tuple[str, str, int]]:
@@ -406,15 +583,37 @@ for first, second, label in sop_pairs(story, 5, random.Random(3)):
 # %% nbgrader={"grade": true, "grade_id": "test_sop_pairs", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """sop_pairs: consecutive sentences of one document, about half swapped, labels say which."""
 toy_docs = [[f"d{d} s{i}" for i in range(5)] for d in range(6)]
-pairs = sop_pairs(toy_docs, 2_000, random.Random(0))
-assert len(pairs) == 2_000
-share = sum(p[2] for p in pairs) / len(pairs)
-assert 0.46 < share < 0.54, f"expected about 50% in order, got {share:.1%}"
+
+
+def refuse(name):
+    def call(*args, **kwargs):
+        raise AssertionError(f"sop_pairs called random.{name}, the random module's own generator: draw everything from rng")
+    return call
+
+
+with mock.patch("random.random", refuse("random")), mock.patch("random.randrange", refuse("randrange")), \
+        mock.patch("random.randint", refuse("randint")), mock.patch("random.choice", refuse("choice")), \
+        mock.patch("random.shuffle", refuse("shuffle")), mock.patch("random.sample", refuse("sample")):
+    pairs = sop_pairs(toy_docs, 2_000, random.Random(0))
+assert len(pairs) == 2_000, f"sop_pairs(toy_docs, 2_000, rng) returned {len(pairs)} triples, not n = 2,000"
+assert pairs == sop_pairs(toy_docs, 2_000, random.Random(0)), "two calls with random.Random(0) gave different pairs: use only rng"
+where = lambda s: tuple(int(t[1:]) for t in s.split())                  # "d3 s2" -> (document 3, sentence 2)
 for a, b, in_order in pairs:
-    (da, ia), (db, ib) = [tuple(int(t[1:]) for t in s.split()) for s in (a, b)]
-    assert da == db, f"both sentences come from one document: {a!r}, {b!r}"
-    expected = ib == ia + 1 if in_order else ia == ib + 1
-    assert expected, f"in_order={in_order} but got {a!r}, {b!r}"
+    (da, ia), (db, ib) = where(a), where(b)
+    assert da == db, f"{a!r} and {b!r} come from two documents: both sentences of a pair come from one document"
+    assert abs(ia - ib) == 1, f"{a!r} and {b!r} are not neighbours: a pair is a sentence and its successor, in some order"
+labelled_1 = [(a, b) for a, b, in_order in pairs if in_order == 1]
+assert not labelled_1 or any(where(b)[1] == where(a)[1] + 1 for a, b in labelled_1), \
+    f"every pair labelled 1 is swapped (e.g. {labelled_1[0]}): label 1 means in order, a then its successor b"
+for a, b, in_order in pairs:
+    expected = where(b)[1] == where(a)[1] + 1 if in_order else where(a)[1] == where(b)[1] + 1
+    assert expected, f"in_order={in_order} but a = {a!r}, b = {b!r}: 1 means b follows a in the document, 0 means a follows b"
+share = sum(p[2] for p in pairs) / len(pairs)
+assert 0.46 < share < 0.54, f"expected about 50% in order, got {share:.1%}: swap each pair with probability 1/2"
+starts = Counter(min(where(a)[1], where(b)[1]) for a, b, _ in pairs)
+for i in range(4):
+    assert starts[i] > 0, (f"in 2,000 pairs from 6 documents of 5 sentences, no pair is (s{i}, s{i + 1}) of any document: "
+                           "every sentence but the last can be the first of a pair, the first and the last pair too")
 ### BEGIN HIDDEN TESTS
 assert pairs == sop_pairs(toy_docs, 2_000, random.Random(0)), "use only rng"
 assert len({(a, b) for a, b, _ in pairs}) == 48, "every consecutive pair, both ways"
@@ -522,6 +721,18 @@ print(f"SOP: AUC {cue_auc['SOP']:.3f}, {abs(cue_auc['SOP'] - 0.5) / null_se:.1f}
 # `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4 (`pad_id, unk_id, pad_piece, unk_piece`,
 # `user_defined_symbols`, no BOS/EOS), and return a `spm.SentencePieceProcessor`. Pass
 # `minloglevel=2` to keep it quiet.
+#
+# <details><summary>Hint 1</summary>
+#
+# `spm.SentencePieceTrainer.train` takes each option as a keyword argument; `sentence_iterator` and `model_writer` stand in for the input file and the model prefix.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `pad_id` and `unk_id` place `[PAD]` and `[UNK]` (named by `pad_piece` and `unk_piece`); an id of -1 removes BOS and EOS; the three other specials, as user-defined symbols, take the next ids in their order and are matched in the text.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "specials", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -553,19 +764,37 @@ print(sp.encode("Unaffable anarchists hypothesised.", out_type=str))
 
 # %% nbgrader={"grade": true, "grade_id": "test_sentencepiece", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """The unigram model has the requested size, the specials at ids 0-4, ▁ word starts, and decodes exactly."""
-assert sp.get_piece_size() == 4_000, f"expected 4,000 pieces, got {sp.get_piece_size()}"
-assert [sp.id_to_piece(i) for i in range(5)] == SPECIALS, f"ids 0-4 must be {SPECIALS}"
+assert sp.get_piece_size() == 4_000, f"train_sentencepiece(lines[:3_000], vocab_size=4_000) gave {sp.get_piece_size():,} pieces, not 4,000"
+found = [sp.id_to_piece(i) for i in range(5)]
+if found[:2] == ["[UNK]", "[PAD]"]:
+    raise AssertionError(f"ids 0-4 are {found}: [PAD] and [UNK] are swapped, the prompt puts [PAD] at 0 and [UNK] at 1")
+for i, (got, wanted) in enumerate(zip(found, SPECIALS)):
+    assert got == wanted, (f"id {i} is {got!r}, not {wanted!r}" + (f": {got} is SentencePiece's own name for that piece, "
+                                                                    f"the prompt names it {wanted}" if got in ("<pad>", "<unk>")
+                                                                    else f" (ids 0-4 are {found}, the prompt asks for {SPECIALS})"))
+in_text = sp.encode("a [MASK] b", out_type=str)
+assert "[MASK]" in in_text, (f"'a [MASK] b' encodes to {in_text}: [MASK] in text should be one piece, as a user-defined "
+                             "symbol is (a control symbol is never matched in text)")
+scores = [sp.get_score(i) for i in range(5, 200)]
+assert any(abs(x - round(x)) > 1e-3 for x in scores), \
+    ("the scores of pieces 5-199 are all whole numbers, the ranks a BPE model stores; a unigram model scores each piece by "
+     "its log-probability: which model_type did you train?")
 pieces = sp.encode("The history of music", out_type=str)
 assert pieces[0].startswith("▁"), f"word starts are marked with ▁: {pieces}"
 text = "Anarchism is a political philosophy."
-assert sp.decode(sp.encode(text)) == text, "decoding must give back the text exactly"
+assert sp.decode(sp.encode(text)) == text, f"decoding {text!r} gave {sp.decode(sp.encode(text))!r}, not the text back"
+try:
+    small = train_sentencepiece(lines[:400], vocab_size=500)
+except RuntimeError as error:
+    raise AssertionError(f"train_sentencepiece(lines[:400], vocab_size=500) failed: {error}: is vocab_size passed on?") from None
+assert small.get_piece_size() == 500, \
+    f"train_sentencepiece(lines[:400], vocab_size=500) gave {small.get_piece_size():,} pieces: vocab_size sets the number of pieces"
 ### BEGIN HIDDEN TESTS
 assert sp.encode("[MASK]") [-1] == MASK or MASK in sp.encode("a [MASK] b"), "[MASK] must be one symbol"
 assert sp.bos_id() == -1 and sp.eos_id() == -1, "no BOS/EOS"
 scores = [sp.get_score(i) for i in range(5, 200)]
 assert any(abs(x - round(x)) > 1e-3 for x in scores), "a unigram model scores pieces by log-probability (BPE scores are ranks)"
-probe = train_sentencepiece(lines[:400], vocab_size=500)
-assert probe.get_piece_size() == 500, "vocab_size must be used"
+assert small.get_piece_size() == 500, "vocab_size must be used"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_small_bert_against", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
