@@ -93,6 +93,18 @@ def tiny_transformer(d_model: int = 64, layers: int = 4, vocab: int = 100) -> nn
 # with keys `parameters`, `gradients`, `optimizer`, `total`. Count what the optimizer trains: each
 # parameter once (a weight shared by two layers is one tensor), and no buffers (they get no gradient
 # and no AdamW state). The tests check it against the tensors PyTorch actually holds after one AdamW step.
+#
+# <details><summary>Hint 1</summary>
+#
+# Every number the optimizer trains has one copy as a parameter, one as a gradient, and AdamW keeps two more (its first and second moments), all in `dtype`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `model.parameters()` yields each parameter once, even one shared by two layers, and never a buffer; `torch.finfo(dtype).bits` is the size of one number in bits.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "memory_budget", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def training_memory(model: nn.Module, dtype: torch.dtype = torch.float32) -> dict[str, int]:
@@ -166,21 +178,40 @@ for dtype in (torch.float32, torch.bfloat16):
     model = tiny_transformer().to(dtype)
     actual = held_after_a_step(model, torch.randint(0, 100, (2, 8)))
     budget = training_memory(model, dtype)
-    for key, value in actual.items():
-        assert budget[key] == value, f"{dtype} {key}: expected {value:,} bytes, got {budget[key]:,}"
-    assert budget["total"] == sum(actual.values()), "total is the sum"
+    call = f"training_memory(model, {dtype})"
+    found, held = budget["parameters"], actual["parameters"]
+    assert found != 8 * held, (f"{call}: parameters {found:,} bytes, 8 times the {held:,} PyTorch holds: "
+                               "torch.finfo(dtype).bits counts bits; how many bits make a byte?")
+    assert not (dtype != torch.float32 and found == held * 4 // next(model.parameters()).element_size()), (
+        f"{call}: parameters {found:,} bytes, as if each number took 4 bytes (float32); PyTorch holds {held:,}: "
+        "the size of a number depends on dtype")
+    assert found == held, f"{call}: parameters expected {held:,} bytes (every parameter once, in {dtype}), got {found:,}"
+    assert budget["gradients"] != 0, (f"{call}: gradients 0 bytes, yet after backward every parameter holds a "
+                                      "gradient of its own size and dtype")
+    assert budget["gradients"] == actual["gradients"], \
+        f"{call}: gradients expected {actual['gradients']:,} bytes, one per parameter number, got {budget['gradients']:,}"
+    assert budget["optimizer"] * 2 != actual["optimizer"], (
+        f"{call}: optimizer {budget['optimizer']:,} bytes, half of the {actual['optimizer']:,} AdamW holds: "
+        "how many numbers does AdamW keep per parameter?")
+    assert budget["optimizer"] == actual["optimizer"], \
+        f"{call}: optimizer (AdamW state) expected {actual['optimizer']:,} bytes, got {budget['optimizer']:,}"
+    assert budget["total"] == sum(actual.values()), \
+        f"{call}: total {budget['total']:,} bytes is not the sum of parameters, gradients and optimizer"
 torch.manual_seed(0)
 tied = nn.Sequential(nn.Embedding(50, 16), nn.LayerNorm(16), nn.Linear(16, 16), nn.BatchNorm1d(7), nn.Linear(16, 50))
 tied[4].weight = tied[0].weight                                   # output layer tied to the embedding, as in GPT-2
 actual = held_after_a_step(tied, torch.randint(0, 50, (3, 7)))
 budget = training_memory(tied)
 for key, value in actual.items():
-    assert budget[key] == value, f"a tied weight counts once and buffers not at all: {key} expected {value:,}, got {budget[key]:,}"
+    assert budget[key] == value, (
+        f"training_memory on a model with a tied weight (the output layer shares the embedding's) and BatchNorm buffers: "
+        f"{key} expected {value:,} bytes, got {budget[key]:,}; a shared weight counts once, buffers not at all "
+        "(count what the optimizer trains)")
 ### BEGIN HIDDEN TESTS
 half = training_memory(tiny_transformer(), torch.float16)
 full = training_memory(tiny_transformer(), torch.float32)
-assert half["total"] * 2 == full["total"], "half precision halves every term"
-assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
+assert half["total"] * 2 == full["total"], "training_memory(model, torch.float16): half the total of torch.float32"
+assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4, "training_memory(nn.Linear(10, 3)): 33 float32 parameters"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_2_gradient_accumulation", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -198,6 +229,24 @@ assert training_memory(nn.Linear(10, 3))["parameters"] == 33 * 4
 #   `(inputs, targets)` back-propagate `loss_sum / total_real_tokens_in_all_micro_batches`, then
 #   one `optimizer.step()`. Return the loss of the whole batch before the step, as a float: the
 #   summed cross-entropy of all micro-batches over their total number of real tokens.
+#
+# <details><summary>Hint 1</summary>
+#
+# The whole batch's loss is one sum over all its real tokens divided by one count. Each micro-batch contributes its part of that sum, so each must be divided by the same count.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Count the real tokens of all micro-batches before the first backward pass; `F.cross_entropy` can sum instead of average, and it skips targets equal to `ignore_index`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Gradients add up over `backward` calls: zero them once at the start, and step once at the end.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "accumulation", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -255,26 +304,62 @@ print(f"accumulation_step over micro-batches of 1 and 5 sequences: mean loss {me
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_accumulation", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""Four micro-batches of uneven padding give the same parameters as one step on the whole batch (1e-6)."""
+"""token_loss_sum on a small case; four micro-batches of uneven padding give the same parameters as one step on the whole batch (1e-6)."""
+small_sum, small_count = token_loss_sum(torch.zeros(1, 4, 5, dtype=torch.float64), torch.tensor([[3, -100, -100, 0]]))
+assert small_count != 4, ("token_loss_sum(zero logits (1, 4, 5), tensor([[3, -100, -100, 0]])) counts 4 tokens: "
+                          "-100 marks padding, which is no real token")
+assert small_count == 2, f"token_loss_sum(zero logits (1, 4, 5), tensor([[3, -100, -100, 0]])): expected 2 real tokens, got {small_count}"
+assert abs(float(small_sum) - math.log(5)) > 1e-9, (
+    "token_loss_sum(zero logits (1, 4, 5), tensor([[3, -100, -100, 0]])) gives log 5, the mean per real token: "
+    "the prompt asks for the sum over real tokens (2 log 5 here)")
+assert abs(float(small_sum) - 2 * math.log(5)) < 1e-9, (
+    f"token_loss_sum(zero logits (1, 4, 5), tensor([[3, -100, -100, 0]])): the sum of 2 cross-entropies of a uniform "
+    f"guess over 5 tokens is 2 log 5 = {2 * math.log(5):.6f}, got {float(small_sum):.6f}")
 inputs, targets = padded_batch(16, seed=0)
 torch.manual_seed(0)
 big = tiny_transformer().double()
-small = tiny_transformer().double()
-small.load_state_dict(big.state_dict())
+initial = {key: value.clone() for key, value in big.state_dict().items()}
+def from_initial() -> nn.Module:
+    """A model with the test's starting parameters."""
+    model = tiny_transformer().double()
+    model.load_state_dict(initial)
+    return model
+small = from_initial()
 opt_big, opt_small = torch.optim.SGD(big.parameters(), lr=0.5), torch.optim.SGD(small.parameters(), lr=0.5)
+micro = [(inputs[a:b], targets[a:b]) for a, b in ((0, 2), (2, 8), (8, 11), (11, 16))]
+calls = []
+with mock.patch.object(torch.optim.SGD, "step", lambda self, *a, **k: calls.append(1)):
+    accumulation_step(small, micro, opt_small)
+assert len(calls) == 1, (f"accumulation_step over {len(micro)} micro-batches called optimizer.step() {len(calls)} times: "
+                         "the prompt asks for one step after all micro-batches")
+small = from_initial()                            # the run above left gradients on the old one
+opt_small = torch.optim.SGD(small.parameters(), lr=0.5)
 opt_big.zero_grad()
 loss, count = token_loss_sum(big(inputs), targets)
 (loss / count).backward()
 opt_big.step()
-returned = accumulation_step(small, [(inputs[a:b], targets[a:b]) for a, b in ((0, 2), (2, 8), (8, 11), (11, 16))], opt_small)
+returned = accumulation_step(small, micro, opt_small)
+if not all(torch.allclose(b, a, atol=1e-6) for a, b in zip(big.parameters(), small.parameters())):
+    own_means = from_initial()                    # each micro-batch divided by its own real tokens
+    for x_micro, y_micro in micro:
+        part, part_count = token_loss_sum(own_means(x_micro), y_micro)
+        (part / part_count).backward()
+    assert not all(torch.allclose(b.grad, a.grad, atol=1e-9) for a, b in zip(own_means.parameters(), small.parameters())), (
+        "accumulation_step: your gradient is each micro-batch's loss divided by its own real tokens, added up; "
+        "the whole batch divides every micro-batch by the real tokens of all micro-batches together")
 for (name, a), b in zip(big.named_parameters(), small.parameters()):
-    assert_close(b, a, f"parameter {name} after one step", atol=1e-6)
-assert isinstance(returned, float) and abs(returned - (loss / count).item()) < 1e-9, \
-    f"the returned loss is the whole batch's loss per real token, {(loss / count).item():.6f}, got {returned!r}"
-calls = []
-with mock.patch.object(torch.optim.SGD, "step", lambda self, *a, **k: calls.append(1)):
-    accumulation_step(small, [(inputs[:4], targets[:4]), (inputs[4:], targets[4:])], opt_small)
-assert len(calls) == 1, "one optimizer step for all micro-batches"
+    assert_close(b, a, f"accumulation_step over micro-batches of 2, 6, 3 and 5 sequences: parameter {name} after the step, "
+                 "against one step on the whole batch", atol=1e-6)
+whole = (loss / count).item()
+assert isinstance(returned, float), f"accumulation_step returns a float (the loss), got {type(returned).__name__}"
+last_inputs, last_targets = micro[-1]
+with torch.no_grad():
+    last_sum, last_count = token_loss_sum(from_initial()(last_inputs), last_targets)
+assert abs(returned - (last_sum / last_count).item()) > 1e-9 or abs(returned - whole) < 1e-9, (
+    f"accumulation_step returned {returned:.6f}, the last micro-batch's own loss per real token: the prompt asks for "
+    f"the whole batch's, all micro-batches' summed losses over their total real tokens ({whole:.6f})")
+assert abs(returned - whole) < 1e-9, \
+    f"accumulation_step returns the whole batch's loss per real token before the step, {whole:.6f}, got {returned!r}"
 fresh_big, fresh_small = tiny_transformer().double(), tiny_transformer().double()
 fresh_small.load_state_dict(fresh_big.state_dict())
 for p in fresh_small.parameters():
@@ -285,11 +370,12 @@ loss, count = token_loss_sum(fresh_big(inputs), targets)
 (loss / count).backward()
 opt_a.step()
 accumulation_step(fresh_small, [(inputs[:5], targets[:5]), (inputs[5:], targets[5:])], opt_b)
-for a, b in zip(fresh_big.parameters(), fresh_small.parameters()):
-    assert_close(b, a, "start from zero gradients", atol=1e-6)
+for (name, a), b in zip(fresh_big.named_parameters(), fresh_small.parameters()):
+    assert_close(b, a, f"accumulation_step on a model still holding gradients of 1 from an earlier step: parameter {name}; "
+                 "gradients left from before must not count in this step", atol=1e-6)
 ### BEGIN HIDDEN TESTS
 loss, count = token_loss_sum(torch.zeros(1, 3, 5, dtype=torch.float64), torch.tensor([[1, -100, 2]]))
-assert count == 2 and abs(loss.item() - 2 * math.log(5)) < 1e-9, "sum over the real tokens only"
+assert count == 2 and abs(loss.item() - 2 * math.log(5)) < 1e-9, "token_loss_sum: the sum over the real tokens only"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "pitfall_measured", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
@@ -299,6 +385,18 @@ assert count == 2 and abs(loss.item() - 2 * math.log(5)) < 1e-9, "sum over the r
 # vector) that the common mistake produces: each micro-batch's **mean** loss, divided by the number
 # of micro-batches. The test shows it differs from the correct one when padding is uneven, and
 # agrees when every micro-batch has the same number of real tokens.
+#
+# <details><summary>Hint 1</summary>
+#
+# Here each micro-batch's loss is `F.cross_entropy`'s usual mean over its own real tokens (padding ignored), divided by the number of micro-batches.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Start from zero gradients, back-propagate every micro-batch's scaled loss, then put every parameter's gradient, flattened, into one vector.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "pitfall", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def naive_accumulation_gradient(model: nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -342,18 +440,43 @@ def correct_gradient(micro_batches):
     (loss / count).backward()
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 uneven = [(inputs[:8], targets[:8]), (inputs[8:], targets[8:])]
-relative = ((naive_accumulation_gradient(model, uneven) - correct_gradient(uneven)).norm() / correct_gradient(uneven).norm()).item()
+numbers = sum(p.numel() for p in model.parameters())
+naive = naive_accumulation_gradient(model, uneven)
+assert naive.ndim == 1 and naive.numel() == numbers, (
+    f"naive_accumulation_gradient returns {tuple(naive.shape)}, the model has {numbers} parameter numbers: "
+    "one flat vector holding every parameter's gradient")
+again = naive_accumulation_gradient(model, uneven)
+assert torch.allclose(again, naive, atol=1e-12), (
+    "naive_accumulation_gradient called twice on the same micro-batches gives a different gradient the second time: "
+    "the first call's gradients were added to; start from zero gradients")
+correct = correct_gradient(uneven)
+relative = ((naive - correct).norm() / correct.norm()).item()
 print(f"uneven padding: the naive gradient is off by {relative:.1%}")
-assert relative > 1e-3, "with uneven padding the naive gradient must differ"
 full = inputs[:4], torch.randint(0, 100, (4, 12))
 even = [(full[0][:2], full[1][:2]), (full[0][2:], full[1][2:])]
-assert_close(naive_accumulation_gradient(model, even), correct_gradient(even), "no padding: both agree", atol=1e-10)
+naive_even, correct_even = naive_accumulation_gradient(model, even), correct_gradient(even)
+assert not torch.allclose(naive_even, len(even) * correct_even, atol=1e-10), (
+    f"without padding, naive_accumulation_gradient over {len(even)} micro-batches is {len(even)} times the whole batch's "
+    "gradient: the prompt divides each micro-batch's mean loss by the number of micro-batches")
+assert relative > 1e-3, ("with uneven padding (micro-batches of 8 sequences each, with different numbers of real tokens) "
+                         "the naive gradient must differ from the whole batch's, yet they agree")
+assert_close(naive_even, correct_even, "naive_accumulation_gradient without padding: it agrees with the whole batch's gradient",
+             atol=1e-10)
 each = [correct_gradient([micro]) for micro in uneven]        # each micro-batch's own token mean
-assert_close(naive_accumulation_gradient(model, uneven), sum(each) / len(each),
-             "the mean over micro-batches of each one's mean over its real tokens", atol=1e-10)
+if not torch.allclose(naive, sum(each) / len(each), atol=1e-10):
+    model.zero_grad()
+    for x_micro, y_micro in uneven:                            # padding counted as class 0
+        F.cross_entropy(model(x_micro).flatten(0, -2), y_micro.flatten().clamp(min=0)).div(len(uneven)).backward()
+    padded_in = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert not torch.allclose(naive, padded_in, atol=1e-10), (
+        "naive_accumulation_gradient counts the padded positions (targets -100) in each micro-batch's mean: "
+        "the mean is over real tokens only")
+assert_close(naive, sum(each) / len(each),
+             "naive_accumulation_gradient with uneven padding: the mean over micro-batches of each one's mean over its "
+             "real tokens", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 g = naive_accumulation_gradient(model, uneven)
-assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "one flat vector"
+assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), "naive_accumulation_gradient: one flat vector"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_3_mixed_precision", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -383,6 +506,24 @@ assert g.ndim == 1 and g.numel() == sum(p.numel() for p in model.parameters()), 
 # > scaler the output layer's gradient is exactly 0; with the loss scaled by $2^{16}$ (and unscaled
 # > before the step) it is within 2% of the float64 gradient; with a scale of $2^{60}$ the gradients
 # > overflow, the parameters do not move, and the scale is halved.
+#
+# <details><summary>Hint 1</summary>
+#
+# `through_float16` is a single line: the order of the scaling, the cast and the unscaling is what matters.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Only the forward pass and the loss go inside `torch.autocast(device.type, dtype=dtype)`; `backward` and the step come after it.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# With a scaler, three calls replace `loss.backward()` and `optimizer.step()`: scale the loss and back-propagate it, let the scaler step the optimizer, then update the scaler.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "mixed_precision", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def through_float16(values: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -421,21 +562,19 @@ print("float16      ", [f"{v:.1e}" for v in through_float16(small_gradients).tol
 print("float16 x2^16", [f"{v:.1e}" for v in through_float16(small_gradients, 2.0 ** 16).tolist()])
 
 # %% nbgrader={"grade": true, "grade_id": "test_mixed_precision", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""Small gradients vanish in float16 and survive with scaling; mixed-precision steps lower the loss; in float16 an
-unscaled loss loses the gradients, a scaled one keeps them, and a step whose scaled gradients overflow is skipped."""
+"""Small gradients vanish in float16 and survive with scaling; the autocast dtype follows dtype and its default; the loss is
+the mean over real tokens, from zeroed gradients; mixed-precision steps lower the loss; in float16 an unscaled loss loses
+the gradients, a scaled one keeps them, and a step whose scaled gradients overflow is skipped."""
 tiny = torch.tensor([1e-8, 3e-9])
-assert (through_float16(tiny) == 0).all(), "below float16's smallest subnormal, values become 0"
-assert_close(through_float16(tiny, 2.0 ** 16), tiny, "scaled by 2^16 they survive", rtol=2e-3, atol=0)
-torch.manual_seed(0)
-model = tiny_transformer().to(device)
-optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-x, y = padded_batch(32, seed=3)
-x, y = x.to(device), y.to(device)
-losses = [mixed_precision_step(model, x, y, optimizer, device, scaler) for _ in range(15)]
-print(f"15 mixed-precision steps on one batch: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
-assert losses[-1] < losses[0] - 0.5, f"the loss should fall on one repeated batch: {losses[0]:.2f} -> {losses[-1]:.2f}"
-# float16 on any device: a confident model's gradients per token (about 1e-8) underflow unless the loss is scaled
+assert (through_float16(tiny) == 0).all(), \
+    f"through_float16(tensor([1e-8, 3e-9])): below float16's smallest subnormal, values become 0, got {through_float16(tiny).tolist()}"
+kept = through_float16(tiny, 2.0 ** 16)
+assert not torch.allclose(kept, tiny * 2.0 ** 16, rtol=2e-3, atol=0), (
+    "through_float16(tensor([1e-8, 3e-9]), 2**16) comes back 2^16 times larger: the prompt divides by the scale "
+    "after the round trip")
+assert not (kept == 0).all(), ("through_float16(tensor([1e-8, 3e-9]), 2**16) gives zeros: the values underflowed anyway; "
+                               "is the scale applied before the cast to float16?")
+assert_close(kept, tiny, "through_float16(tensor([1e-8, 3e-9]), 2**16): scaled by 2^16 they survive", rtol=2e-3, atol=0)
 def confident_model() -> nn.Module:
     """An identity embedding, then a linear layer that gives the right token a logit 12 above the others."""
     model = nn.Sequential(nn.Embedding(8, 8), nn.Linear(8, 8))
@@ -445,14 +584,72 @@ def confident_model() -> nn.Module:
         model[1].bias.zero_()
     return model.to(device)
 tokens = torch.arange(8, device=device).repeat(8, 32)           # (8, 256): predict each token itself
+original = torch.autocast.__init__
+def autocast_dtypes(**options) -> list:
+    """The dtypes autocast was entered with during one mixed_precision_step on a small model (learning rate 0)."""
+    seen = []
+    def spy(self, device_type, *args, **kwargs):
+        seen.append(kwargs.get("dtype", args[0] if args else None))
+        return original(self, device_type, *args, **kwargs)
+    probe = confident_model()
+    with mock.patch.object(torch.autocast, "__init__", spy):
+        mixed_precision_step(probe, tokens, tokens, torch.optim.SGD(probe.parameters(), lr=0.0), device, **options)
+    return seen
+default = torch.float16 if device.type == "cuda" else torch.bfloat16
+other = torch.bfloat16 if default == torch.float16 else torch.float16
+given = autocast_dtypes(dtype=other)
+assert given == [other], (f"mixed_precision_step(..., dtype={other}) on {device.type} ran autocast with {given}: "
+                          "is the dtype argument used?")
+seen = autocast_dtypes()
+assert seen == [default], (f"mixed_precision_step(..., dtype=None) on {device.type} ran autocast with {seen}: "
+                           "the prompt's default is bfloat16 on CPU and float16 on CUDA")
+# a model whose logits are all 0: the loss is log 8 per real token, whatever the dtype
+zero_model = nn.Sequential(nn.Embedding(8, 8), nn.Linear(8, 8)).to(device)
+nn.init.zeros_(zero_model[1].weight)
+nn.init.zeros_(zero_model[1].bias)
+some_padding = tokens.clone()
+some_padding[:, 200:] = -100                                     # 8 * 200 real tokens
+for p in zero_model.parameters():
+    p.grad = torch.ones_like(p)                                  # left over from an earlier step
+uniform_loss = mixed_precision_step(zero_model, tokens, some_padding, torch.optim.SGD(zero_model.parameters(), lr=0.0), device)
+assert abs(uniform_loss - 8 * 200 * math.log(8)) > 1, (
+    f"mixed_precision_step on a model whose logits are all 0 returned {uniform_loss:.1f} = 1600 x log 8: the loss summed "
+    "over the 1600 real tokens; the prompt averages over the real tokens")
+assert abs(uniform_loss - math.log(8)) < 1e-3, (
+    f"mixed_precision_step on a model whose logits are all 0 (and targets -100 after position 200): expected the "
+    f"cross-entropy log 8 = {math.log(8):.4f} per real token, got {uniform_loss:.4f}")
+assert zero_model[0].weight.grad.abs().max() < 0.5, (
+    "mixed_precision_step on a model holding gradients of 1 from an earlier step: they are still in its gradients "
+    "(this step's are 0 for the embedding); the prompt zeroes the gradients first")
+torch.manual_seed(0)
+model = tiny_transformer().to(device)
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+x, y = padded_batch(32, seed=3)
+x, y = x.to(device), y.to(device)
+losses = [mixed_precision_step(model, x, y, optimizer, device, scaler) for _ in range(15)]
+print(f"15 mixed-precision steps on one batch: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
+assert losses[-1] < losses[0] - 0.5, (f"15 steps of AdamW (lr 3e-3) on one repeated batch: the loss should fall by at least "
+                                      f"0.5, got {losses[0]:.2f} -> {losses[-1]:.2f}")
+# float16 on any device: a confident model's gradients per token (about 1e-8) underflow unless the loss is scaled
 exact_model = confident_model().double()
 F.cross_entropy(exact_model(tokens).flatten(0, -2), tokens.flatten()).backward()
 exact = exact_model[1].weight.grad                               # (8, 8)
 float16_grads = {}
 for scaler16 in (None, torch.amp.GradScaler(device.type, init_scale=2.0 ** 16)):
     model16 = confident_model()
-    mixed_precision_step(model16, tokens, tokens, torch.optim.SGD(model16.parameters(), lr=0.0), device,
-                         scaler=scaler16, dtype=torch.float16)
+    try:
+        mixed_precision_step(model16, tokens, tokens, torch.optim.SGD(model16.parameters(), lr=0.0), device,
+                             scaler=scaler16, dtype=torch.float16)
+    except (AssertionError, RuntimeError) as error:
+        if "No inf checks" in str(error):
+            raise AssertionError(f"mixed_precision_step with a GradScaler raised {type(error).__name__} ({error}): "
+                                 "the scaler was updated without having made the step; the prompt lets the scaler make "
+                                 "the optimizer step") from None
+        if "_scale is None" in str(error):
+            raise AssertionError(f"mixed_precision_step with a GradScaler raised {type(error).__name__} ({error}): "
+                                 "the scaler made the step, but the loss was never scaled before backward") from None
+        raise
     float16_grads[scaler16 is not None] = model16[1].weight.grad.double()
 relative = ((float16_grads[True] - exact).norm() / exact.norm()).item()
 print(f"float16, output layer's gradient: exact |max| {exact.abs().max():.2e}; without scaling |max| "
@@ -460,24 +657,25 @@ print(f"float16, output layer's gradient: exact |max| {exact.abs().max():.2e}; w
       f"off by {relative:.2%}")
 assert (float16_grads[False] == 0).all(), \
     f"float16 without a scaler: per-token gradients of ~1e-8 underflow to 0, got |max| {float16_grads[False].abs().max():.2e}"
-assert relative < 2e-2, f"float16 with the loss scaled by 2^16 (unscaled before the step): expected the exact gradient, off by {relative:.1%}"
+assert not (float16_grads[True] == 0).all(), (
+    "float16 with a GradScaler of 2^16: the output layer's gradient still underflows to 0: was the loss scaled "
+    "before backward?")
+ratio = (float16_grads[True].norm() / exact.norm()).item()
+assert abs(ratio - 2.0 ** 16) > 0.02 * 2.0 ** 16, (
+    "float16 with a GradScaler of 2^16: the output layer's gradient is 2^16 times the exact one when the optimizer "
+    "steps: the gradients were never unscaled; the prompt lets the scaler make the step (it unscales first)")
+assert relative < 2e-2, (f"float16 with the loss scaled by 2^16 (unscaled before the step): expected the float64 gradient "
+                         f"within 2%, off by {relative:.1%}")
 # a scale so large that the float16 gradients overflow: the scaler skips that step and halves its scale
 model16, too_large = confident_model(), torch.amp.GradScaler(device.type, init_scale=2.0 ** 60)
 before = [p.detach().clone() for p in model16.parameters()]
 mixed_precision_step(model16, tokens, tokens, torch.optim.SGD(model16.parameters(), lr=0.1), device,
                      scaler=too_large, dtype=torch.float16)
-assert all(torch.equal(p, b) for p, b in zip(model16.parameters(), before)), \
-    "gradients that overflowed (inf) must not reach the parameters: let the scaler make the step, it skips such steps"
-assert too_large.get_scale() == 2.0 ** 59, f"after an overflow the scaler's update halves the scale: expected 2^59, got {too_large.get_scale():.3g}"
-seen = []
-original = torch.autocast.__init__
-def spy(self, device_type, *args, **kwargs):
-    seen.append((device_type, kwargs.get("dtype", args[0] if args else None)))
-    return original(self, device_type, *args, **kwargs)
-with mock.patch.object(torch.autocast, "__init__", spy):
-    last_loss = mixed_precision_step(model, x, y, optimizer, device, scaler=scaler)
-expected = torch.float16 if device.type == "cuda" else torch.bfloat16
-assert seen and seen[0][1] == expected, f"autocast with {expected} on {device.type}, saw {seen}"
+assert all(torch.equal(p, b) for p, b in zip(model16.parameters(), before)), (
+    "a GradScaler of 2^60 makes the float16 gradients overflow (inf), yet the parameters moved: such a step must be "
+    "skipped; the prompt lets the scaler make the step, it skips such steps")
+assert too_large.get_scale() == 2.0 ** 59, (f"after an overflow the scaler's update halves the scale: expected 2^59, "
+                                            f"got {too_large.get_scale():.3g}; was the scaler updated after the step?")
 # loss scaling changes nothing but the gradients' range: two steps with a GradScaler (and gradients
 # left over from before) end where two steps without one do
 torch.manual_seed(0)
@@ -492,9 +690,9 @@ for _ in range(2):
     mixed_precision_step(plain_model, x, y, opt_plain, device, scaler=None)
     mixed_precision_step(scaled_model, x, y, opt_scaled, device, scaler=grad_scaler)
 for a, b in zip(plain_model.parameters(), scaled_model.parameters()):
-    assert_close(b, a, "two steps with a GradScaler (scaled loss, unscaled step) vs without", atol=1e-6)
+    assert_close(b, a, "two steps with a GradScaler (scaled loss, unscaled step) against two without", atol=1e-6)
 ### BEGIN HIDDEN TESTS
-assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters stay float32 (autocast casts per operation)"
+assert all(p.dtype == torch.float32 for p in model.parameters()), "mixed_precision_step: the parameters stay float32 (autocast casts per operation)"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_4_activation_checkpointing", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -511,6 +709,18 @@ assert all(p.dtype == torch.float32 for p in model.parameters()), "parameters st
 # > checkpointing peaks at most at **60%** of the plain stack's memory (at least 40% less). Memory is
 # > counted, not sampled (`course_utils.memory.peak_memory`: every tensor alive at once), so the
 # > figure does not depend on how busy the machine is.
+#
+# <details><summary>Hint 1</summary>
+#
+# `forward` is a loop over `self.layers` that feeds each layer's output to the next.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Inside the loop, each layer either goes through `checkpoint` (with the arguments the prompt gives) or is called directly, as `self.use_checkpoint` says.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "checkpointing", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 class CheckpointedStack(nn.Module):
@@ -563,18 +773,45 @@ for flag in (False, True):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_checkpointing", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
-"""Checkpointed gradients equal plain ones; the checkpointed stack uses at least 40% less memory for forward + backward."""
+"""CheckpointedStack applies the layers in order with and without checkpointing, one checkpoint per layer when asked;
+checkpointed gradients equal plain ones; the checkpointed stack uses at least 40% less memory for forward + backward."""
 torch.manual_seed(0)
 layers = encoder_layers(6).to(device)
 x = torch.randn(16, 256, 128, device=device, requires_grad=True)
 plain, ckpt = CheckpointedStack(layers, use_checkpoint=False), CheckpointedStack(layers, use_checkpoint=True)
 few = x[:2].detach().requires_grad_()                   # gradients: two sequences are enough
+with torch.no_grad():
+    in_order = nn.Sequential(*layers)(few)
+    for flag in (True, False):
+        out = CheckpointedStack(layers, use_checkpoint=flag)(few)
+        name = f"CheckpointedStack(layers, use_checkpoint={flag})(x) for 6 layers"
+        assert out.shape == in_order.shape, f"{name}: expected shape {tuple(in_order.shape)}, got {tuple(out.shape)}"
+        if not torch.allclose(out, in_order, atol=1e-5):
+            assert not torch.allclose(out, nn.Sequential(*reversed(layers))(few), atol=1e-5), \
+                f"{name}: the layers ran last to first; the prompt applies them in order"
+            assert not torch.allclose(out, layers[0](few), atol=1e-5), \
+                f"{name}: only the first layer was applied; the prompt applies every layer, in order"
+        assert_close(out, in_order, f"{name} against nn.Sequential(*layers)(x)", atol=1e-5)
+calls = []
+spy = lambda f, *a, **k: calls.append(k) or f(*a)
+with mock.patch.dict(globals(), {"checkpoint": spy}), mock.patch("torch.utils.checkpoint.checkpoint", spy):
+    CheckpointedStack(layers, use_checkpoint=False)(x[:1])
+    assert not calls, (f"CheckpointedStack(layers, use_checkpoint=False) called checkpoint {len(calls)} times: "
+                       "with use_checkpoint=False the layers run plainly")
+    CheckpointedStack(layers)(x[:1])
+assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), \
+    f"CheckpointedStack(layers) on 6 layers: one checkpoint(layer, x, use_reentrant=False) per layer, got {len(calls)} calls with {calls[:1]}"
 plain(few).square().mean().backward()
 expected = [few.grad.clone()] + [p.grad.clone() for p in layers.parameters()]
 few.grad = None
 layers.zero_grad(set_to_none=True)
 ckpt(few).square().mean().backward()
-for e, g in zip(expected, [few.grad] + [p.grad for p in layers.parameters()]):
+got = [few.grad] + [p.grad for p in layers.parameters()]
+missing = [i for i, g in enumerate(got) if g is None]
+assert not missing, (f"after backward through CheckpointedStack(layers), {len(missing)} of {len(got)} tensors (the input x "
+                     "and the layers' parameters, first ones first) got no gradient: is some layer's input cut off from "
+                     "the graph?")
+for e, g in zip(expected, got):
     assert_close(g, e, "gradients with and without checkpointing", atol=1e-5)
 layers.zero_grad(set_to_none=True)
 plain_mb = peak_memory(lambda: plain(x).square().mean().backward(), device)[1] / 2**20
@@ -582,17 +819,11 @@ layers.zero_grad(set_to_none=True)
 ckpt_mb = peak_memory(lambda: ckpt(x).square().mean().backward(), device)[1] / 2**20
 print(f"forward + backward of 16 sequences: plain {plain_mb:.0f} MiB, checkpointed {ckpt_mb:.0f} MiB")
 assert ckpt_mb <= 0.6 * plain_mb, f"expected at least 40% less memory: plain {plain_mb:.0f} MiB, checkpointed {ckpt_mb:.0f} MiB"
-calls = []
-spy = lambda f, *a, **k: calls.append(k) or f(*a)
-with mock.patch.dict(globals(), {"checkpoint": spy}), mock.patch("torch.utils.checkpoint.checkpoint", spy):
-    CheckpointedStack(layers)(x[:1])
-assert len(calls) == 6 and all(k.get("use_reentrant") is False for k in calls), \
-    f"one checkpoint(layer, x, use_reentrant=False) per layer (6), got {len(calls)} calls with {calls[:1]}"
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
     for flag in (False, True):
         assert_close(CheckpointedStack(layers, flag)(x[:2]), nn.Sequential(*layers)(x[:2]),
-                     f"use_checkpoint={flag}: the layers in order, like nn.Sequential", atol=1e-5)
+                     f"CheckpointedStack(layers, use_checkpoint={flag}): the layers in order, like nn.Sequential", atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_5_data_parallelism", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -613,6 +844,18 @@ with torch.no_grad():
 # the gloo backend on the CPU everywhere: NCCL wants one GPU per process, and two processes on one
 # GPU are refused; on a multi-GPU machine you would pass `"nccl"` and move each rank's model to
 # `cuda:{rank}`.
+#
+# <details><summary>Hint 1</summary>
+#
+# `dist.all_reduce` changes the tensor it is given, in place, on every process: after it, each process holds the sum over all of them.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Loop over `model.parameters()`, skip those without a gradient, all-reduce each gradient with `dist.ReduceOp.SUM`, then divide it by `dist.get_world_size()`.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "data_parallel", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 import torch.distributed as dist
@@ -735,29 +978,44 @@ def run_data_parallel(mode: str, processes: int = 2) -> dict[str, torch.Tensor]:
 # %% nbgrader={"grade": true, "grade_id": "test_average_gradients", "locked": true, "points": 3.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """average_gradients leaves every process the mean gradient (first with a stand-in all-reduce of 4 equal
 processes, in this one); two real processes end with the parameters of one process on the global batch."""
-def averaged_with_stand_in(model: nn.Module, world: int) -> list[int]:
-    """Run average_gradients as if `world` processes all held gradients of ones; return the all_reduce calls."""
-    reduce_calls = []
+def averaged_with_stand_in(model: nn.Module, world: int) -> list:
+    """Run average_gradients as if `world` processes all held gradients of ones; return the all_reduce calls' ops."""
+    reduce_calls, reduced = [], []
     def stand_in_all_reduce(t, op=dist.ReduceOp.SUM, **kwargs):
         reduce_calls.append(op)
+        reduced.append(t)
         return t.mul_(world) if op == dist.ReduceOp.SUM else t   # AVG (or MAX, MIN) of equal values: t itself
     for p in model.parameters():
         p.grad = torch.ones_like(p)
+    gradients = [p.grad for p in model.parameters()]
     with mock.patch.object(dist, "get_world_size", return_value=world), mock.patch.object(dist, "all_reduce", stand_in_all_reduce):
         average_gradients(model)
+    assert all(op == dist.ReduceOp.SUM for op in reduce_calls), (
+        f"average_gradients called dist.all_reduce with op {reduce_calls[:1]}: the prompt sums (ReduceOp.SUM), "
+        "then divides by the world size")
+    assert all(any(t is g for g in gradients) for t in reduced), (
+        "average_gradients gave dist.all_reduce a copy of a gradient: all_reduce works in place, so the sum went into "
+        "the copy and was thrown away; reduce the gradient tensor itself")
     for name, p in model.named_parameters():
+        value = p.grad.flatten()[0].item()
+        assert value != world, (f"{world} processes, each with gradient 1: {name}'s gradient is {value:g}, the sum; "
+                                "the prompt asks for the mean")
+        assert value != world / 2 or world == 2, (
+            f"{world} processes, each with gradient 1: {name}'s gradient is {value:g} = {world} / 2; "
+            "is the sum divided by the number of processes?")
         assert torch.equal(p.grad, torch.ones_like(p)), \
-            f"{world} processes with gradient 1: the mean is 1, {name} got {p.grad.flatten()[:3].tolist()}"
+            f"{world} processes, each with gradient 1: the mean is 1, {name} got {p.grad.flatten()[:3].tolist()}"
     return reduce_calls
 calls = averaged_with_stand_in(nn.Linear(3, 2), world=4)
-assert len(calls) == 2, f"one all_reduce per parameter (2), got {len(calls)}"
+assert len(calls) == 2, f"average_gradients(nn.Linear(3, 2)): one all_reduce per parameter (2), got {len(calls)}"
 reference = single_process_reference()
 manual = run_data_parallel("manual")
 for name, value in reference.items():
-    assert_close(manual[name], value, f"{name} after 5 steps (manual all-reduce)", atol=1e-10)
+    assert_close(manual[name], value, f"{name} after 5 steps on 2 processes (average_gradients) against one process "
+                 "on the global batch", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 calls = averaged_with_stand_in(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), world=3)
-assert len(calls) == 4, f"one all_reduce per parameter (4), got {len(calls)}"
+assert len(calls) == 4, f"average_gradients on 4 parameters: one all_reduce per parameter (4), got {len(calls)}"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_ddp", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
@@ -774,16 +1032,21 @@ def wrap_with_stand_in(model: nn.Module):
         return wrap_ddp(model)
 probe = nn.Linear(3, 2)
 wrapped = wrap_with_stand_in(probe)
+assert not isinstance(wrapped, nn.DataParallel), (
+    "wrap_ddp(model) returned nn.DataParallel: it runs threads in one process; the prompt asks for "
+    "DistributedDataParallel, one process per copy of the model")
+assert wrapped is not probe, "wrap_ddp(model) returned the model itself: the prompt asks for it wrapped in DistributedDataParallel"
 assert isinstance(wrapped, StandIn) and wrapped.module is probe, \
-    f"expected DistributedDataParallel(model), got {type(wrapped).__name__}"
+    f"wrap_ddp(model): expected DistributedDataParallel(model), got {type(wrapped).__name__}"
 reference = single_process_reference()
 ddp = run_data_parallel("ddp")
 for name, value in reference.items():
-    assert_close(ddp[name], value, f"{name} after 5 steps (DDP)", atol=1e-10)
+    assert_close(ddp[name], value, f"{name} after 5 steps on 2 processes (wrap_ddp) against one process on the global batch",
+                 atol=1e-10)
 ### BEGIN HIDDEN TESTS
 probe = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
 wrapped = wrap_with_stand_in(probe)
-assert isinstance(wrapped, StandIn) and wrapped.module is probe, "the very model, wrapped (not a copy)"
+assert isinstance(wrapped, StandIn) and wrapped.module is probe, "wrap_ddp(model): the very model, wrapped (not a copy)"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "exercise_6_zero", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "slide"}
@@ -811,6 +1074,24 @@ assert isinstance(wrapped, StandIn) and wrapped.module is probe, "the very model
 #
 # AdamW works number by number, so the ranks together take the step of one AdamW on the whole
 # model (up to rounding). Do not use `ZeroRedundancyOptimizer` or FSDP here: they come after the test.
+#
+# <details><summary>Hint 1</summary>
+#
+# Everything is indexed in one flat vector: `torch.cat` of the flattened parameters (or gradients), and `shard_bounds` tells this rank which slice of it is its own.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The rank's tensor is a detached copy of its slice that requires grad; in `step`, its `.grad` is its slice of the averaged flat gradient, and after `self.optimizer.step()` it holds the rank's updated numbers.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For the all-gather, pad the tensor with zeros to $s$ numbers, gather into a list of $W$ empty tensors of that size, concatenate, cut to `numel`, and copy back into each parameter by splitting at the parameters' sizes.
+#
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "zero", "locked": false, "schema_version": 3, "solution": true} slideshow={"slide_type": "-"}
 def shard_bounds(numel: int, rank: int, world: int) -> tuple[int, int]:
@@ -971,10 +1252,13 @@ holds half of the optimizer state."""
 for numel, world in ((655, 2), (655, 3), (12, 4)):
     bounds = [shard_bounds(numel, rank, world) for rank in range(world)]
     size = math.ceil(numel / world)
+    assert bounds[-1][1] >= numel, (
+        f"shard_bounds({numel}, rank, {world}) for every rank: {bounds}, the last shard stops at {bounds[-1][1]}: "
+        f"numbers [{bounds[-1][1]}, {numel}) belong to no rank; the prompt's shards hold ceil(numel / world) numbers")
     assert bounds[0][0] == 0 and bounds[-1][1] == numel and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), \
-        f"{numel} numbers on {world} ranks: shards must tile [0, {numel}) in order, got {bounds}"
+        f"shard_bounds({numel}, rank, {world}) for every rank: the shards must tile [0, {numel}) in order, got {bounds}"
     assert all(stop - start == min(size, max(numel - rank * size, 0)) for rank, (start, stop) in enumerate(bounds)), \
-        f"{numel} numbers on {world} ranks: shards of {size} (the last shorter), got {bounds}"
+        f"shard_bounds({numel}, rank, {world}) for every rank: shards of {size} numbers (the last ones shorter), got {bounds}"
 with mock.patch.object(dist, "get_world_size", return_value=2), mock.patch.object(dist, "get_rank", return_value=1):
     probe = nn.Sequential(nn.Linear(16, 31), nn.Tanh(), nn.Linear(31, 4)).double()       # 655 numbers
     probe_optimizer = ZeroAdamW(probe.parameters(), lr=0.01, weight_decay=0.1)
@@ -982,21 +1266,45 @@ owned = [t for group in probe_optimizer.optimizer.param_groups for t in group["p
 assert isinstance(probe_optimizer.optimizer, torch.optim.AdamW) and len(owned) == 1, \
     f"self.optimizer: one torch.optim.AdamW over one tensor, got {type(probe_optimizer.optimizer).__name__} over {len(owned)}"
 flat = torch.cat([p.detach().flatten() for p in probe.parameters()])
+assert owned[0].numel() != 655, ("ZeroAdamW on rank 1 of 2, 655 numbers: its AdamW holds all 655, the whole vector; "
+                                 "the point of ZeRO is that each rank keeps (and updates) only its shard")
+assert not torch.equal(owned[0].detach(), flat[:328]), (
+    "ZeroAdamW on rank 1 of 2, 655 numbers: its tensor is numbers [0, 328), the first shard: "
+    "rank 1 owns numbers [328, 655); which rank does this process say it is?")
 assert torch.equal(owned[0].detach(), flat[328:]), \
-    f"rank 1 of 2 owns numbers [328, 655) of the flattened parameters, its tensor holds {owned[0].numel()} other numbers"
+    f"ZeroAdamW on rank 1 of 2 owns numbers [328, 655) of the flattened parameters, its tensor holds {owned[0].numel()} other numbers"
 group = probe_optimizer.optimizer.param_groups[0]
-assert group["lr"] == 0.01 and group["weight_decay"] == 0.1, "the AdamW options go to self.optimizer"
+assert group["lr"] == 0.01 and group["weight_decay"] == 0.1, (
+    f"ZeroAdamW(params, lr=0.01, weight_decay=0.1): its AdamW has lr {group['lr']} and weight_decay "
+    f"{group['weight_decay']}; the options given to ZeroAdamW go to self.optimizer")
 for p in probe.parameters():
     p.grad = torch.ones_like(p)
 probe_optimizer.zero_grad()
-assert all(p.grad is None for p in probe.parameters()), "zero_grad() sets every parameter's gradient to None"
+assert all(p.grad is None for p in probe.parameters()), (
+    "ZeroAdamW.zero_grad() on parameters holding gradients: they are still there, so they would add up over steps; "
+    "zero_grad() sets every parameter's gradient to None")
 reference_model, reference_optimizer = zero_reference()
 reference_moments = torch.cat([reference_optimizer.state[p]["exp_avg"].flatten() for p in reference_model.parameters()])
 unsharded = sum(t.numel() * t.element_size() for s in reference_optimizer.state.values() for k, t in s.items() if k != "step")
 ranks = run_zero("zero")
+together = torch.cat([results["zero"]["exp_avg"] for results in ranks])
+if together.shape == reference_moments.shape and reference_moments.abs().max() > 0:
+    assert not torch.allclose(together, 2 * reference_moments, rtol=1e-3, atol=1e-12), (
+        "on 2 processes, AdamW's first moment (exp_avg) is twice that of one AdamW on the global batch: the gradients "
+        "were summed over the 2 ranks; the prompt averages them (as in exercise 5)")
+torch.manual_seed(0)
+initial_flat = torch.cat([p.detach().flatten() for p in nn.Sequential(nn.Linear(16, 31), nn.Tanh(), nn.Linear(31, 4)).double().parameters()])
+for rank, results in enumerate(ranks):
+    mine = torch.cat([results["zero"]["parameters"][name].flatten() for name in reference_model.state_dict()])
+    start, stop = shard_bounds(initial_flat.numel(), rank, len(ranks))
+    others = torch.cat([mine[:start] - initial_flat[:start], mine[stop:] - initial_flat[stop:]])
+    assert others.numel() == 0 or others.abs().max() > 0, (
+        f"after 5 steps on 2 processes, rank {rank}'s parameters outside its own shard [{start}, {stop}) are still "
+        "the initial ones: the other ranks' updated shards never reached it (the all-gather)")
 for rank, results in enumerate(ranks):
     for name, value in reference_model.state_dict().items():
-        assert_close(results["zero"]["parameters"][name], value, f"rank {rank}'s {name} after 5 steps", atol=1e-6)
+        assert_close(results["zero"]["parameters"][name], value,
+                     f"rank {rank}'s {name} after 5 steps on 2 processes, against one AdamW on the global batch", atol=1e-6)
 assert_close(torch.cat([results["zero"]["exp_avg"] for results in ranks]), reference_moments,
              "AdamW's first moment (exp_avg), the ranks' shards put together", atol=1e-10)
 per_rank = [results["zero"]["state_bytes"] for results in ranks]
@@ -1004,9 +1312,9 @@ print(f"optimizer state: {unsharded:,} bytes unsharded, {per_rank} bytes per ran
 assert sum(per_rank) == unsharded and all(abs(b - unsharded / 2) <= 16 for b in per_rank), \
     f"each of 2 ranks holds half of the {unsharded:,} bytes of AdamW's state (within one number's two moments), got {per_rank}"
 ### BEGIN HIDDEN TESTS
-assert [shard_bounds(3, rank, 4) for rank in range(4)] == [(0, 1), (1, 2), (2, 3), (3, 3)], "3 numbers on 4 ranks: the last shard is empty"
-assert [shard_bounds(10, rank, 3) for rank in range(3)] == [(0, 4), (4, 8), (8, 10)], "10 numbers on 3 ranks: shards of 4, 4 and 2"
-assert shard_bounds(655, 0, 1) == (0, 655), "one rank owns everything"
+assert [shard_bounds(3, rank, 4) for rank in range(4)] == [(0, 1), (1, 2), (2, 3), (3, 3)], "shard_bounds(3, rank, 4): the last shard is empty"
+assert [shard_bounds(10, rank, 3) for rank in range(3)] == [(0, 4), (4, 8), (8, 10)], "shard_bounds(10, rank, 3): shards of 4, 4 and 2"
+assert shard_bounds(655, 0, 1) == (0, 655), "shard_bounds(655, 0, 1): one rank owns everything"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "zero_builtin_text", "locked": true, "schema_version": 3, "solution": false} slideshow={"slide_type": "subslide"}
