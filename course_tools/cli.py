@@ -240,11 +240,12 @@ def _slides(args: argparse.Namespace) -> int:
         print("course slides: name one ASSIGNMENT or pass --all", file=sys.stderr)
         return 2
     assignments = list_assignments(root) if args.all else [args.assignment]
-    out = Path(args.out) if args.out else root / "build" / "slides"
+    out = Path(args.out) if args.out else root / "build" / "slides" / (args.lang or "")
     for number, assignment in enumerate(assignments, 1):
         print(f"[{number}/{len(assignments)}] {assignment}: "
               f"{'running the notebook, then ' if not args.no_execute else ''}writing slides ...", flush=True)
-        deck = build_deck(root, assignment, out, execute_cells=not args.no_execute, timeout=args.timeout)
+        deck = build_deck(root, assignment, out, execute_cells=not args.no_execute, timeout=args.timeout,
+                          lang=args.lang)
         print(f"  {deck.path}  ({deck.slides} slides, {deck.figures} figures, {deck.notes} speaker notes, "
               f"{deck.seconds:.0f} s)", flush=True)
     index = write_index(out)
@@ -258,9 +259,10 @@ def _site(args: argparse.Namespace) -> int:
     from course_tools.site import build_site
 
     root = repo_root()
-    out = Path(args.out) if args.out else root / "build" / "site"
-    print(f"building the course site from notebooks/ and README.md into {out} ...", flush=True)
-    index = build_site(root, out, slides=Path(args.slides) if args.slides else None)
+    out = Path(args.out) if args.out else root / "build" / ("site" if not args.lang else f"site-{args.lang}")
+    notebooks = f"notebooks/{args.lang}/" if args.lang else "notebooks/"
+    print(f"building the course site from {notebooks} and README.md into {out} ...", flush=True)
+    index = build_site(root, out, slides=Path(args.slides) if args.slides else None, lang=args.lang)
     print(f"open {index} in a browser (static files: copy {index.parent} to any web server)")
     return 0
 
@@ -419,10 +421,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default build/slides)")
     s.add_argument("--no-execute", action="store_true", help="do not run the notebook (no figures)")
     s.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    s.add_argument("--lang", choices=["zh_CN"], help="the Chinese edition (markdown from locale/zh_CN; "
+                                                      "default out build/slides/zh_CN)")
     s.set_defaults(run=_slides)
 
     w = sub.add_parser("site", help="the course as a static web site (Jupyter Book), from notebooks/ and README.md")
     w.add_argument("--out", help="output folder (default build/site); the HTML is in OUT/_build/html")
+    w.add_argument("--lang", choices=["zh_CN"], help="the Chinese edition's notebooks (notebooks/zh_CN; "
+                                                      "default out build/site-zh_CN)")
     w.add_argument("--slides", help="publish these slides (a `course slides` folder, e.g. build/slides) "
                                     "with the site, linked from the Lecturers page")
     w.set_defaults(run=_site)

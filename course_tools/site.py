@@ -196,7 +196,7 @@ def setup(app):
 '''
 
 
-def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Overview]:
+def write_source(root: Path, dest: Path, slides: Path | None = None, lang: str | None = None) -> list[Overview]:
     """Write the Jupyter Book source of the course site into ``dest``; return the notebooks' overviews.
 
     With ``slides`` (a ``course slides`` output folder), the decks are published with the site
@@ -206,12 +206,13 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "notebooks").mkdir(parents=True)
-    assignments = [a for a in list_assignments(root) if (root / "notebooks" / a / f"{a}.ipynb").is_file()]
+    notebooks = root / "notebooks" / lang if lang else root / "notebooks"   # notebooks/zh_CN: the edition
+    assignments = [a for a in list_assignments(root) if (notebooks / a / f"{a}.ipynb").is_file()]
     if not assignments:
-        raise FileNotFoundError(f"no student notebooks under {root / 'notebooks'}: run `course build` first")
+        raise FileNotFoundError(f"no student notebooks under {notebooks}: run `course build` first")
     items = []
     for assignment in assignments:
-        source = root / "notebooks" / assignment / f"{assignment}.ipynb"
+        source = notebooks / assignment / f"{assignment}.ipynb"
         nb = nbformat.read(source, as_version=4)
         # Speaker notes are for the lecture (course slides), not for the students' pages.
         nb.cells = [c for c in nb.cells if c.get("metadata", {}).get("slideshow", {}).get("slide_type") != "notes"]
@@ -299,11 +300,13 @@ def write_source(root: Path, dest: Path, slides: Path | None = None) -> list[Ove
     return items
 
 
-def build_site(root: Path, out: Path, progress: bool = True, slides: Path | None = None) -> Path:
-    """Build the site into ``out`` (source in ``out/source``); return the path of its index.html."""
+def build_site(root: Path, out: Path, progress: bool = True, slides: Path | None = None,
+               lang: str | None = None) -> Path:
+    """Build the site into ``out`` (source in ``out/source``); return the path of its index.html. With
+    ``lang`` (zh_CN) its notebooks are that edition's (notebooks/zh_CN/); the README's pages stay English."""
     out = out.resolve()
     source = out / "source"
-    write_source(root, source, slides)
+    write_source(root, source, slides, lang)
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(source),
                "--path-output", str(out), "--builder", "html", "--all",

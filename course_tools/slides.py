@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -214,8 +215,9 @@ def notebook_title(nb: nbformat.NotebookNode, default: str) -> str:
 
 
 def build_deck(root: Path, assignment: str, out: Path, execute_cells: bool = True,
-               timeout: int = 900, progress: bool = True) -> Deck:
-    """Write ``out/<assignment>.slides.html`` from ``solutions/<assignment>/<assignment>.ipynb``."""
+               timeout: int = 900, progress: bool = True, lang: str | None = None) -> Deck:
+    """Write ``out/<assignment>.slides.html`` from ``solutions/<assignment>/<assignment>.ipynb``; with
+    ``lang`` (zh_CN) its markdown comes from the notebook's catalogue (cells not translated stay English)."""
     import time
 
     source = root / "solutions" / assignment / f"{assignment}.ipynb"
@@ -226,13 +228,23 @@ def build_deck(root: Path, assignment: str, out: Path, execute_cells: bool = Tru
         raise FileNotFoundError(f"no solution notebook {source.relative_to(root)} (assignments: {known})")
     start = time.perf_counter()
     nb = nbformat.read(source, as_version=4)
+    if lang:
+        from course_tools.i18n import load_catalogue, translate_notebook
+
+        nb = translate_notebook(nb, load_catalogue(root, assignment, lang), lang)[0]
     strip_hidden_tests(nb)
     tests_on_their_own_slides(nb)
     if execute_cells:
         execute(nb, source.parent, timeout=timeout, progress=progress, label=assignment)
     copy_assets(out)
     path = out / f"{assignment}.slides.html"
-    path.write_text(export(nb, notebook_title(nb, assignment)), encoding="utf-8")
+    page = export(nb, notebook_title(nb, assignment))
+    if lang:
+        tag = re.search(r"<html\b[^>]*>", page)
+        if tag:
+            bare = re.sub(r'\s+lang="[^"]*"', "", tag.group(0))
+            page = page.replace(tag.group(0), bare.replace("<html", f'<html lang="{lang.replace("_", "-")}"', 1), 1)
+    path.write_text(page, encoding="utf-8")
     notes = sum(slide_type(c) == "notes" for c in nb.cells)
     return Deck(assignment, path, expected_slides(nb), count_figures(nb), notes, execute_cells,
                 time.perf_counter() - start)

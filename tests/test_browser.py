@@ -179,6 +179,42 @@ def test_slides_open_offline_with_slides_figures_math_and_notes(browser, screens
 # --------------------------------------------------------------------------- feedback
 
 
+# Draw each character alone on a canvas in the font the heading uses and return its pixels' checksum
+# and ink; with no CJK font Chromium draws every Chinese character as the same empty box (tofu).
+GLYPHS_JS = """
+const font = getComputedStyle(arguments[0]).fontFamily;
+return arguments[1].map(ch => {
+  const canvas = document.createElement('canvas'); canvas.width = canvas.height = 64;
+  const ctx = canvas.getContext('2d'); ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, 64, 64);
+  ctx.fillStyle = '#000'; ctx.font = '48px ' + font; ctx.textBaseline = 'top'; ctx.fillText(ch, 4, 4);
+  const data = ctx.getImageData(0, 0, 64, 64).data; let sum = 0, ink = 0;
+  for (let i = 0; i < data.length; i += 4) { sum = (sum * 31 + data[i]) % 1000000007; if (data[i] < 128) ink++; }
+  return [sum, ink];
+});"""
+
+
+def test_chinese_slides_render_chinese_glyphs(browser, screenshot, root, tmp_path):
+    """`course slides 04_masking --lang zh_CN`: the deck is in Chinese and Chromium draws its characters
+    (Debian's fonts-noto-cjk, which `make test` installs), not tofu boxes: distinct characters give
+    distinct, inked glyphs, unlike a code point no font has (U+0378)."""
+    from selenium.webdriver.common.by import By
+
+    from course_tools.slides import build_deck
+
+    zh = build_deck(root, "04_masking", tmp_path, execute_cells=False, progress=False, lang="zh_CN")
+    text = zh.path.read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in text and "掩码" in text
+    browser.get(zh.path.as_uri())
+    _wait(browser, "document.body.getAttribute('data-course-slides') === 'ready'", "reveal.js to start")
+    heading = browser.find_element(By.CSS_SELECTOR, ".reveal .slides section h1")
+    assert "掩码" in heading.text, heading.text
+    (a, ink_a), (b, ink_b), (c, ink_c), (tofu, _) = browser.execute_script(GLYPHS_JS, heading, ["掩", "码", "注", "\u0378"])
+    assert ink_a > 50 and ink_b > 50 and ink_c > 50, "a Chinese character drew (almost) nothing"
+    assert len({a, b, c}) == 3, "three Chinese characters drew the same glyph: tofu (no CJK font)"
+    assert tofu not in (a, b, c), "a Chinese character drew the missing-glyph box"
+    screenshot(browser, "zh-title")
+
+
 def test_feedback_page_names_each_test_and_typesets_offline(browser, screenshot, tmp_path):
     """A feedback page as `course grade` writes it (its template, MathJax beside the pages)."""
     from course_tools.feedback import copy_feedback_mathjax, render_feedback_page

@@ -118,3 +118,20 @@ def test_the_feedback_page_is_in_the_language_of_the_submission(graded, root):
         assert "What it checks" not in zh
     wrong = (out / "feedback" / "zh-wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     assert "<b>未通过</b>: <code>AssertionError: " in wrong
+
+
+def test_the_chinese_site_is_made_from_the_edition(root, tmp_path):
+    """`course site --lang zh_CN` takes its notebooks from notebooks/zh_CN/: each page's notebook is the
+    edition's (Chinese title), without the lecturer's speaker notes, one per assignment."""
+    from course_tools.site import write_source
+
+    write_source(root, tmp_path / "source", lang="zh_CN")
+    pages = sorted((tmp_path / "source" / "notebooks").glob("*.ipynb"))
+    assert [p.stem for p in pages] == list_assignments(root)
+    for page in pages:
+        nb = nbformat.read(page, as_version=4)
+        assert nb.metadata.get("language") == "zh_CN"
+        edition = nbformat.read(edition_path(root, page.stem, "zh_CN"), as_version=4)
+        assert nb.cells[0].source == edition.cells[0].source
+        assert not [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") == "notes"]
+    assert CJK.search(nbformat.read(pages[3], as_version=4).cells[0].source), "04's title is in Chinese"

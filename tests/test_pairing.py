@@ -156,10 +156,15 @@ def test_cell_ids_name_what_a_cell_is(root):
 
 
 def test_notebooks_hold_only_what_students_get(root):
+    from course_tools.i18n import LANGUAGES
+
     markers = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-    for folder in sorted((root / "notebooks").iterdir()):
-        if not folder.is_dir():
-            continue
+    # notebooks/<id>/, and each edition's notebooks/<lang>/<id>/ (the same release, translated)
+    folders = [f for f in sorted((root / "notebooks").iterdir()) if f.is_dir() and f.name not in LANGUAGES]
+    folders += [f for lang in LANGUAGES if (root / "notebooks" / lang).is_dir()
+                for f in sorted((root / "notebooks" / lang).iterdir()) if f.is_dir()]
+    assert folders
+    for folder in folders:
         solution_dir = root / "solutions" / folder.name
         allowed = {p.relative_to(solution_dir) for p in solution_dir.rglob("*") if p.is_file()}
         for path in folder.rglob("*"):

@@ -3,6 +3,7 @@
 #   chromium + chromium-driver  the browser tests (slides, course site, JupyterLab)
 #   bubblewrap                  the sandbox of `course grade` (optional: grading runs unsandboxed without it)
 #   nodejs + npm                the course hub's proxy (configurable-http-proxy, `make hub-deps`)
+#   fonts-noto-cjk              Chinese in Chromium (the zh_CN edition's slides, site and feedback pages)
 # Recommended packages come too (fonts-liberation among them), as on the machine this was tried on.
 # Without root, it prints the command to run and leaves the rest to the tests' own messages.
 set -uo pipefail
@@ -12,6 +13,7 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing ${missing[*]} (apt-get) ..."
