@@ -124,7 +124,11 @@ def _mutants(args: argparse.Namespace) -> int:
         if report.unexplained_hidden:
             print(f"{assignment}: {len(report.unexplained_hidden)} mistakes only a hidden test catches give no "
                   "reason: add hidden_only = \"why\" to each in its mistakes.toml")
-        failed |= report.score < 1.0 or bool(report.wrong_messages)
+        if report.undiagnosed:
+            print(f"{assignment}: {len(report.undiagnosed)} caught mistakes teach the student nothing checked: give "
+                  "each the words its visible message must hold (message = \"...\") or hidden_only = \"why\": "
+                  + "; ".join(o.mistake.name for o in report.undiagnosed))
+        failed |= report.score < 1.0 or bool(report.wrong_messages) or bool(report.undiagnosed)
     return 1 if failed else 0
 
 

@@ -111,6 +111,13 @@ class Report:
         return [o for o in self.outcomes if not o.message_ok]
 
     @property
+    def undiagnosed(self) -> list[Outcome]:
+        """Mistakes a student is not taught by: caught, but neither named by a visible test's message with the
+        words its entry lists (``message``) nor given a reason why only a hidden test can (``hidden_only``)."""
+        return [o for o in self.outcomes if o.caught and not o.mistake.hidden_only.strip()
+                and not (o.diagnosed and o.mistake.message.strip())]
+
+    @property
     def unexplained_hidden(self) -> list[Outcome]:
         """Mistakes only a hidden test catches, with no ``hidden_only`` reason in the list."""
         return [o for o in self.outcomes if o.caught and not o.visible and not o.mistake.hidden_only.strip()]

@@ -47,6 +47,9 @@ def test_every_listed_mistake_is_caught_by_the_tests_of_its_exercise(tmp_path):
     assert "(hidden test only, NO REASON listed: hidden_only = ...)" in table
     assert "(1 with no reason listed)" in table
     assert [o.mistake.name for o in report.unexplained_hidden] == ["adds the sizes"]
+    # only "subtracts" lists its message words: the others teach nothing checked (the command fails on them)
+    assert [o.mistake.name for o in report.undiagnosed] == [
+        "adds the sizes", "sum of squares without the square root", "sum of absolute values", "divides by one too many"]
 
 
 def test_a_hidden_only_mistake_gives_its_reason():
@@ -152,3 +155,5 @@ def test_the_notebook_runs_and_its_tests_catch_every_listed_mistake(assignment, 
     print(report.table())
     record_property("notebook_run", (assignment, report.setup_seconds, len(report.outcomes), report.seconds))
     assert report.score == 1.0 and not report.wrong_messages, report.table()
+    # issue 39: every mistake is named by a visible message holding its listed words, or says why not
+    assert not report.undiagnosed, [(o.mistake.name, o.message[:200]) for o in report.undiagnosed]
