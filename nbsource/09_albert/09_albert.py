@@ -186,7 +186,8 @@ with torch.no_grad():
     plain = bert_style(ids, seg)                   # a fresh LayerNorm (weight 1, bias 0) and no projection
 found_mean, found_var = plain.mean(-1).abs().max().item(), plain.var(-1, unbiased=False).mean().item()
 assert found_mean < 1e-5 and abs(found_var - 1) < 1e-3, \
-    (f"with embedding_size=None the output is the LayerNorm's, so each position should have mean 0 and variance 1 over H; "
+    (f"with embedding_size=None the output is that of a fresh LayerNorm (weight 1, bias 0), so each position should have "
+     f"mean 0 and variance 1 over H; "
      f"found a mean of up to {found_mean:.3g} and a variance of {found_var:.3g}: is the sum normalised before the projection?")
 import transformers  # Hugging Face's ALBERT as the twin: its embeddings (size E), then the E -> H mapping of its encoder
 
@@ -208,7 +209,8 @@ with torch.no_grad():
                                                                         position_ids=torch.arange(1, 6)[None]))
     got = emb(ids, seg)
 assert not near(got, from_one), \
-    "your output is the twin's with positions 1, 2, ..., seq: the prompt numbers positions 0, 1, ..., seq - 1"
+    ("your output is that of Hugging Face's AlbertEmbeddings given positions 1, 2, ..., seq: the prompt numbers "
+     "positions 0, 1, ..., seq - 1")
 assert_close(got, expected, "against transformers' AlbertEmbeddings + embedding_hidden_mapping_in", atol=1e-10)
 ### BEGIN HIDDEN TESTS
 assert isinstance(emb.projection, nn.Linear) and emb.projection.in_features == 8 and emb.projection.out_features == 16
@@ -920,9 +922,10 @@ print(f"ALBERT: {albert_run['parameters'] / bert_run['parameters']:.0%} of BERT'
 # %% nbgrader={"grade": true, "grade_id": "test_albert_experiment", "locked": true, "points": 2.0, "schema_version": 3, "solution": false} slideshow={"slide_type": "-"}
 """ALBERT has at most half of BERT's parameters and both learn: accuracy at least 1.25x the most-frequent-piece baseline."""
 bert, albert = results["BERT (E = H, no sharing)"], results["ALBERT (E = 32, all shared)"]
-assert albert["parameters"] * 2 <= bert["parameters"], f"ALBERT {albert['parameters']:,} vs BERT {bert['parameters']:,}"
+assert albert["parameters"] * 2 <= bert["parameters"], \
+    f"ALBERT's encoder has {albert['parameters']:,} parameters, more than half of BERT's {bert['parameters']:,}"
 for name, r in results.items():
-    assert r["accuracy"] >= 1.25 * baseline, f"{name}: {r['accuracy']:.1%} is below 1.25 x the baseline {baseline:.1%}"
+    assert r["accuracy"] >= 1.25 * baseline, f"{name}: held-out masked-token accuracy {r['accuracy']:.1%}, below 1.25 x the most-frequent-piece baseline {baseline:.1%}"
 ### BEGIN HIDDEN TESTS
 assert albert["parameters"] == albert_parameter_count(contenders["ALBERT (E = 32, all shared)"]), "the experiment uses your model"
 ### END HIDDEN TESTS
