@@ -154,7 +154,8 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"running {path} as nbgrader grades it (every cell; training cells take a while) ...", flush=True)
     items = results(execute(nb, cwd=path.parent.resolve(), timeout=args.timeout, root=root,
                             progress=CellProgress(nb)))
-    print(report(items))
+    lang = nb.metadata.get("language")
+    print(report(items, lang if isinstance(lang, str) else None))
     return 0 if items and all(r.passed for r in items) else 1
 
 

@@ -24,8 +24,15 @@ class CourseValidator:
         self.config = config
 
     def validate(self, filename: str) -> dict:
-        from course_tools.validate import checked_here, report, validate
+        import nbformat
 
+        from course_tools.validate import checked_here, report, text_for, validate
+
+        try:
+            lang = nbformat.read(filename, as_version=4).metadata.get("language")
+        except Exception:                    # validate() says what is wrong with the file
+            lang = None
+        lang = lang if isinstance(lang, str) else None
         try:
             items = validate(Path(filename))
         except ValueError as error:          # another assignment's notebook, no graded cells ...
@@ -35,11 +42,11 @@ class CourseValidator:
         failing = [r for r in items if not r.passed]
         if items and not failing:
             return {}                        # nbgrader's dialog: "Success! Your notebook passes all the tests."
-        summary = (f"{earned:g} / {total:g} points: {len(failing)} of {len(items)} tests fail "
-                   f"(`course validate` in a terminal prints the same table)")
-        if checked_here(items):
-            summary += f". {checked_here(items)}."
-        return {"failed": [{"source": summary, "error": html.escape(report(items))}]}
+        summary = text_for(lang)["button"].format(earned=f"{earned:g}", total=f"{total:g}", failing=len(failing),
+                                                  count=len(items))
+        if checked_here(items, lang):
+            summary += ("。" if lang == "zh_CN" else ". ") + checked_here(items, lang) + ("。" if lang == "zh_CN" else ".")
+        return {"failed": [{"source": summary, "error": html.escape(report(items, lang))}]}
 
 
 def install() -> bool:

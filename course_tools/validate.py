@@ -94,16 +94,40 @@ def results(nb: nbformat.NotebookNode) -> list[CellResult]:
     return out
 
 
-def checked_here(items: list[CellResult]) -> str:
+# What `course validate` and the Validate button say, by the notebook's language (metadata.language: the
+# Chinese edition says zh_CN). The tests' own messages are the tests'.
+TEXT = {
+    "en": {"PASS": "PASS", "PART": "PART", "FAIL": "FAIL", "none": "no graded test cells found",
+           "score": "score {earned}/{total} ({passed} of {count} tests pass)", "more": " and {n} more",
+           "checked": ("{here} of {total} points checked here in full; the other {rest} ({names}) also need hidden "
+                       "tests that only the grader runs, so passing here is not yet full marks"),
+           "button": ("{earned} / {total} points: {failing} of {count} tests fail (`course validate` in a terminal "
+                      "prints the same table)")},
+    "zh_CN": {"PASS": "通过", "PART": "部分", "FAIL": "未过", "none": "没有找到计分测试单元",
+              "score": "得分 {earned}/{total}（{count} 个测试中 {passed} 个通过）", "more": " 等另外 {n} 个",
+              "checked": ("这 {total} 分中有 {here} 分在这里完整检查过；其余 {rest} 分（{names}）还需要只有评分程序才运行"
+                          "的隐藏测试，所以这里全部通过还不等于满分"),
+              "button": "{earned} / {total} 分：{count} 个测试中 {failing} 个未通过（在终端运行 `course validate` 会打印同样的表）"},
+}
+
+
+def text_for(nb_or_lang) -> dict[str, str]:
+    """The strings for a notebook (its metadata.language) or a language code; English otherwise."""
+    lang = nb_or_lang if isinstance(nb_or_lang, str) or nb_or_lang is None else \
+        nb_or_lang.get("metadata", {}).get("language")
+    return TEXT.get(lang, TEXT["en"]) if isinstance(lang, str) else TEXT["en"]
+
+
+def checked_here(items: list[CellResult], lang: str | None = None) -> str:
     """How many points a run here checked in full, and which tests also hold hidden tests ('' if none)."""
     hidden = [r for r in items if r.hidden]
     if not hidden:
         return ""
+    text = text_for(lang)
     total = sum(r.points for r in items)
     rest = sum(r.points for r in hidden)
-    names = ", ".join(r.grade_id for r in hidden[:4]) + (f" and {len(hidden) - 4} more" if len(hidden) > 4 else "")
-    return (f"{total - rest:g} of {total:g} points checked here in full; the other {rest:g} ({names}) also "
-            f"need hidden tests that only the grader runs, so passing here is not yet full marks")
+    names = ", ".join(r.grade_id for r in hidden[:4]) + (text["more"].format(n=len(hidden) - 4) if len(hidden) > 4 else "")
+    return text["checked"].format(here=f"{total - rest:g}", total=f"{total:g}", rest=f"{rest:g}", names=names)
 
 
 def _course_config(root: Path | None, timeout: int | None):
@@ -237,19 +261,21 @@ def validate(path: Path, timeout: int | None = None, root: Path | None = None) -
     return results(execute(nb, cwd=path.parent.resolve(), timeout=timeout, root=root))
 
 
-def report(items: list[CellResult]) -> str:
-    """Format results as a table a student reads at a glance."""
+def report(items: list[CellResult], lang: str | None = None) -> str:
+    """Format results as a table a student reads at a glance (in LANG: the notebook's language)."""
+    text = text_for(lang)
     if not items:
-        return "no graded test cells found"
+        return text["none"]
     width = max(len(r.grade_id) for r in items)
     lines = []
     for r in items:
-        mark = "PASS" if r.passed else ("PART" if r.score else "FAIL")
+        mark = text["PASS"] if r.passed else (text["PART"] if r.score else text["FAIL"])
         line = f"{mark}  {r.grade_id:<{width}}  {r.score or 0:g}/{r.points:g}"
         lines.append(line + (f"   {r.error}" if not r.passed else ""))
     earned = sum(r.score or 0 for r in items)
     total = sum(r.points for r in items)
-    lines.append(f"score {earned:g}/{total:g} ({sum(r.passed for r in items)} of {len(items)} tests pass)")
-    if checked_here(items):
-        lines.append(checked_here(items))
+    lines.append(text["score"].format(earned=f"{earned:g}", total=f"{total:g}", passed=sum(r.passed for r in items),
+                                      count=len(items)))
+    if checked_here(items, lang):
+        lines.append(checked_here(items, lang))
     return "\n".join(lines)

@@ -214,3 +214,38 @@ def test_validate_says_how_many_points_a_run_here_checked_in_full():
     assert "1 (test_c)" in checked_here(results(nb))
     nb.metadata["course"] = {"hidden_tests": []}
     assert checked_here(results(nb)) == "" and "checked here" not in report(results(nb))
+
+
+def test_validate_speaks_the_notebooks_language():
+    """`course validate` and the Validate button report in the notebook's language (the Chinese edition's
+    metadata.language is zh_CN): the same table, marks and totals, in Chinese; English otherwise."""
+    from course_tools.validate import CellResult, checked_here, report
+
+    items = [CellResult("test_a", 2, True), CellResult("test_b", 3, False, "AssertionError: x", 0.0, hidden=True)]
+    english, chinese = report(items), report(items, "zh_CN")
+    assert english.splitlines()[0].startswith("PASS  test_a") and "FAIL  test_b  0/3   AssertionError: x" in english
+    assert "score 2/5 (1 of 2 tests pass)" in english and "2 of 5 points checked here in full" in english
+    assert chinese.splitlines()[0].startswith("通过  test_a") and "未过  test_b  0/3   AssertionError: x" in chinese
+    assert "得分 2/5（2 个测试中 1 个通过）" in chinese and "checked here" not in chinese
+    assert "这 5 分中有 2 分在这里完整检查过；其余 3 分（test_b）" in checked_here(items, "zh_CN")
+    assert report(items, "fr") == english, "an unknown language is English"
+    assert report([], "zh_CN") == "没有找到计分测试单元"
+
+
+def test_the_validate_button_speaks_the_notebooks_language(tmp_path, monkeypatch):
+    import nbformat
+
+    from course_tools import lab_validate, validate
+    from course_tools.validate import CellResult
+
+    items = [CellResult("test_a", 2, True), CellResult("test_b", 3, False, "AssertionError: x", 0.0)]
+    monkeypatch.setattr(validate, "validate", lambda path: items)
+    for lang, words in ((None, "2 / 5 points: 1 of 2 tests fail"), ("zh_CN", "2 / 5 分：2 个测试中 1 个未通过")):
+        nb = nbformat.v4.new_notebook()
+        if lang:
+            nb.metadata["language"] = lang
+        path = tmp_path / f"{lang}.ipynb"
+        nbformat.write(nb, path)
+        [failed] = lab_validate.CourseValidator().validate(str(path))["failed"]
+        assert failed["source"].startswith(words), failed["source"]
+        assert ("未过  test_b" if lang else "FAIL  test_b") in failed["error"]
