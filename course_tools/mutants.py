@@ -260,6 +260,14 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
             return not _failed(copy)
         return not any(output.get("output_type") == "error" for output in copy.get("outputs", []))
 
+    def run_plain(cell_id: str) -> tuple[bool, bool, str]:
+        """Rerun a cell that is not a test (it failed: what its error tells the student)."""
+        index, cell = by_id[cell_id]
+        copy = nbformat.from_dict(dict(cell, outputs=[]))
+        client.execute_cell(copy, index)
+        ok = not any(output.get("output_type") == "error" for output in copy.get("outputs", []))
+        return ok, True, "" if ok else _said(copy)
+
     def run_as_graded(cell_id: str, source: str | None = None) -> tuple[bool, bool, str]:
         """Run a test cell as the grader does (visible code, then each hidden block): (passed, a visible
         part failed, what that part said)."""
@@ -298,7 +306,7 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
             else:
                 for other in (*m.rerun, *plan[m]):      # the first failure is enough
                     ran.append(other)
-                    passed, visible, said = run_as_graded(other) if is_grade(by_id[other][1]) else (run(other), True, "")
+                    passed, visible, said = run_as_graded(other) if is_grade(by_id[other][1]) else run_plain(other)
                     if not passed:
                         outcome.caught_by.append(other)
                         outcome.visible, outcome.message = visible, said
