@@ -218,6 +218,27 @@ SHOWN = ("Your notebook as it was graded, with its outputs. Each test shows its 
          "its message.")
 
 
+# the collapsed hints under an exercise's prompt (issue 39), in either edition: "Hint 1" / "提示 1"
+HINT = re.compile(r"\n?<details><summary>(?:Hint|提示)\s*\d+</summary>(.*?)</details>\n?", re.S)
+
+
+def split_hints(markdown: str) -> tuple[str, list[str]]:
+    """A prompt without its collapsed hints, and the hints' texts in order."""
+    hints = [h.strip() for h in HINT.findall(markdown)]
+    return (HINT.sub("\n", markdown).rstrip() + "\n" if hints else markdown), hints
+
+
+class DropHints(Preprocessor):
+    """Feedback is about the graded run: the prompts' hints are the notebook's, not the page's."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):  # noqa: D102 - nbconvert API
+        if cell.cell_type == "markdown" and not cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            cell.source = split_hints(cell.source)[0]
+        return cell, resources
+
+
 class ShowEdition(Preprocessor):
     """The Chinese edition's feedback page shows its instructions in Chinese: ``course grade`` keeps the
     edition's translated markdown (from the course's catalogue, keyed by cell id) in the notebook's

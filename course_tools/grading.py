@@ -230,7 +230,7 @@ def scratch_config(root: Path, course_root: Path, *, cell_timeout: int, notebook
         f"c.KernelManager.connection_file = {runtime + '/kernel.json'!r}",
         'c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", '
         '"course_tools.feedback.ScrubHiddenTestText", "nbgrader.preprocessors.ClearHiddenTests", "course_tools.feedback.HideTestTracebacks", '
-        '"course_tools.feedback.WithholdAfterHold", "course_tools.feedback.SanitiseOutputs", "course_tools.feedback.ShowEdition", "course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
+        '"course_tools.feedback.WithholdAfterHold", "course_tools.feedback.SanitiseOutputs", "course_tools.feedback.ShowEdition", "course_tools.feedback.DropHints", "course_tools.feedback.SummariseTests", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]',
         "c.ClearHiddenTests.enforce_metadata = False",
         # the course's feedback page (course_tools/templates/feedback/course_feedback.html.j2), MathJax from OUT/feedback/_mathjax
         *(f"c.HTMLExporter.{key} = {value!r}" for key, value in FEEDBACK_TEMPLATE.items()),

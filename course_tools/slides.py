@@ -115,6 +115,28 @@ def tests_on_their_own_slides(nb: nbformat.NotebookNode) -> int:
     return moved
 
 
+def hints_to_notes(nb: nbformat.NotebookNode) -> int:
+    """In the lecture the prompts' collapsed hints become speaker notes (one notes cell after the prompt),
+    for the lecturer to give when the room is stuck. Returns how many hints moved."""
+    from course_tools.feedback import split_hints
+
+    cells, moved = [], 0
+    for cell in nb.cells:
+        cells.append(cell)
+        if cell.cell_type == "markdown":
+            prompt, hints = split_hints(cell.source)
+            if hints:
+                cell.source = prompt
+                label = "提示" if nb.metadata.get("language") == "zh_CN" else "Hint"
+                notes = nbformat.v4.new_markdown_cell("\n\n".join(f"**{label} {i}.** {h}" for i, h in enumerate(hints, 1)))
+                notes.metadata["slideshow"] = {"slide_type": "notes"}
+                notes.id = f"{cell.id}-hints"
+                cells.append(notes)
+                moved += len(hints)
+    nb.cells = cells
+    return moved
+
+
 def slide_type(cell: nbformat.NotebookNode) -> str:
     """Return the cell's ``slideshow.slide_type`` ('-' when absent)."""
     return cell.get("metadata", {}).get("slideshow", {}).get("slide_type", "-") or "-"
@@ -234,6 +256,7 @@ def build_deck(root: Path, assignment: str, out: Path, execute_cells: bool = Tru
         nb = translate_notebook(nb, load_catalogue(root, assignment, lang), lang)[0]
     strip_hidden_tests(nb)
     tests_on_their_own_slides(nb)
+    hints_to_notes(nb)
     if execute_cells:
         execute(nb, source.parent, timeout=timeout, progress=progress, label=assignment)
     copy_assets(out)

@@ -116,6 +116,7 @@ def test_the_feedback_page_is_in_the_language_of_the_submission(graded, root):
         assert title in zh, f"the notebook's instructions in Chinese: {title}"
         assert 'lang="en"' in en and "得分" not in en and "What it checks" in en
         assert "What it checks" not in zh
+        assert "<summary>Hint" not in en and "<summary>提示" not in zh, "hints are the notebook's, not the feedback's"
     wrong = (out / "feedback" / "zh-wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     assert "<b>未通过</b>: <code>AssertionError: " in wrong
 
@@ -135,3 +136,34 @@ def test_the_chinese_site_is_made_from_the_edition(root, tmp_path):
         assert nb.cells[0].source == edition.cells[0].source
         assert not [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") == "notes"]
     assert CJK.search(nbformat.read(pages[3], as_version=4).cells[0].source), "04's title is in Chinese"
+
+
+def test_hints_are_split_from_their_prompt():
+    from course_tools.feedback import split_hints
+
+    prompt = ("Write `f`.\n\n<details><summary>Hint 1</summary>\n\nThe idea.\n\n</details>\n\n"
+              "<details><summary>Hint 2</summary>\n\nThe step.\n\n</details>\n")
+    assert split_hints(prompt) == ("Write `f`.\n", ["The idea.", "The step."])
+    assert split_hints("写 `f`。\n\n<details><summary>提示 1</summary>\n\n思路。\n\n</details>\n") == ("写 `f`。\n", ["思路。"])
+    assert split_hints("No hints <details><summary>Why</summary>x</details>") == \
+        ("No hints <details><summary>Why</summary>x</details>", [])
+
+
+@pytest.mark.parametrize("lang, label", [(None, "Hint"), ("zh_CN", "提示")])
+def test_the_slides_give_the_hints_to_the_lecturer(root, lang, label):
+    """In the lecture every prompt's hints become the speaker notes right after it; no slide shows one."""
+    from course_tools.feedback import HINT
+    from course_tools.i18n import translate_notebook
+    from course_tools.slides import hints_to_notes
+
+    nb = nbformat.read(root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    if lang:
+        nb = translate_notebook(nb, load_catalogue(root, ASSIGNMENT, lang), lang)[0]
+    hints = sum(len(HINT.findall(c.source)) for c in nb.cells if c.cell_type == "markdown")
+    assert hints >= 6
+    assert hints_to_notes(nb) == hints
+    assert not [c.id for c in nb.cells if c.cell_type == "markdown" and "<details><summary>" in c.source]
+    notes = [(i, c) for i, c in enumerate(nb.cells) if c.id.endswith("-hints")]
+    assert sum(c.source.count(f"**{label} ") for _, c in notes) == hints
+    assert all(c.metadata["slideshow"]["slide_type"] == "notes" and nb.cells[i - 1].id == c.id[:-len("-hints")]
+               for i, c in notes)
