@@ -250,22 +250,22 @@ def run_mistakes(root: Path, assignment: str, names: list[str] | None = None, ti
                             kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
                             resources={"metadata": {"path": str(notebook.parent)}})
 
-    def run(cell_id: str, source: str | None = None) -> bool:
+    def run_copy(cell_id: str, source: str | None = None) -> tuple[bool, nbformat.NotebookNode]:
         """Run a cell (optionally with another source) on a copy; True when it would score full points
         (graded cells: no error and no stderr, as nbgrader scores them; other cells: no error)."""
         index, cell = by_id[cell_id]
         copy = nbformat.from_dict(dict(cell, outputs=[], source=cell.source if source is None else source))
         client.execute_cell(copy, index)
         if is_grade(cell) or source is not None:
-            return not _failed(copy)
-        return not any(output.get("output_type") == "error" for output in copy.get("outputs", []))
+            return not _failed(copy), copy
+        return not any(output.get("output_type") == "error" for output in copy.get("outputs", [])), copy
+
+    def run(cell_id: str, source: str | None = None) -> bool:
+        return run_copy(cell_id, source)[0]
 
     def run_plain(cell_id: str) -> tuple[bool, bool, str]:
         """Rerun a cell that is not a test (it failed: what its error tells the student)."""
-        index, cell = by_id[cell_id]
-        copy = nbformat.from_dict(dict(cell, outputs=[]))
-        client.execute_cell(copy, index)
-        ok = not any(output.get("output_type") == "error" for output in copy.get("outputs", []))
+        ok, copy = run_copy(cell_id)
         return ok, True, "" if ok else _said(copy)
 
     def run_as_graded(cell_id: str, source: str | None = None) -> tuple[bool, bool, str]:
